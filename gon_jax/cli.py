@@ -1,0 +1,56 @@
+"""What train.py and eval.py share: flags, multi-process start-up, one-line errors."""
+
+import sys
+from typing import Any, Callable
+
+import jax
+import ml_collections
+from absl import app, flags
+from ml_collections import config_flags
+
+from gon_jax.data import DataError
+from gon_jax.models import ConfigError
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).',
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Folder for checkpoints, metrics and images.')
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', None,
+    'host:port of process 0 for a multi-process run (jax.distributed.initialize); '
+    'leave unset on clusters that jax detects by itself, and for one process.')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in a multi-process run.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process in a multi-process run.')
+_DISTRIBUTED = flags.DEFINE_bool('distributed', False,
+                                 'Call jax.distributed.initialize() (auto-detected clusters).')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+# Errors that are the user's input, not a bug: printed as one line, exit code 1.
+USER_ERRORS = (ConfigError, DataError, FileNotFoundError)
+
+
+def initialize_distributed() -> None:
+  """Joins a multi-process run when the flags ask for one."""
+  if _COORDINATOR.value is None and not _DISTRIBUTED.value:
+    return
+  if jax.default_backend() == 'cpu' or _COORDINATOR.value:
+    # CPU processes need a collectives backend to all-reduce across hosts.
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
+                             num_processes=_NUM_PROCESSES.value,
+                             process_id=_PROCESS_ID.value)
+
+
+def run(main: Callable[[ml_collections.ConfigDict, str], Any]) -> None:
+  """Runs `main(config, workdir)` as an absl app."""
+
+  def _main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+    initialize_distributed()
+    try:
+      main(_CONFIG.value, _WORKDIR.value)
+    except USER_ERRORS as err:
+      print(f'error: {err}', file=sys.stderr)
+      sys.exit(1)
+
+  app.run(_main)

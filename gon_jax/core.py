@@ -1,0 +1,119 @@
+"""The gradient-origin transform: latents as negative gradients at the origin.
+
+A GON has no encoder. For data `x` and a decoder `F`, the latent is one
+gradient-descent step on the data-fitting loss, taken from the origin
+(Bond-Taylor & Willcocks, ICLR 2021, Eq. 8):
+
+    z = z0 - grad_{z0} L_inner(x, F(z0)),   z0 = 0
+    G = L_outer(x, F(z))
+
+Training differentiates G with respect to the parameters of F *through* the
+inner gradient, so `jax.grad` is nested inside the outer `jax.value_and_grad`.
+The autoencoding GON (Eq. 8), the variational GON (Eq. 10), the implicit GON
+(Eq. 12) and the GON classifier (Eq. 13) are all `origin_latent` with another
+`decode` and other losses.
+
+Example, the convolutional GON of Eq. 8::
+
+    def loss_fn(params):
+        decode = lambda z: model.apply({'params': params}, z)
+        z = origin_latent(decode, images, jnp.zeros([batch, latent_dim]),
+                          squared_error)
+        return jnp.mean(squared_error(decode(z), images))
+
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+"""
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+# (prediction, target) -> loss of each example, shape [batch].
+PerExampleLoss = Callable[[Array, Array], Array]
+Decoder = Callable[[Array], Array]
+
+
+def squared_error(prediction: Array, target: Array) -> Array:
+  """Summed squared error of each example.
+
+  Args:
+    prediction: `[batch, ...]`, e.g. `[batch, height, width, channels]`.
+    target: same shape as `prediction`.
+
+  Returns:
+    `[batch]`: sum over all non-batch axes of `(prediction - target)**2`.
+  """
+  error = jnp.square(prediction - target)
+  return jnp.sum(error.reshape(error.shape[0], -1), axis=1)
+
+
+def origin_latent(
+    decode: Decoder,
+    target: Array,
+    z0: Array,
+    inner_loss: PerExampleLoss = squared_error,
+    *,
+    num_steps: int = 1,
+    step_size: float = 1.0,
+    loss_scale: float = 1.0,
+    start_from_z0: bool = True,
+    detach: bool = False,
+) -> Array:
+  """Latents of `target` as gradient steps on the inner loss from `z0`.
+
+  `z_{k+1} = z_k - step_size * grad_z [loss_scale * L_inner(target, decode(z_k))]`
+  for `num_steps` steps from `z_0 = z0`. The per-example losses are summed, not
+  averaged: example i's latent then depends on example i only, whatever the
+  batch size or the number of devices (as long as `decode` treats examples
+  independently, e.g. BatchNorm using running averages).
+
+  Args:
+    decode: maps latents `[batch, latent_dim]` to predictions shaped like
+      `target`; closes over the decoder's parameters.
+    target: the data, `[batch, ...]`.
+    z0: starting latents `[batch, latent_dim]`: zeros (the paper) or samples of
+      N(0, sigma^2) (App. C).
+    inner_loss: per-example data-fitting loss `(prediction, target) -> [batch]`.
+    num_steps: number of gradient steps (Fig. 2b).
+    step_size: multiplier of each gradient.
+    loss_scale: multiplier of the inner loss. 1.0 sums over pixels; the
+      official GON.py averages over batch and pixels, i.e. `1 / (batch * pixels)`.
+    start_from_z0: `z = z0 - grad` if True, else `z = -grad` for the first step
+      (App. C compares both; identical when z0 = 0).
+    detach: treat the latent as a constant in the outer gradient, so the
+      decoder is never trained to make its own gradient a good encoding (the
+      detached baseline of Fig. 2b).
+
+  Returns:
+    Latents `[batch, latent_dim]`, differentiable with respect to whatever
+    `decode` closes over (unless `detach`).
+  """
+
+  def summed_inner_loss(z: Array) -> Array:
+    return loss_scale * jnp.sum(inner_loss(decode(z), target))
+
+  z = z0
+  for step in range(num_steps):
+    gradient = jax.grad(summed_inner_loss)(z)
+    z = (z if step > 0 or start_from_z0 else 0.0) - step_size * gradient
+  return jax.lax.stop_gradient(z) if detach else z
+
+
+def origin(batch_size: int, latent_dim: int, sigma: float = 0.0,
+           key: Array | None = None) -> Array:
+  """Starting latents z0: the origin, or N(0, sigma^2) samples (App. C).
+
+  Args:
+    batch_size: number of examples.
+    latent_dim: size of each latent.
+    sigma: standard deviation; 0 gives the origin.
+    key: PRNG key, needed when `sigma > 0`.
+
+  Returns:
+    `[batch_size, latent_dim]` float32.
+  """
+  if sigma == 0.0:
+    return jnp.zeros((batch_size, latent_dim), jnp.float32)
+  return sigma * jax.random.normal(key, (batch_size, latent_dim), jnp.float32)

@@ -1,0 +1,89 @@
+"""Placing the train state and batches on devices, and compiling the step.
+
+Two ways to run one `train_step` over all devices, chosen by `config.parallel`:
+
+* 'jit': `jax.jit` with the batch sharded over a one-axis `NamedSharding`
+  mesh of every device of every process, the state replicated; XLA inserts
+  the gradient all-reduce (the path JAX recommends).
+* 'pmap': `jax.pmap` over this process's devices with axis name `AXIS`; the
+  step averages gradients with `lax.pmean` and BatchNorm averages statistics
+  over the axis.
+
+Both compute the numbers of one device at the same global batch.
+"""
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from gon_jax.models import ConfigError
+
+AXIS = 'batch'
+PARALLEL_MODES = ('jit', 'pmap')
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+  """How train states and batches live on devices for one parallel mode."""
+  mode: str
+  mesh: Mesh
+
+  @property
+  def axis_name(self) -> str | None:
+    """The collective axis a step must name (pmap only)."""
+    return AXIS if self.mode == 'pmap' else None
+
+  def compile(self, step: Callable) -> Callable:
+    """Compiles `step(state, batch) -> (state, metrics)`; the old state is donated."""
+    if self.mode == 'pmap':
+      return jax.pmap(step, axis_name=AXIS, donate_argnums=0)
+    replicated = NamedSharding(self.mesh, PartitionSpec())
+    sharded = NamedSharding(self.mesh, PartitionSpec(AXIS))
+    return jax.jit(step, in_shardings=(replicated, sharded),
+                   out_shardings=(replicated, replicated), donate_argnums=0)
+
+  def put_state(self, state: Any) -> Any:
+    """Host state (the same on every process) -> replicated device state."""
+    if self.mode == 'pmap':
+      return jax.device_put_replicated(state, jax.local_devices())
+    replicated = NamedSharding(self.mesh, PartitionSpec())
+    return jax.tree.map(
+        lambda x: jax.make_array_from_callback(
+            np.shape(x), replicated, lambda index: np.asarray(x)[index]), state)
+
+  def put_batch(self, batch: dict) -> Any:
+    """This process's rows of the global batch -> a device batch."""
+    if self.mode == 'pmap':
+      n = jax.local_device_count()
+      split = jax.tree.map(lambda x: x.reshape(n, x.shape[0] // n, *x.shape[1:]), batch)
+      return jax.device_put_sharded([jax.tree.map(lambda x: x[i], split)
+                                     for i in range(n)], jax.local_devices())
+    sharded = NamedSharding(self.mesh, PartitionSpec(AXIS))
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(sharded, x), batch)
+
+  def get(self, tree: Any) -> Any:
+    """Replicated device values -> host numpy (one copy)."""
+    if self.mode == 'pmap':
+      return jax.tree.map(lambda x: np.asarray(x[0]), tree)
+    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
+
+
+def make_placement(mode: str, global_batch_size: int) -> Placement:
+  """Checks that the batch divides over the devices and builds the placement.
+
+  Raises:
+    ConfigError: unknown mode, or a batch that does not divide evenly.
+  """
+  if mode not in PARALLEL_MODES:
+    raise ConfigError(f'unknown parallel mode {mode!r}; valid: {", ".join(PARALLEL_MODES)}')
+  devices = jax.device_count()
+  if global_batch_size % devices:
+    raise ConfigError(f'batch_size {global_batch_size} does not divide over '
+                      f'{devices} devices; use a multiple of {devices}')
+  return Placement(mode, Mesh(np.array(jax.devices()), (AXIS,)))
+
+

@@ -1,0 +1,192 @@
+"""Training a GON: the train state, the one train step, and the training loop."""
+
+import functools
+import json
+import os
+import time
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import struct
+
+from gon_jax import checkpoints, data, evaluate, images
+from gon_jax.core import origin, squared_error
+from gon_jax.encode import inner_loss_scale, model_variables, reconstruct
+from gon_jax.models import ConfigError, get_model, init_variables
+from gon_jax.parallel import Placement, make_placement
+
+class TrainState(struct.PyTreeNode):
+  """Everything that changes during training, as a plain pytree."""
+  step: jax.Array
+  params: Any
+  batch_stats: Any  # {} for decoders without BatchNorm
+  opt_state: Any
+
+
+def training_origin(config: ml_collections.ConfigDict, step: jax.Array,
+                    local_batch: int, axis_name: str | None) -> jax.Array:
+  """z0 of this device's examples at `step`, the same for any device count.
+
+  Noise (App. C) is drawn for the whole global batch from a key of (seed,
+  step) and sliced, so data parallelism and resumption change nothing.
+  """
+  latent_dim = config.model.latent_dim
+  if config.gon.z0_sigma == 0.0:
+    return origin(local_batch, latent_dim)
+  key = jax.random.fold_in(jax.random.key(config.seed + 1), step)
+  z0 = origin(config.batch_size, latent_dim, config.gon.z0_sigma, key)
+  first = 0 if axis_name is None else jax.lax.axis_index(axis_name) * local_batch
+  return jax.lax.dynamic_slice_in_dim(z0, first, local_batch)
+
+
+def train_step(state: TrainState, batch: dict, *, model: nn.Module,
+               tx: optax.GradientTransformation,
+               config: ml_collections.ConfigDict,
+               axis_name: str | None = None) -> tuple[TrainState, dict]:
+  """One optimiser step on the outer loss, differentiated through the latents.
+
+  Args:
+    state: current train state.
+    batch: `{'image': [batch, height, width, channels], ...}`, this device's
+      share of the global batch.
+    model, tx, config: bound with functools.partial before compiling.
+    axis_name: the pmap axis to average gradients over, or None under jit.
+
+  Returns:
+    `(new state, {'loss': mean summed squared error per image})`.
+  """
+  x = batch['image']
+  z0 = training_origin(config, state.step, x.shape[0], axis_name)
+
+  def loss_fn(params):
+    variables = model_variables(params, state.batch_stats)
+    recon, _, batch_stats = reconstruct(model, variables, x, z0, config, train=True)
+    return jnp.mean(squared_error(recon, x)), batch_stats
+
+  (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  if axis_name is not None:
+    grads, loss = jax.lax.pmean((grads, loss), axis_name)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  new_state = state.replace(step=state.step + 1,
+                            params=optax.apply_updates(state.params, updates),
+                            batch_stats=batch_stats, opt_state=opt_state)
+  return new_state, {'loss': loss}
+
+
+def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
+                       tx: optax.GradientTransformation) -> TrainState:
+  """Initial state on the host, the same on every process (seeded)."""
+  variables = init_variables(model, jax.random.key(config.seed), config.model.latent_dim)
+  params = variables['params']
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                     batch_stats=variables.get('batch_stats', {}),
+                     opt_state=tx.init(params))
+  return jax.tree.map(np.asarray, state)
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  return optax.adam(config.learning_rate)
+
+
+def setup(config: ml_collections.ConfigDict):
+  """Validates the config and builds what training and evaluation share.
+
+  Returns:
+    `(model, tx, initial host state)`.
+
+  Raises:
+    ConfigError: a config value that cannot work.
+  """
+  model = get_model(config)
+  inner_loss_scale(config)
+  tx = make_optimizer(config)
+  return model, tx, create_train_state(config, model, tx)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+  """Trains, checkpointing to and resuming from `workdir`, evaluating as it goes.
+
+  Everything that can be wrong with the config or the data is checked before
+  anything is written to `workdir`.
+
+  Returns:
+    The final train state on the host.
+  """
+  placement = make_placement(config.parallel, config.batch_size)
+  model, tx, state = setup(config)
+  train_images, train_labels = data.load_split(config.data, 'train', config.data.image_size)
+  test_images, _ = data.load_split(config.data, 'test', config.data.image_size)
+
+  manager = checkpoints.manager(workdir, config)
+  state, start_step = checkpoints.restore_latest(manager, state)
+  is_main = jax.process_index() == 0
+  writer = MetricWriter(workdir) if is_main else None
+
+  step_fn = placement.compile(functools.partial(
+      train_step, model=get_model(config, axis_name=placement.axis_name), tx=tx,
+      config=config, axis_name=placement.axis_name))
+  device_state = placement.put_state(state)
+  evaluator = evaluate.make_evaluator(model, config)
+  batches = data.train_batches(
+      train_images, train_labels, config.batch_size, config.seed, start_step,
+      jax.process_index(), jax.process_count())
+
+  progress = _progress_bar(start_step, config.num_steps, is_main)
+  last_time, last_step = time.perf_counter(), start_step
+  for step in range(start_step + 1, config.num_steps + 1):
+    device_state, metrics = step_fn(device_state, placement.put_batch(next(batches)))
+    progress.update(1)
+    if step % config.log_every == 0 or step == config.num_steps:
+      loss = float(placement.get(metrics)['loss'])
+      now = time.perf_counter()
+      rate = (step - last_step) / (now - last_time)
+      last_time, last_step = now, step
+      progress.set_postfix(loss=f'{loss:.3f}', steps_per_s=f'{rate:.2f}')
+      if writer:
+        writer.write(step, {'train/loss': loss, 'train/steps_per_second': rate})
+    if step % config.eval_every == 0 or step == config.num_steps:
+      if is_main:
+        state = placement.get(device_state)
+        results, recon = evaluator(model_variables(state.params, state.batch_stats),
+                                   test_images)
+        writer.write(step, {f'test/{k}': v for k, v in results.items()})
+        images.save_reconstructions(
+            os.path.join(workdir, 'images', f'reconstructions_{step:07d}.png'),
+            test_images, recon, config.grid_size)
+    if step % config.checkpoint_every == 0 or step == config.num_steps:
+      checkpoints.save(manager, step, placement.get(device_state))
+  progress.close()
+  manager.wait_until_finished()
+  if writer:
+    writer.close()
+  return placement.get(device_state)
+
+
+def _progress_bar(start: int, total: int, enabled: bool):
+  import tqdm  # pylint: disable=import-outside-toplevel
+  return tqdm.tqdm(initial=start, total=total, disable=not enabled,
+                   dynamic_ncols=True, unit='step')
+
+
+class MetricWriter:
+  """Scalars to TensorBoard event files and to `metrics.jsonl` in the workdir."""
+
+  def __init__(self, workdir: str):
+    from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
+    self._summary = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+    self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a', encoding='utf-8')
+
+  def write(self, step: int, scalars: dict[str, float]) -> None:
+    for name, value in scalars.items():
+      self._summary.add_scalar(name, value, step)
+    self._jsonl.write(json.dumps({'step': step, **scalars}) + '\n')
+    self._jsonl.flush()
+
+  def close(self) -> None:
+    self._summary.close()
+    self._jsonl.close()
