@@ -3,7 +3,9 @@
 import os
 from typing import Any
 
+import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 
 from gon_jax.models import ConfigError
@@ -29,13 +31,17 @@ def restore_latest(manager_: ocp.CheckpointManager, template: Any) -> tuple[Any,
   step = manager_.latest_step()
   if step is None:
     return template, 0
+  mismatch = f'{manager_.directory} holds a checkpoint (step {step}) of another model'
   try:
     state = manager_.restore(step, args=ocp.args.StandardRestore(template))
   except (ValueError, KeyError, TypeError) as err:
-    raise ConfigError(
-        f'{manager_.directory} holds a checkpoint (step {step}) that does not fit '
-        f'this config\'s model: {str(err).splitlines()[0][:200]}; use another '
-        '--workdir') from None
+    raise ConfigError(f'{mismatch} ({str(err).splitlines()[0][:160]}); use another '
+                      '--workdir or the config it was trained with') from None
+  # Orbax restores stored shapes whatever the template says, so compare them.
+  shapes = lambda tree: jax.tree.map(np.shape, tree)
+  if jax.tree.structure(state) != jax.tree.structure(template) or shapes(state) != shapes(template):
+    raise ConfigError(f'{mismatch}: its parameters differ from this config\'s; use another '
+                      '--workdir or the config it was trained with')
   return state, step
 
 

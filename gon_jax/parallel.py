@@ -48,7 +48,10 @@ class Placement:
   def put_state(self, state: Any) -> Any:
     """Host state (the same on every process) -> replicated device state."""
     if self.mode == 'pmap':
-      return jax.device_put_replicated(state, jax.local_devices())
+      n = jax.local_device_count()
+      return jax.tree.map(
+          lambda x: jax.device_put(np.broadcast_to(x, (n, *np.shape(x))), _local_stack()),
+          state)
     replicated = NamedSharding(self.mesh, PartitionSpec())
     return jax.tree.map(
         lambda x: jax.make_array_from_callback(
@@ -58,18 +61,23 @@ class Placement:
     """This process's rows of the global batch -> a device batch."""
     if self.mode == 'pmap':
       n = jax.local_device_count()
-      split = jax.tree.map(lambda x: x.reshape(n, x.shape[0] // n, *x.shape[1:]), batch)
-      return jax.device_put_sharded([jax.tree.map(lambda x: x[i], split)
-                                     for i in range(n)], jax.local_devices())
+      return jax.tree.map(
+          lambda x: jax.device_put(x.reshape(n, x.shape[0] // n, *x.shape[1:]),
+                                   _local_stack()), batch)
     sharded = NamedSharding(self.mesh, PartitionSpec(AXIS))
     return jax.tree.map(
         lambda x: jax.make_array_from_process_local_data(sharded, x), batch)
 
   def get(self, tree: Any) -> Any:
     """Replicated device values -> host numpy (one copy)."""
-    if self.mode == 'pmap':
-      return jax.tree.map(lambda x: np.asarray(x[0]), tree)
+    if self.mode == 'pmap':  # this device's copy still has the device axis
+      return jax.tree.map(lambda x: np.asarray(x.addressable_data(0))[0], tree)
     return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
+
+
+def _local_stack() -> NamedSharding:
+  """A leading axis split over this process's devices: pmap's input layout."""
+  return NamedSharding(Mesh(np.array(jax.local_devices()), (AXIS,)), PartitionSpec(AXIS))
 
 
 def make_placement(mode: str, global_batch_size: int) -> Placement:

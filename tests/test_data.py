@@ -12,31 +12,13 @@ import pytest
 
 from gon_jax import data
 
-MNIST_DIR = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'mnist'
-IDX_NAMES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte',
-             't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')
+from testing_utils import IDX_NAMES, MNIST_DIR, NEEDS_MNIST, idx_bytes, write_idx_folder
 
 
 def config(source: str = 'idx', name: str = 'mnist', folder=None, **extra) -> types.SimpleNamespace:
     """A stand-in for the ConfigDict `config.data`."""
     return types.SimpleNamespace(source=source, name=name, dir=None if folder is None else str(folder),
                                  **extra)
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    """Encodes a uint8 array as an IDX file: magic 0x0000080<ndim>, big-endian int32 dims, data."""
-    header = bytes([0, 0, 8, array.ndim]) + b''.join(d.to_bytes(4, 'big') for d in array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
-
-def write_idx_folder(folder: pathlib.Path, images: dict, labels: dict, gz: bool) -> pathlib.Path:
-    """Writes the four IDX files; images/labels map 'train'/'test' to uint8 arrays."""
-    folder.mkdir(parents=True, exist_ok=True)
-    arrays = (images['train'], labels['train'], images['test'], labels['test'])
-    for name, array in zip(IDX_NAMES, arrays):
-        payload = idx_bytes(array)
-        (folder / (name + '.gz' if gz else name)).write_bytes(gzip.compress(payload) if gz else payload)
-    return folder
 
 
 @pytest.fixture
@@ -211,7 +193,7 @@ def test_tfds_not_prepared(tmp_path):
 
 
 @pytest.mark.integration
-@pytest.mark.skipif(not MNIST_DIR.is_dir(), reason='needs real MNIST in ../shared/data/mnist (IDX)')
+@pytest.mark.skipif(not MNIST_DIR.is_dir(), reason=NEEDS_MNIST)
 def test_real_mnist():
     train_x, train_y = data.load_split(config(folder=MNIST_DIR), 'train', 32)
     test_x, test_y = data.load_split(config(folder=MNIST_DIR), 'test', None)

@@ -1,0 +1,66 @@
+"""Shared by the tests: tiny IDX data sets and tiny configs."""
+
+import gzip
+import pathlib
+import sys
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+MNIST_DIR = REPO.parent / 'shared' / 'data' / 'mnist'
+NEEDS_MNIST = f'needs real MNIST in IDX form at {MNIST_DIR} (../shared/data/mnist)'
+IDX_NAMES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte',
+             't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')
+
+if str(REPO) not in sys.path:  # the configs package lives at the repo root
+  sys.path.insert(0, str(REPO))
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+  """Encodes a uint8 array as an IDX file: magic 0x0000080<ndim>, big-endian int32 dims, data."""
+  header = bytes([0, 0, 8, array.ndim]) + b''.join(d.to_bytes(4, 'big') for d in array.shape)
+  return header + array.astype(np.uint8).tobytes()
+
+
+def write_idx_folder(folder: pathlib.Path, images: dict, labels: dict, gz: bool) -> pathlib.Path:
+  """Writes the four IDX files; images/labels map 'train'/'test' to uint8 arrays."""
+  folder.mkdir(parents=True, exist_ok=True)
+  arrays = (images['train'], labels['train'], images['test'], labels['test'])
+  for name, array in zip(IDX_NAMES, arrays):
+    payload = idx_bytes(array)
+    (folder / (name + '.gz' if gz else name)).write_bytes(gzip.compress(payload) if gz else payload)
+  return folder
+
+
+def write_blob_digits(folder: pathlib.Path, num_train: int = 256, num_test: int = 64) -> pathlib.Path:
+  """A learnable stand-in for MNIST: 28x28 images of one bright square at random places."""
+  rng = np.random.default_rng(0)
+  images, labels = {}, {}
+  for split, n in (('train', num_train), ('test', num_test)):
+    x = np.zeros((n, 28, 28), np.uint8)
+    corners = rng.integers(2, 18, (n, 2))
+    for i, (r, c) in enumerate(corners):
+      x[i, r:r + 8, c:c + 8] = 255
+    images[split], labels[split] = x, (corners[:, 0] // 4).astype(np.uint8)
+  return write_idx_folder(folder, images, labels, gz=True)
+
+
+def tiny_config(idx_dir, norm: str = 'batch'):
+  """conv_mnist shrunk to a 16x16 decoder of width 4, for fast tests."""
+  from configs import conv_mnist  # pylint: disable=import-outside-toplevel
+  config = conv_mnist.get_config()
+  config.data.source = 'idx'
+  config.data.dir = str(idx_dir)
+  config.data.image_size = 16
+  config.model.latent_dim = 8
+  config.model.features = 4
+  config.model.norm = norm
+  config.batch_size = 8
+  config.num_steps = 4
+  config.learning_rate = 1e-2
+  config.log_every = 2
+  config.eval_every = 4
+  config.checkpoint_every = 2
+  config.eval_batch_size = 32
+  config.grid_size = 2
+  return config
