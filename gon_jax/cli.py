@@ -5,7 +5,7 @@ from typing import Any, Callable
 
 import jax
 import ml_collections
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from gon_jax.data import DataError
@@ -32,9 +32,9 @@ def initialize_distributed() -> None:
   """Joins a multi-process run when the flags ask for one."""
   if _COORDINATOR.value is None and not _DISTRIBUTED.value:
     return
-  if jax.default_backend() == 'cpu' or _COORDINATOR.value:
-    # CPU processes need a collectives backend to all-reduce across hosts.
-    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  # CPU devices need a collectives backend to all-reduce across processes;
+  # the setting does not affect GPUs or TPUs.
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
                              num_processes=_NUM_PROCESSES.value,
                              process_id=_PROCESS_ID.value)
@@ -46,6 +46,8 @@ def run(main: Callable[[ml_collections.ConfigDict, str], Any]) -> None:
   def _main(argv):
     if len(argv) > 1:
       raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+    if not flags.FLAGS['verbosity'].present:
+      logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     initialize_distributed()
     try:
       main(_CONFIG.value, _WORKDIR.value)

@@ -1,7 +1,9 @@
 """Shared by the tests: tiny IDX data sets and tiny configs."""
 
 import gzip
+import os
 import pathlib
+import subprocess
 import sys
 
 import numpy as np
@@ -64,3 +66,24 @@ def tiny_config(idx_dir, norm: str = 'batch'):
   config.eval_batch_size = 32
   config.grid_size = 2
   return config
+
+
+# Command-line overrides giving tiny_config's model and data (3 steps), for train.py and eval.py.
+TINY_FLAGS = ['--config.data.source=idx', '--config.data.image_size=16',
+              '--config.model.features=4', '--config.model.latent_dim=8',
+              '--config.batch_size=8', '--config.num_steps=3', '--config.log_every=1',
+              '--config.eval_every=3', '--config.checkpoint_every=3',
+              '--config.eval_batch_size=16', '--config.grid_size=2',
+              '--config.learning_rate=1e-2']
+
+
+def run_script(script, workdir, *flags, devices=1, background=False):
+  """Runs train.py or eval.py on configs/conv_mnist.py with TINY_FLAGS and `flags`."""
+  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
+             JAX_PLATFORMS='cpu')
+  command = [sys.executable, str(REPO / script), '--config', str(REPO / 'configs/conv_mnist.py'),
+             '--workdir', str(workdir), *TINY_FLAGS, *flags]
+  if background:
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=REPO)
+  return subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
