@@ -16,7 +16,7 @@ import numpy as np
 
 
 class DataError(ValueError):
-    """Bad data input; str(err) is one clear line for the user."""
+  """Bad data input; str(err) is one clear line for the user."""
 
 
 # Data set names accepted by the tfds source -> TFDS builder name.
@@ -41,117 +41,116 @@ _idx_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
 
 def _idx_file(folder: pathlib.Path, split: str, kind: str) -> pathlib.Path:
-    """Finds e.g. train-images-idx3-ubyte[.gz] (or the dotted train-images.idx3-ubyte) in folder."""
-    stem = f"{_IDX_PREFIX[split]}-{kind}"
-    dims = 'idx3' if kind == 'images' else 'idx1'
-    for name in (f'{stem}-{dims}-ubyte', f'{stem}.{dims}-ubyte'):
-        for suffix in ('.gz', ''):
-            if (folder / (name + suffix)).is_file():
-                return folder / (name + suffix)
-    expected = ', '.join(f'{p}-{k}-{d}-ubyte[.gz]' for p in ('train', 't10k')
-                         for k, d in (('images', 'idx3'), ('labels', 'idx1')))
-    state = 'is empty' if not any(folder.iterdir()) else f'has no {stem}-{dims}-ubyte[.gz]'
-    raise DataError(f"IDX folder {folder} {state}; put the four IDX files there ({expected})")
+  """Finds e.g. train-images-idx3-ubyte[.gz] (or the dotted train-images.idx3-ubyte) in folder."""
+  stem = f"{_IDX_PREFIX[split]}-{kind}"
+  dims = 'idx3' if kind == 'images' else 'idx1'
+  for name in (f'{stem}-{dims}-ubyte', f'{stem}.{dims}-ubyte'):
+    for suffix in ('.gz', ''):
+      if (folder / (name + suffix)).is_file():
+        return folder / (name + suffix)
+  expected = ', '.join(f'{p}-{k}-{d}-ubyte[.gz]' for p in ('train', 't10k')
+                       for k, d in (('images', 'idx3'), ('labels', 'idx1')))
+  state = 'is empty' if not any(folder.iterdir()) else f'has no {stem}-{dims}-ubyte[.gz]'
+  raise DataError(f"IDX folder {folder} {state}; put the four IDX files there ({expected})")
 
 
 def _read_idx(path: pathlib.Path, kind: str) -> np.ndarray:
-    """Parses one IDX file (gzipped or not) into a uint8 array with the header's shape."""
-    try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == '.gz' else path.read_bytes()
-    except (OSError, EOFError) as e:  # Unreadable file or corrupt gzip stream.
-        raise DataError(f"cannot read IDX file {path} ({e}); re-download it") from None
-    magic = int.from_bytes(raw[:4], 'big') if len(raw) >= 4 else None
-    if magic != _IDX_MAGIC[kind]:
-        found = 'none' if magic is None else hex(magic)
-        raise DataError(f"{path} is not an IDX {kind} file (magic number {found}, expected "
-                        f"{_IDX_MAGIC[kind]:#010x}); check the file name and content")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], 'big') for i in range(ndim))
-    size = int(np.prod(shape))
-    if len(raw) < header + size:
-        raise DataError(f"IDX file {path} is truncated: header promises {size} bytes of data, "
-                        f"found {max(len(raw) - header, 0)}; re-download it")
-    return np.frombuffer(raw, np.uint8, count=size, offset=header).reshape(shape)
+  """Parses one IDX file (gzipped or not) into a uint8 array with the header's shape."""
+  try:
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == '.gz' else path.read_bytes()
+  except (OSError, EOFError) as e:  # Unreadable file or corrupt gzip stream.
+    raise DataError(f"cannot read IDX file {path} ({e}); re-download it") from None
+  magic = int.from_bytes(raw[:4], 'big') if len(raw) >= 4 else None
+  if magic != _IDX_MAGIC[kind]:
+    found = 'none' if magic is None else hex(magic)
+    raise DataError(f"{path} is not an IDX {kind} file (magic number {found}, expected "
+                    f"{_IDX_MAGIC[kind]:#010x}); check the file name and content")
+  ndim = raw[3]
+  header = 4 + 4 * ndim
+  shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], 'big') for i in range(ndim))
+  size = int(np.prod(shape))
+  if len(raw) < header + size:
+    raise DataError(f"IDX file {path} is truncated: header promises {size} bytes of data, "
+                    f"found {max(len(raw) - header, 0)}; re-download it")
+  return np.frombuffer(raw, np.uint8, count=size, offset=header).reshape(shape)
 
 
 def _resize_matrix(size_in: int, size_out: int) -> np.ndarray:
-    """[size_out, size_in] weights of 1-D linear interpolation with half-pixel centres.
+  """[size_out, size_in] weights of 1-D linear interpolation with half-pixel centres.
 
     Matches jax.image.resize('bilinear') and PIL/torchvision bilinear: a triangle kernel, widened
     by the scale when shrinking (antialias), renormalised over the taps inside the image.
     """
-    scale = size_in / size_out
-    width = max(scale, 1.0)
-    centres = (np.arange(size_out) + 0.5) * scale - 0.5
-    weights = np.maximum(0.0, 1.0 - np.abs(np.arange(size_in)[None, :] - centres[:, None]) / width)
-    return weights / weights.sum(axis=1, keepdims=True)
+  scale = size_in / size_out
+  width = max(scale, 1.0)
+  centres = (np.arange(size_out) + 0.5) * scale - 0.5
+  weights = np.maximum(0.0, 1.0 - np.abs(np.arange(size_in)[None, :] - centres[:, None]) / width)
+  return weights / weights.sum(axis=1, keepdims=True)
 
 
 def _to_float(images: np.ndarray, image_size: int | None) -> np.ndarray:
-    """uint8 [N, H, W, C] -> float32 [N, S, S, C] in [0, 1]; bilinear resize when S != H or W."""
-    n, h, w, c = images.shape
-    if image_size is None or (h, w) == (image_size, image_size):
-        return images.astype(np.float32) / 255.0
-    mat_h = _resize_matrix(h, image_size).astype(np.float32) / 255.0  # Folds in the /255.
-    mat_w = _resize_matrix(w, image_size).astype(np.float32)
-    out = np.empty((n, image_size, image_size, c), np.float32)
-    for start in range(0, n, _CHUNK):  # Chunks keep the float32 temporaries small.
-        x = images[start:start + _CHUNK].astype(np.float32)
-        x = np.tensordot(x, mat_h, axes=([1], [1]))  # [n, W, C, S]: separable, two GEMMs.
-        x = np.tensordot(x, mat_w, axes=([1], [1]))  # [n, C, S, S]
-        out[start:start + _CHUNK] = x.transpose(0, 2, 3, 1)
-    return np.clip(out, 0.0, 1.0, out=out)  # Guards against float rounding just past 1.
+  """uint8 [N, H, W, C] -> float32 [N, S, S, C] in [0, 1]; bilinear resize when S != H or W."""
+  n, h, w, c = images.shape
+  if image_size is None or (h, w) == (image_size, image_size):
+    return images.astype(np.float32) / 255.0
+  mat_h = _resize_matrix(h, image_size).astype(np.float32) / 255.0  # Folds in the /255.
+  mat_w = _resize_matrix(w, image_size).astype(np.float32)
+  out = np.empty((n, image_size, image_size, c), np.float32)
+  for start in range(0, n, _CHUNK):  # Chunks keep the float32 temporaries small.
+    x = images[start:start + _CHUNK].astype(np.float32)
+    x = np.tensordot(x, mat_h, axes=([1], [1]))  # [n, W, C, S]: separable, two GEMMs.
+    x = np.tensordot(x, mat_w, axes=([1], [1]))  # [n, C, S, S]
+    out[start:start + _CHUNK] = x.transpose(0, 2, 3, 1)
+  return np.clip(out, 0.0, 1.0, out=out)  # Guards against float rounding just past 1.
 
 
 def _load_idx(folder: pathlib.Path, split: str, image_size: int | None):
-    if not folder.is_dir():
-        raise DataError(f"IDX folder {folder} does not exist; set --config.data.dir to the folder "
-                        "holding the four IDX files (e.g. MNIST's train-images-idx3-ubyte.gz)")
-    paths = [_idx_file(folder, split, kind) for kind in ('images', 'labels')]
-    key = (tuple((str(p.resolve()), p.stat().st_mtime_ns) for p in paths), image_size)
-    if key not in _idx_cache:  # Parsing + resizing 60k images once per process is enough.
-        images, labels = (_read_idx(p, kind) for p, kind in zip(paths, ('images', 'labels')))
-        if images.ndim != 3 or labels.ndim != 1:
-            raise DataError(f"IDX files in {folder} have shapes {images.shape} and {labels.shape}, "
-                            "expected [N, height, width] images and [N] labels")
-        if len(images) != len(labels):
-            raise DataError(f"IDX {split} files in {folder} disagree: {len(images)} images but "
-                            f"{len(labels)} labels; re-download them")
-        result = (_to_float(images[..., None], image_size), labels.astype(np.int32))
-        for array in result:
-            array.flags.writeable = False  # Shared by every caller: keep it read-only.
-        _idx_cache[key] = result
-    return _idx_cache[key]
+  if not folder.is_dir():
+    raise DataError(f"IDX folder {folder} does not exist; set --config.data.dir to the folder "
+                    "holding the four IDX files (e.g. MNIST's train-images-idx3-ubyte.gz)")
+  paths = [_idx_file(folder, split, kind) for kind in ('images', 'labels')]
+  key = (tuple((str(p.resolve()), p.stat().st_mtime_ns) for p in paths), image_size)
+  if key not in _idx_cache:  # Parsing + resizing 60k images once per process is enough.
+    images, labels = (_read_idx(p, kind) for p, kind in zip(paths, ('images', 'labels')))
+    if images.ndim != 3 or labels.ndim != 1:
+      raise DataError(f"IDX files in {folder} have shapes {images.shape} and {labels.shape}, "
+                      "expected [N, height, width] images and [N] labels")
+    if len(images) != len(labels):
+      raise DataError(f"IDX {split} files in {folder} disagree: {len(images)} images but "
+                      f"{len(labels)} labels; re-download them")
+    result = (_to_float(images[..., None], image_size), labels.astype(np.int32))
+    for array in result:
+      array.flags.writeable = False  # Shared by every caller: keep it read-only.
+    _idx_cache[key] = result
+  return _idx_cache[key]
 
 
-def _load_tfds(name: str, split: str, data_dir: str | None, image_size: int | None,
-               download: bool):
-    import tensorflow_datasets as tfds  # Imported lazily: heavy, and unneeded for idx.
+def _load_tfds(name: str, split: str, data_dir: str | None, image_size: int | None, download: bool):
+  import tensorflow_datasets as tfds  # Imported lazily: heavy, and unneeded for idx.
 
-    try:
-        source = tfds.data_source(DATASETS[name], split=split, data_dir=data_dir,
-                                  download=download)
-        num = len(source)
-        images, labels = [], []
-        for start in range(0, num, _CHUNK):
-            records = source.__getitems__(list(range(start, min(start + _CHUNK, num))))
-            chunk = np.stack([r['image'] for r in records])
-            images.append(_to_float(chunk if chunk.ndim == 4 else chunk[..., None], image_size))
-            key = next((k for k in _LABEL_KEYS if k in records[0]), None)
-            labels.append(np.array([r[key] if key else 0 for r in records], np.int32))
-    except Exception as e:  # tfds raises many types (NotImplementedError, ImportError, OSError...).
-        reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
-        raise DataError(f"tfds could not load {name!r} split {split!r} ({reason[:160]}); offline, "
-                        "use the idx source: --config.data.source=idx "
-                        "--config.data.dir=/path/to/folder-with-IDX-files") from None
-    if not images:
-        raise DataError(f"tfds data set {name!r} split {split!r} is empty")
-    return np.concatenate(images), np.concatenate(labels)
+  try:
+    source = tfds.data_source(DATASETS[name], split=split, data_dir=data_dir, download=download)
+    num = len(source)
+    images, labels = [], []
+    for start in range(0, num, _CHUNK):
+      records = source.__getitems__(list(range(start, min(start + _CHUNK, num))))
+      chunk = np.stack([r['image'] for r in records])
+      images.append(_to_float(chunk if chunk.ndim == 4 else chunk[..., None], image_size))
+      key = next((k for k in _LABEL_KEYS if k in records[0]), None)
+      labels.append(np.array([r[key] if key else 0 for r in records], np.int32))
+  except Exception as e:  # tfds raises many types (NotImplementedError, ImportError, OSError...).
+    reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+    raise DataError(f"tfds could not load {name!r} split {split!r} ({reason[:160]}); offline, "
+                    "use the idx source: --config.data.source=idx "
+                    "--config.data.dir=/path/to/folder-with-IDX-files") from None
+  if not images:
+    raise DataError(f"tfds data set {name!r} split {split!r} is empty")
+  return np.concatenate(images), np.concatenate(labels)
 
 
-def load_split(data_config: Any, split: str, image_size: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Loads a whole split into host memory.
+def load_split(data_config: Any, split: str,
+               image_size: int | None) -> tuple[np.ndarray, np.ndarray]:
+  """Loads a whole split into host memory.
 
     Args:
       data_config: object with attributes `source` ('idx' or 'tfds'), `name` (data set name; for
@@ -164,74 +163,80 @@ def load_split(data_config: Any, split: str, image_size: int | None) -> tuple[np
     Returns:
       (images float32 [num_examples, height, width, channels] in [0, 1], labels int32 [num_examples]).
     """
-    source, name = data_config.source, data_config.name
-    if split not in SPLITS:
-        raise DataError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-    if source == 'idx':
-        if not data_config.dir:
-            raise DataError("the idx source needs a folder: --config.data.dir=/path/to/folder-with-IDX-files")
-        return _load_idx(pathlib.Path(data_config.dir).expanduser(), split, image_size)
-    if source == 'tfds':
-        if name not in DATASETS:
-            raise DataError(f"unknown data set {name!r}; use one of {', '.join(sorted(DATASETS))}")
-        return _load_tfds(name, split, data_config.dir or None, image_size,
-                          bool(getattr(data_config, 'download', True)))
-    raise DataError(f"unknown data source {source!r}; use one of {', '.join(SOURCES)}")
+  source, name = data_config.source, data_config.name
+  if split not in SPLITS:
+    raise DataError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+  if source == 'idx':
+    if not data_config.dir:
+      raise DataError(
+          "the idx source needs a folder: --config.data.dir=/path/to/folder-with-IDX-files")
+    return _load_idx(pathlib.Path(data_config.dir).expanduser(), split, image_size)
+  if source == 'tfds':
+    if name not in DATASETS:
+      raise DataError(f"unknown data set {name!r}; use one of {', '.join(sorted(DATASETS))}")
+    return _load_tfds(name, split, data_config.dir or None, image_size,
+                      bool(getattr(data_config, 'download', True)))
+  raise DataError(f"unknown data source {source!r}; use one of {', '.join(SOURCES)}")
 
 
 def batch_indices(num_examples: int, batch_size: int, seed: int, step: int) -> np.ndarray:
-    """Global example indices [batch_size] of training step `step`; a pure function of (seed, step).
+  """Global example indices [batch_size] of training step `step`; a pure function of (seed, step).
 
     Each epoch is a fresh permutation from np.random.default_rng((seed, epoch)); an epoch has
     num_examples // batch_size steps (the incomplete last batch is dropped).
     """
-    if not 0 < batch_size <= num_examples:
-        raise DataError(f"batch size {batch_size} must be in [1, {num_examples}] (the number of examples)")
-    epoch, position = divmod(step, num_examples // batch_size)
-    return _permutation(num_examples, seed, epoch)[position * batch_size:(position + 1) * batch_size]
+  if not 0 < batch_size <= num_examples:
+    raise DataError(
+        f"batch size {batch_size} must be in [1, {num_examples}] (the number of examples)")
+  epoch, position = divmod(step, num_examples // batch_size)
+  return _permutation(num_examples, seed, epoch)[position * batch_size:(position + 1) * batch_size]
 
 
 @functools.lru_cache(maxsize=4)
 def _permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
-    """The epoch's order, cached so consecutive steps don't redraw it (O(num_examples) each)."""
-    permutation = np.random.default_rng((seed, epoch)).permutation(num_examples)
-    permutation.flags.writeable = False  # Shared by the cache.
-    return permutation
+  """The epoch's order, cached so consecutive steps don't redraw it (O(num_examples) each)."""
+  permutation = np.random.default_rng((seed, epoch)).permutation(num_examples)
+  permutation.flags.writeable = False  # Shared by the cache.
+  return permutation
 
 
 def process_slice(global_batch_size: int, process_index: int, process_count: int) -> slice:
-    """The rows [start, stop) of a global batch that process `process_index` reads."""
-    if process_count < 1 or global_batch_size % process_count:
-        raise DataError(f"global batch size {global_batch_size} must divide by the number of "
-                        f"processes ({process_count})")
-    if not 0 <= process_index < process_count:
-        raise DataError(f"process index {process_index} not in [0, {process_count})")
-    local = global_batch_size // process_count
-    return slice(process_index * local, (process_index + 1) * local)
+  """The rows [start, stop) of a global batch that process `process_index` reads."""
+  if process_count < 1 or global_batch_size % process_count:
+    raise DataError(f"global batch size {global_batch_size} must divide by the number of "
+                    f"processes ({process_count})")
+  if not 0 <= process_index < process_count:
+    raise DataError(f"process index {process_index} not in [0, {process_count})")
+  local = global_batch_size // process_count
+  return slice(process_index * local, (process_index + 1) * local)
 
 
-def train_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int,
-                  start_step: int = 0, process_index: int = 0,
+def train_batches(images: np.ndarray,
+                  labels: np.ndarray,
+                  batch_size: int,
+                  seed: int,
+                  start_step: int = 0,
+                  process_index: int = 0,
                   process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
-    """Infinite iterator of this process's rows of the global batch, for steps start_step, +1, ...
+  """Infinite iterator of this process's rows of the global batch, for steps start_step, +1, ...
 
     Yields:
       {'image': float32 [batch_size // process_count, height, width, channels],
        'label': int32 [batch_size // process_count]}; resuming at step s yields what an
       uninterrupted iterator yields at step s.
     """
-    rows = process_slice(batch_size, process_index, process_count)
-    step = start_step
-    while True:
-        index = batch_indices(len(images), batch_size, seed, step)[rows]
-        yield {'image': images[index], 'label': labels[index]}  # Fancy indexing copies.
-        step += 1
+  rows = process_slice(batch_size, process_index, process_count)
+  step = start_step
+  while True:
+    index = batch_indices(len(images), batch_size, seed, step)[rows]
+    yield {'image': images[index], 'label': labels[index]}  # Fancy indexing copies.
+    step += 1
 
 
 def eval_batches(images: np.ndarray, labels: np.ndarray,
                  batch_size: int) -> Iterator[dict[str, np.ndarray]]:
-    """The whole split in order, in batches of batch_size (the last one may be smaller)."""
-    if batch_size < 1:
-        raise DataError(f"batch size {batch_size} must be positive")
-    for start in range(0, len(images), batch_size):
-        yield {'image': images[start:start + batch_size], 'label': labels[start:start + batch_size]}
+  """The whole split in order, in batches of batch_size (the last one may be smaller)."""
+  if batch_size < 1:
+    raise DataError(f"batch size {batch_size} must be positive")
+  for start in range(0, len(images), batch_size):
+    yield {'image': images[start:start + batch_size], 'label': labels[start:start + batch_size]}

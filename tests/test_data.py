@@ -16,191 +16,197 @@ from testing_utils import IDX_NAMES, MNIST_DIR, NEEDS_MNIST, idx_bytes, write_id
 
 
 def config(source: str = 'idx', name: str = 'mnist', folder=None, **extra) -> types.SimpleNamespace:
-    """A stand-in for the ConfigDict `config.data`."""
-    return types.SimpleNamespace(source=source, name=name, dir=None if folder is None else str(folder),
-                                 **extra)
+  """A stand-in for the ConfigDict `config.data`."""
+  return types.SimpleNamespace(
+      source=source, name=name, dir=None if folder is None else str(folder), **extra)
 
 
 @pytest.fixture
 def tiny_set() -> tuple[dict, dict]:
-    """Random uint8 images [N, 28, 28] and labels [N] for both splits (7 train, 3 test)."""
-    rng = np.random.default_rng(0)
-    images = {s: rng.integers(0, 256, (n, 28, 28), dtype=np.uint8) for s, n in (('train', 7), ('test', 3))}
-    images['train'][0, 0, 0], images['train'][0, 0, 1] = 0, 255  # Both ends of the range.
-    labels = {s: rng.integers(0, 10, len(images[s]), dtype=np.uint8) for s in images}
-    return images, labels
+  """Random uint8 images [N, 28, 28] and labels [N] for both splits (7 train, 3 test)."""
+  rng = np.random.default_rng(0)
+  images = {
+      s: rng.integers(0, 256, (n, 28, 28), dtype=np.uint8) for s, n in (('train', 7), ('test', 3))
+  }
+  images['train'][0, 0, 0], images['train'][0, 0, 1] = 0, 255  # Both ends of the range.
+  labels = {s: rng.integers(0, 10, len(images[s]), dtype=np.uint8) for s in images}
+  return images, labels
 
 
 @pytest.mark.parametrize('gz', [True, False])
 def test_idx_reader_exact_values(tmp_path, tiny_set, gz):
-    images, labels = tiny_set
-    folder = write_idx_folder(tmp_path / 'set', images, labels, gz)
-    for split in data.SPLITS:
-        x, y = data.load_split(config(folder=folder), split, None)
-        assert x.shape == (len(images[split]), 28, 28, 1) and x.dtype == np.float32
-        assert y.dtype == np.int32
-        np.testing.assert_array_equal(x[..., 0], images[split].astype(np.float32) / 255.0)
-        np.testing.assert_array_equal(y, labels[split])
-        assert 0.0 <= x.min() and x.max() <= 1.0
-    x, _ = data.load_split(config(folder=folder), 'train', None)
-    assert x[0, 0, 0, 0] == 0.0 and x[0, 0, 1, 0] == 1.0
+  images, labels = tiny_set
+  folder = write_idx_folder(tmp_path / 'set', images, labels, gz)
+  for split in data.SPLITS:
+    x, y = data.load_split(config(folder=folder), split, None)
+    assert x.shape == (len(images[split]), 28, 28, 1) and x.dtype == np.float32
+    assert y.dtype == np.int32
+    np.testing.assert_array_equal(x[..., 0], images[split].astype(np.float32) / 255.0)
+    np.testing.assert_array_equal(y, labels[split])
+    assert 0.0 <= x.min() and x.max() <= 1.0
+  x, _ = data.load_split(config(folder=folder), 'train', None)
+  assert x[0, 0, 0, 0] == 0.0 and x[0, 0, 1, 0] == 1.0
 
 
 def test_idx_dotted_names(tmp_path, tiny_set):
-    """The dotted variant `train-images.idx3-ubyte` is accepted too."""
-    images, labels = tiny_set
-    folder = write_idx_folder(tmp_path / 'set', images, labels, gz=False)
-    for name in IDX_NAMES:
-        (folder / name).rename(folder / name.replace('-idx', '.idx'))
-    x, y = data.load_split(config(folder=folder), 'test', None)
-    np.testing.assert_array_equal(y, labels['test'])
-    assert x.shape == (3, 28, 28, 1)
+  """The dotted variant `train-images.idx3-ubyte` is accepted too."""
+  images, labels = tiny_set
+  folder = write_idx_folder(tmp_path / 'set', images, labels, gz=False)
+  for name in IDX_NAMES:
+    (folder / name).rename(folder / name.replace('-idx', '.idx'))
+  x, y = data.load_split(config(folder=folder), 'test', None)
+  np.testing.assert_array_equal(y, labels['test'])
+  assert x.shape == (3, 28, 28, 1)
 
 
 def assert_one_line_error(cfg, match: str) -> None:
-    with pytest.raises(data.DataError, match=match) as info:
-        data.load_split(cfg, 'train', None)
-    assert '\n' not in str(info.value)
+  with pytest.raises(data.DataError, match=match) as info:
+    data.load_split(cfg, 'train', None)
+  assert '\n' not in str(info.value)
 
 
 def test_idx_errors(tmp_path, tiny_set):
-    images, labels = tiny_set
-    assert_one_line_error(config(folder=tmp_path / 'nowhere'), 'does not exist')
-    (tmp_path / 'empty').mkdir()
-    assert_one_line_error(config(folder=tmp_path / 'empty'), 'is empty.*train-images-idx3-ubyte')
-    assert_one_line_error(config(folder=None), 'needs a folder')
+  images, labels = tiny_set
+  assert_one_line_error(config(folder=tmp_path / 'nowhere'), 'does not exist')
+  (tmp_path / 'empty').mkdir()
+  assert_one_line_error(config(folder=tmp_path / 'empty'), 'is empty.*train-images-idx3-ubyte')
+  assert_one_line_error(config(folder=None), 'needs a folder')
 
-    folder = write_idx_folder(tmp_path / 'partial', images, labels, gz=True)
-    (folder / 'train-labels-idx1-ubyte.gz').unlink()
-    assert_one_line_error(config(folder=folder), 'train-labels-idx1-ubyte')
+  folder = write_idx_folder(tmp_path / 'partial', images, labels, gz=True)
+  (folder / 'train-labels-idx1-ubyte.gz').unlink()
+  assert_one_line_error(config(folder=folder), 'train-labels-idx1-ubyte')
 
-    # Labels file where the images file should be: magic 0x801 instead of 0x803.
-    folder = write_idx_folder(tmp_path / 'magic', images, labels, gz=False)
-    (folder / 'train-images-idx3-ubyte').write_bytes(idx_bytes(labels['train']))
-    assert_one_line_error(config(folder=folder), 'magic number 0x801')
+  # Labels file where the images file should be: magic 0x801 instead of 0x803.
+  folder = write_idx_folder(tmp_path / 'magic', images, labels, gz=False)
+  (folder / 'train-images-idx3-ubyte').write_bytes(idx_bytes(labels['train']))
+  assert_one_line_error(config(folder=folder), 'magic number 0x801')
 
-    folder = write_idx_folder(tmp_path / 'truncated', images, labels, gz=False)
-    (folder / 'train-images-idx3-ubyte').write_bytes(idx_bytes(images['train'])[:-10])
-    assert_one_line_error(config(folder=folder), 'truncated')
+  folder = write_idx_folder(tmp_path / 'truncated', images, labels, gz=False)
+  (folder / 'train-images-idx3-ubyte').write_bytes(idx_bytes(images['train'])[:-10])
+  assert_one_line_error(config(folder=folder), 'truncated')
 
-    folder = write_idx_folder(tmp_path / 'count', images, labels, gz=True)
-    (folder / 'train-labels-idx1-ubyte.gz').write_bytes(gzip.compress(idx_bytes(labels['train'][:-1])))
-    assert_one_line_error(config(folder=folder), '7 images but 6 labels')
+  folder = write_idx_folder(tmp_path / 'count', images, labels, gz=True)
+  (folder / 'train-labels-idx1-ubyte.gz').write_bytes(
+      gzip.compress(idx_bytes(labels['train'][:-1])))
+  assert_one_line_error(config(folder=folder), '7 images but 6 labels')
 
-    folder = write_idx_folder(tmp_path / 'badgz', images, labels, gz=True)
-    (folder / 'train-images-idx3-ubyte.gz').write_bytes(b'\x1f\x8b' + b'not gzip')
-    assert_one_line_error(config(folder=folder), 'cannot read')
+  folder = write_idx_folder(tmp_path / 'badgz', images, labels, gz=True)
+  (folder / 'train-images-idx3-ubyte.gz').write_bytes(b'\x1f\x8b' + b'not gzip')
+  assert_one_line_error(config(folder=folder), 'cannot read')
 
 
 def test_bad_config_values(tmp_path):
-    with pytest.raises(data.DataError, match='unknown data source'):
-        data.load_split(config(source='csv', folder=tmp_path), 'train', None)
-    with pytest.raises(data.DataError, match='unknown split'):
-        data.load_split(config(folder=tmp_path), 'valid', None)
-    with pytest.raises(data.DataError, match="unknown data set 'imagenet'.*mnist"):
-        data.load_split(config(source='tfds', name='imagenet'), 'train', None)
+  with pytest.raises(data.DataError, match='unknown data source'):
+    data.load_split(config(source='csv', folder=tmp_path), 'train', None)
+  with pytest.raises(data.DataError, match='unknown split'):
+    data.load_split(config(folder=tmp_path), 'valid', None)
+  with pytest.raises(data.DataError, match="unknown data set 'imagenet'.*mnist"):
+    data.load_split(config(source='tfds', name='imagenet'), 'train', None)
 
 
 def test_resize(tmp_path, tiny_set):
-    images, labels = tiny_set
-    images['train'][1] = 77  # A constant image must stay exactly constant after resizing.
-    folder = write_idx_folder(tmp_path / 'set', images, labels, gz=True)
-    x, y = data.load_split(config(folder=folder), 'train', 32)
-    assert x.shape == (7, 32, 32, 1) and x.dtype == np.float32 and len(y) == 7
-    assert 0.0 <= x.min() and x.max() <= 1.0
-    np.testing.assert_allclose(x[1], 77 / 255, rtol=1e-6)
-    # Same result as jax.image.resize's bilinear (half-pixel centres, like torchvision Resize).
-    import jax
-    expected = jax.image.resize(images['train'][..., None] / 255.0, (7, 32, 32, 1), 'bilinear')
-    np.testing.assert_allclose(x, np.asarray(expected), atol=1e-5)
-    x_same, _ = data.load_split(config(folder=folder), 'train', 28)  # Already 28: no resize.
-    np.testing.assert_array_equal(x_same[..., 0], images['train'] / np.float32(255))
+  images, labels = tiny_set
+  images['train'][1] = 77  # A constant image must stay exactly constant after resizing.
+  folder = write_idx_folder(tmp_path / 'set', images, labels, gz=True)
+  x, y = data.load_split(config(folder=folder), 'train', 32)
+  assert x.shape == (7, 32, 32, 1) and x.dtype == np.float32 and len(y) == 7
+  assert 0.0 <= x.min() and x.max() <= 1.0
+  np.testing.assert_allclose(x[1], 77 / 255, rtol=1e-6)
+  # Same result as jax.image.resize's bilinear (half-pixel centres, like torchvision Resize).
+  import jax
+  expected = jax.image.resize(images['train'][..., None] / 255.0, (7, 32, 32, 1), 'bilinear')
+  np.testing.assert_allclose(x, np.asarray(expected), atol=1e-5)
+  x_same, _ = data.load_split(config(folder=folder), 'train', 28)  # Already 28: no resize.
+  np.testing.assert_array_equal(x_same[..., 0], images['train'] / np.float32(255))
 
 
 def test_batch_indices():
-    n, batch = 103, 10  # 10 steps per epoch, 3 examples dropped each epoch.
-    steps = [data.batch_indices(n, batch, seed=1, step=s) for s in range(30)]
-    assert all(s.shape == (batch,) for s in steps)
-    np.testing.assert_array_equal(steps[13], data.batch_indices(n, batch, seed=1, step=13))
-    assert not np.array_equal(steps[0], data.batch_indices(n, batch, seed=2, step=0))
-    for epoch in range(3):
-        seen = np.concatenate(steps[epoch * 10:(epoch + 1) * 10])
-        assert len(np.unique(seen)) == 100 and seen.min() >= 0 and seen.max() < n  # No repeats.
-    assert not np.array_equal(steps[0], steps[10])  # Every epoch has its own order.
-    with pytest.raises(data.DataError):
-        data.batch_indices(5, 6, seed=0, step=0)
+  n, batch = 103, 10  # 10 steps per epoch, 3 examples dropped each epoch.
+  steps = [data.batch_indices(n, batch, seed=1, step=s) for s in range(30)]
+  assert all(s.shape == (batch,) for s in steps)
+  np.testing.assert_array_equal(steps[13], data.batch_indices(n, batch, seed=1, step=13))
+  assert not np.array_equal(steps[0], data.batch_indices(n, batch, seed=2, step=0))
+  for epoch in range(3):
+    seen = np.concatenate(steps[epoch * 10:(epoch + 1) * 10])
+    assert len(np.unique(seen)) == 100 and seen.min() >= 0 and seen.max() < n  # No repeats.
+  assert not np.array_equal(steps[0], steps[10])  # Every epoch has its own order.
+  with pytest.raises(data.DataError):
+    data.batch_indices(5, 6, seed=0, step=0)
 
 
 def test_process_slice():
-    assert data.process_slice(8, 1, 2) == slice(4, 8)
-    assert data.process_slice(8, 0, 1) == slice(0, 8)
-    with pytest.raises(data.DataError, match='divide'):
-        data.process_slice(9, 0, 2)
-    with pytest.raises(data.DataError):
-        data.process_slice(8, 2, 2)
+  assert data.process_slice(8, 1, 2) == slice(4, 8)
+  assert data.process_slice(8, 0, 1) == slice(0, 8)
+  with pytest.raises(data.DataError, match='divide'):
+    data.process_slice(9, 0, 2)
+  with pytest.raises(data.DataError):
+    data.process_slice(8, 2, 2)
 
 
 def test_train_batches_resume_and_processes():
-    n, batch = 50, 8
-    images = np.arange(n, dtype=np.float32).reshape(n, 1, 1, 1)  # Pixel value = example index.
-    labels = np.arange(n, dtype=np.int32)
-    stream = data.train_batches(images, labels, batch, seed=3)
-    uninterrupted = [next(stream) for _ in range(20)]
-    assert uninterrupted[0]['image'].shape == (8, 1, 1, 1) and uninterrupted[0]['label'].dtype == np.int32
-    np.testing.assert_array_equal(uninterrupted[0]['image'][:, 0, 0, 0], uninterrupted[0]['label'])
-    resumed = data.train_batches(images, labels, batch, seed=3, start_step=13)
-    for step in range(13, 20):
-        batch_now = next(resumed)
-        np.testing.assert_array_equal(batch_now['label'], uninterrupted[step]['label'])
-        np.testing.assert_array_equal(batch_now['image'], uninterrupted[step]['image'])
-    halves = [next(data.train_batches(images, labels, batch, 3, 7, process_index=i, process_count=2))
-              for i in range(2)]
-    assert halves[0]['label'].shape == (4,)
-    np.testing.assert_array_equal(np.concatenate([h['label'] for h in halves]),
-                                  uninterrupted[7]['label'])
+  n, batch = 50, 8
+  images = np.arange(n, dtype=np.float32).reshape(n, 1, 1, 1)  # Pixel value = example index.
+  labels = np.arange(n, dtype=np.int32)
+  stream = data.train_batches(images, labels, batch, seed=3)
+  uninterrupted = [next(stream) for _ in range(20)]
+  assert uninterrupted[0]['image'].shape == (8, 1, 1,
+                                             1) and uninterrupted[0]['label'].dtype == np.int32
+  np.testing.assert_array_equal(uninterrupted[0]['image'][:, 0, 0, 0], uninterrupted[0]['label'])
+  resumed = data.train_batches(images, labels, batch, seed=3, start_step=13)
+  for step in range(13, 20):
+    batch_now = next(resumed)
+    np.testing.assert_array_equal(batch_now['label'], uninterrupted[step]['label'])
+    np.testing.assert_array_equal(batch_now['image'], uninterrupted[step]['image'])
+  halves = [
+      next(data.train_batches(images, labels, batch, 3, 7, process_index=i, process_count=2))
+      for i in range(2)
+  ]
+  assert halves[0]['label'].shape == (4,)
+  np.testing.assert_array_equal(
+      np.concatenate([h['label'] for h in halves]), uninterrupted[7]['label'])
 
 
 def test_eval_batches():
-    images, labels = np.zeros((10, 2, 2, 1), np.float32), np.arange(10, dtype=np.int32)
-    batches = list(data.eval_batches(images, labels, 4))
-    assert [len(b['label']) for b in batches] == [4, 4, 2]
-    np.testing.assert_array_equal(np.concatenate([b['label'] for b in batches]), labels)
-    assert batches[-1]['image'].shape == (2, 2, 2, 1)
+  images, labels = np.zeros((10, 2, 2, 1), np.float32), np.arange(10, dtype=np.int32)
+  batches = list(data.eval_batches(images, labels, 4))
+  assert [len(b['label']) for b in batches] == [4, 4, 2]
+  np.testing.assert_array_equal(np.concatenate([b['label'] for b in batches]), labels)
+  assert batches[-1]['image'].shape == (2, 2, 2, 1)
 
 
 def test_tfds_mock(monkeypatch):
-    tfds = pytest.importorskip('tensorflow_datasets')
-    from tensorflow_datasets.core.data_sources import array_record
-    # tfds 4.9.10's mock binds __getitems__ wrongly (a partial lacks `self`); read one by one.
-    monkeypatch.setattr(array_record.ArrayRecordDataSource, '__getitems__',
-                        lambda self, keys: [self[k] for k in keys])
-    with tfds.testing.mock_data(num_examples=6):
-        x, y = data.load_split(config('tfds', 'mnist'), 'train', None)
-        assert x.shape == (6, 28, 28, 1) and x.dtype == np.float32 and y.dtype == np.int32
-        assert 0.0 <= x.min() and x.max() <= 1.0 and x.max() > 0.0
-        assert y.shape == (6,) and ((0 <= y) & (y < 10)).all()
-        x, y = data.load_split(config('tfds', 'cifar10'), 'test', 16)
-        assert x.shape == (6, 16, 16, 3) and y.dtype == np.int32
+  tfds = pytest.importorskip('tensorflow_datasets')
+  from tensorflow_datasets.core.data_sources import array_record
+  # tfds 4.9.10's mock binds __getitems__ wrongly (a partial lacks `self`); read one by one.
+  monkeypatch.setattr(array_record.ArrayRecordDataSource, '__getitems__',
+                      lambda self, keys: [self[k] for k in keys])
+  with tfds.testing.mock_data(num_examples=6):
+    x, y = data.load_split(config('tfds', 'mnist'), 'train', None)
+    assert x.shape == (6, 28, 28, 1) and x.dtype == np.float32 and y.dtype == np.int32
+    assert 0.0 <= x.min() and x.max() <= 1.0 and x.max() > 0.0
+    assert y.shape == (6,) and ((0 <= y) & (y < 10)).all()
+    x, y = data.load_split(config('tfds', 'cifar10'), 'test', 16)
+    assert x.shape == (6, 16, 16, 3) and y.dtype == np.int32
 
 
 def test_tfds_not_prepared(tmp_path):
-    """No prepared data in an empty data_dir (download=False: never touches the network)."""
-    pytest.importorskip('tensorflow_datasets')
-    start = time.time()
-    with pytest.raises(data.DataError, match="tfds could not load 'mnist'.*source=idx") as info:
-        data.load_split(config('tfds', 'mnist', tmp_path, download=False), 'train', None)
-    assert '\n' not in str(info.value) and time.time() - start < 20
+  """No prepared data in an empty data_dir (download=False: never touches the network)."""
+  pytest.importorskip('tensorflow_datasets')
+  start = time.time()
+  with pytest.raises(data.DataError, match="tfds could not load 'mnist'.*source=idx") as info:
+    data.load_split(config('tfds', 'mnist', tmp_path, download=False), 'train', None)
+  assert '\n' not in str(info.value) and time.time() - start < 20
 
 
 @pytest.mark.integration
 @pytest.mark.skipif(not MNIST_DIR.is_dir(), reason=NEEDS_MNIST)
 def test_real_mnist():
-    train_x, train_y = data.load_split(config(folder=MNIST_DIR), 'train', 32)
-    test_x, test_y = data.load_split(config(folder=MNIST_DIR), 'test', None)
-    assert train_x.shape == (60000, 32, 32, 1) and test_x.shape == (10000, 28, 28, 1)
-    assert train_y.shape == (60000,) and test_y.shape == (10000,)
-    assert 0.0 <= train_x.min() and train_x.max() <= 1.0
-    for labels, low, high in ((train_y, 5000, 7000), (test_y, 850, 1150)):
-        counts = np.bincount(labels, minlength=10)
-        assert len(counts) == 10 and counts.min() >= low and counts.max() <= high, counts
-    assert 0.1 < test_x.mean() < 0.15  # MNIST's mean intensity is about 0.13.
+  train_x, train_y = data.load_split(config(folder=MNIST_DIR), 'train', 32)
+  test_x, test_y = data.load_split(config(folder=MNIST_DIR), 'test', None)
+  assert train_x.shape == (60000, 32, 32, 1) and test_x.shape == (10000, 28, 28, 1)
+  assert train_y.shape == (60000,) and test_y.shape == (10000,)
+  assert 0.0 <= train_x.min() and train_x.max() <= 1.0
+  for labels, low, high in ((train_y, 5000, 7000), (test_y, 850, 1150)):
+    counts = np.bincount(labels, minlength=10)
+    assert len(counts) == 10 and counts.min() >= low and counts.max() <= high, counts
+  assert 0.1 < test_x.mean() < 0.15  # MNIST's mean intensity is about 0.13.
