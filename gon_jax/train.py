@@ -12,7 +12,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+import tqdm
 from flax import struct
+from tensorboardX import SummaryWriter
 
 from gon_jax import checkpoints, data, evaluate, images
 from gon_jax.core import origin, squared_error
@@ -158,6 +160,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         images.save_reconstructions(
             os.path.join(workdir, 'images', f'reconstructions_{step:07d}.png'),
             test_images, recon, config.grid_size)
+      last_time = time.perf_counter()  # steps/s counts training only
     if step % config.checkpoint_every == 0 or step == config.num_steps:
       checkpoints.save(manager, step, placement.get(device_state))
   progress.close()
@@ -167,8 +170,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   return placement.get(device_state)
 
 
-def _progress_bar(start: int, total: int, enabled: bool):
-  import tqdm  # pylint: disable=import-outside-toplevel
+def _progress_bar(start: int, total: int, enabled: bool) -> tqdm.tqdm:
   return tqdm.tqdm(initial=start, total=total, disable=not enabled,
                    dynamic_ncols=True, unit='step')
 
@@ -177,7 +179,6 @@ class MetricWriter:
   """Scalars to TensorBoard event files and to `metrics.jsonl` in the workdir."""
 
   def __init__(self, workdir: str):
-    from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
     self._summary = SummaryWriter(os.path.join(workdir, 'tensorboard'))
     self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a', encoding='utf-8')
 
