@@ -26,7 +26,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from gon_jax import data  # pylint: disable=wrong-import-position
 from gon_jax.models import get_model  # pylint: disable=wrong-import-position
 from gon_jax.parallel import make_placement  # pylint: disable=wrong-import-position
-from gon_jax.train import setup, train_step  # pylint: disable=wrong-import-position
+from gon_jax.state import setup  # pylint: disable=wrong-import-position
+from gon_jax.train import train_step  # pylint: disable=wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.')
 _STEPS = flags.DEFINE_integer('steps', 50, 'Timed steps.')

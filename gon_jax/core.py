@@ -102,18 +102,19 @@ def origin_latent(
 
 
 def origin(batch_size: int, latent_dim: int, sigma: float = 0.0,
-           key: Array | None = None) -> Array:
+           keys: Array | None = None) -> Array:
   """Starting latents z0: the origin, or N(0, sigma^2) samples (App. C).
 
   Args:
     batch_size: number of examples.
     latent_dim: size of each latent.
     sigma: standard deviation; 0 gives the origin.
-    key: PRNG key, needed when `sigma > 0`.
+    keys: one PRNG key per example, `[batch_size]`, needed when `sigma > 0`;
+      per-example keys keep an example's z0 independent of its batch.
 
   Returns:
     `[batch_size, latent_dim]` float32.
   """
   if sigma == 0.0:
     return jnp.zeros((batch_size, latent_dim), jnp.float32)
-  return sigma * jax.random.normal(key, (batch_size, latent_dim), jnp.float32)
+  return sigma * jax.vmap(lambda key: jax.random.normal(key, (latent_dim,)))(keys)

@@ -6,18 +6,19 @@ from typing import Callable
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from gon_jax import data
-from gon_jax.core import origin
-from gon_jax.encode import model_variables, reconstruct
+from gon_jax import checkpoints, data, generate, images
+from gon_jax.encode import model_variables
+from gon_jax.generate import make_encoder
+from gon_jax.models import IMPLICIT_MODELS
+from gon_jax.state import setup
 
 
 def make_evaluator(model: nn.Module, config: ml_collections.ConfigDict
-                   ) -> Callable[[dict, np.ndarray], tuple[dict, np.ndarray]]:
-  """Builds `evaluate(variables, images) -> (metrics, reconstructions)`.
+                   ) -> Callable[[dict, np.ndarray], tuple[dict, np.ndarray, np.ndarray]]:
+  """Builds `evaluate(variables, images) -> (metrics, reconstructions, latents)`.
 
   Images are encoded from the origin (z0 = 0 even when training samples z0,
   App. C), in fixed-size batches so that one compilation serves every call;
@@ -27,33 +28,17 @@ def make_evaluator(model: nn.Module, config: ml_collections.ConfigDict
   image (the paper's Table 1 metric), and `psnr`, the mean over images of
   10 log10(1 / mean squared error), on [0, 1] pixels.
   """
-  batch_size = config.eval_batch_size
-
-  @jax.jit
-  def per_image(variables, images):
-    z0 = origin(images.shape[0], config.model.latent_dim)
-    recon, _, _ = reconstruct(model, variables, images, z0, config, train=False)
-    recon = jnp.clip(recon, 0.0, 1.0)
-    sse = jnp.sum(jnp.square(recon - images).reshape(images.shape[0], -1), axis=1)
-    mse = sse / np.prod(images.shape[1:])
-    return recon, sse, 10.0 * jnp.log10(1.0 / jnp.maximum(mse, 1e-10))
+  encode = make_encoder(model, config)
 
   def evaluate(variables: dict, images: np.ndarray) -> tuple[dict, np.ndarray]:
-    if config.num_eval_examples > 0:
-      images = images[:config.num_eval_examples]
-    recons, sses, psnrs = [], [], []
-    for batch in data.eval_batches(images, np.zeros(len(images), np.int32), batch_size):
-      chunk = batch['image']
-      padded = np.concatenate(
-          [chunk, np.zeros((batch_size - len(chunk), *chunk.shape[1:]), chunk.dtype)])
-      recon, sse, psnr = jax.device_get(per_image(variables, padded))
-      recons.append(recon[:len(chunk)])
-      sses.append(sse[:len(chunk)])
-      psnrs.append(psnr[:len(chunk)])
-    metrics = {'sse': float(np.mean(np.concatenate(sses))),
-               'psnr': float(np.mean(np.concatenate(psnrs))),
+    latents, recon = encode(variables, images)
+    recon = np.clip(recon, 0.0, 1.0)
+    sse = np.sum(np.square(recon - images).reshape(len(images), -1), axis=1)
+    mse = sse / np.prod(images.shape[1:])
+    psnr = 10.0 * np.log10(1.0 / np.maximum(mse, 1e-10))
+    metrics = {'sse': float(np.mean(sse)), 'psnr': float(np.mean(psnr)),
                'num_images': int(len(images))}
-    return metrics, np.concatenate(recons)
+    return metrics, recon, latents
 
   return evaluate
 
@@ -70,14 +55,18 @@ def write_json(path: str, metrics: dict) -> str:
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Restores the latest checkpoint in `workdir` and evaluates it on the test split.
 
-  Writes `workdir/eval/metrics.json` and `workdir/eval/reconstructions.png`
-  and prints the metrics as one JSON line.
+  Prints the metrics as one JSON line and writes, in `workdir/eval/`:
+  `metrics.json`; `reconstructions.png` (test images, left, and their
+  reconstructions); `interpolation.png` (each row: spherical interpolation
+  between the latents of two test images, Fig. 6); `samples.png` (decoded
+  draws of a Gaussian fitted to training latents, App. D); for implicit
+  models `superres.png` (test images, reconstructions, and the latents
+  rendered at `superres_size`, Fig. 5).
 
   Raises:
     FileNotFoundError: `workdir` holds no checkpoint.
   """
-  from gon_jax import checkpoints, data, images, train  # pylint: disable=import-outside-toplevel
-  model, _, template = train.setup(config)
+  model, _, template = setup(config)
   test_images, _ = data.load_split(config.data, 'test', config.data.image_size)
   if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
     raise FileNotFoundError(f'no checkpoints in {workdir}; train first with train.py')
@@ -85,12 +74,29 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
       checkpoints.manager(workdir, config, read_only=True), template)
   if step == 0:
     raise FileNotFoundError(f'no checkpoints in {workdir}; train first with train.py')
-  metrics, recon = make_evaluator(model, config)(
-      model_variables(state.params, state.batch_stats), test_images)
+  variables = model_variables(state.params, state.batch_stats)
+  metrics, recon, latents = make_evaluator(model, config)(variables, test_images)
   metrics['step'] = step
   out = os.path.join(workdir, 'eval')
   line = write_json(os.path.join(out, 'metrics.json'), metrics)
-  images.save_reconstructions(os.path.join(out, 'reconstructions.png'), test_images,
-                              recon, config.grid_size)
+
+  g = config.grid_size
+  images.save_reconstructions(os.path.join(out, 'reconstructions.png'), test_images, recon, g)
+  path = generate.slerp(latents[:g], latents[g:2 * g], np.linspace(0, 1, g))
+  images.save_grid(os.path.join(out, 'interpolation.png'),
+                   [generate.decode(model, variables, np.asarray(path).reshape(g * g, -1))], g)
+  train_images, _ = data.load_split(config.data, 'train', config.data.image_size)
+  train_latents, _ = generate.make_encoder(model, config)(
+      variables, train_images[:config.num_fit_examples])
+  samples = generate.sample_gaussian(jax.random.key(config.seed),
+                                     *generate.fit_gaussian(train_latents), g * g)
+  images.save_grid(os.path.join(out, 'samples.png'),
+                   [generate.decode(model, variables, samples)], g)
+  if config.model.name in IMPLICIT_MODELS:
+    n, size = min(g * g, 16, len(test_images)), config.superres_size
+    high = generate.render(model, variables, latents[:n], size)
+    images.save_grid(os.path.join(out, 'superres.png'),
+                     [images.upscale(test_images[:n], size), images.upscale(recon[:n], size), high],
+                     columns=int(np.sqrt(n)))
   print(line)
   return metrics

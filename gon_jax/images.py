@@ -41,3 +41,10 @@ def save_reconstructions(path: str, originals: np.ndarray, reconstructions: np.n
   """Originals (left) next to their reconstructions (right), `grid_size**2` of each."""
   n = min(grid_size ** 2, len(originals), len(reconstructions))
   save_grid(path, [originals[:n], reconstructions[:n]], grid_size)
+
+
+def upscale(images: np.ndarray, size: int) -> np.ndarray:
+  """Nearest-neighbour resize of `[n, height, width, channels]` to `size x size`, for display."""
+  rows = np.arange(size) * images.shape[1] // size
+  cols = np.arange(size) * images.shape[2] // size
+  return images[:, rows][:, :, cols]

@@ -2,7 +2,8 @@
 
 Every decoder is called as `F(z, use_running_average)`: the GON's inner pass at
 z0 always uses running averages for BatchNorm, because all examples are
-identical at the origin and their batch variance is zero.
+identical at the origin and their batch variance is zero. Implicit decoders
+(gon_jax.siren) also take `coordinates`.
 """
 
 import math
@@ -12,6 +13,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+
+from gon_jax.siren import SirenDecoder
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     'elu': nn.elu,
@@ -23,6 +26,8 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     'sin': jnp.sin,
 }
 NORMS = ('batch', 'layer', 'group', 'none')
+MODELS = ('conv', 'siren')
+IMPLICIT_MODELS = ('siren',)
 
 
 class ConfigError(ValueError):
@@ -113,7 +118,10 @@ def get_model(config: ml_collections.ConfigDict,
     A Flax module called as `module.apply(variables, z, use_running_average)`.
   """
   m = config.model
-  _choose('model', m.name, ('conv',))
+  _choose('model', m.name, MODELS)
+  if m.name == 'siren':
+    return SirenDecoder(latent_dim=m.latent_dim, widths=tuple(m.widths), channels=m.channels,
+                        image_size=config.data.image_size, w0=m.w0, factorised=m.factorised)
   _choose('activation', m.activation, ACTIVATIONS)
   _choose('norm', m.norm, NORMS)
   num_conv_upsamplings(config.data.image_size)

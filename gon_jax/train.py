@@ -1,49 +1,40 @@
-"""Training a GON: the train state, the one train step, and the training loop."""
+"""Training a GON: the one train step and the training loop."""
 
 import functools
 import json
 import os
 import time
-from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 import tqdm
-from flax import struct
 from tensorboardX import SummaryWriter
 
 from gon_jax import checkpoints, data, evaluate, images
 from gon_jax.core import origin, squared_error
-from gon_jax.encode import inner_loss_scale, model_variables, reconstruct
-from gon_jax.models import ConfigError, get_model, init_variables
-from gon_jax.parallel import Placement, make_placement
-
-class TrainState(struct.PyTreeNode):
-  """Everything that changes during training, as a plain pytree."""
-  step: jax.Array
-  params: Any
-  batch_stats: Any  # {} for decoders without BatchNorm
-  opt_state: Any
+from gon_jax.encode import model_variables, reconstruct, sample_points
+from gon_jax.models import get_model
+from gon_jax.parallel import make_placement
+from gon_jax.state import TrainState, setup
 
 
-def training_origin(config: ml_collections.ConfigDict, step: jax.Array,
-                    local_batch: int, axis_name: str | None) -> jax.Array:
-  """z0 of this device's examples at `step`, the same for any device count.
+def example_keys(seed: int, step: jax.Array, local_batch: int,
+                 axis_name: str | None) -> jax.Array:
+  """One PRNG key per example of this device's share of the global batch.
 
-  Noise (App. C) is drawn for the whole global batch from a key of (seed,
-  step) and sliced, so data parallelism and resumption change nothing.
+  Keys depend on (seed, step, the example's position in the global batch)
+  only, so random choices are the same for any number of devices and after
+  resumption.
+
+  Returns:
+    `[local_batch]` keys.
   """
-  latent_dim = config.model.latent_dim
-  if config.gon.z0_sigma == 0.0:
-    return origin(local_batch, latent_dim)
-  key = jax.random.fold_in(jax.random.key(config.seed + 1), step)
-  z0 = origin(config.batch_size, latent_dim, config.gon.z0_sigma, key)
   first = 0 if axis_name is None else jax.lax.axis_index(axis_name) * local_batch
-  return jax.lax.dynamic_slice_in_dim(z0, first, local_batch)
+  step_key = jax.random.fold_in(jax.random.key(seed), step)
+  return jax.vmap(lambda i: jax.random.fold_in(step_key, i))(first + jnp.arange(local_batch))
 
 
 def train_step(state: TrainState, batch: dict, *, model: nn.Module,
@@ -63,12 +54,21 @@ def train_step(state: TrainState, batch: dict, *, model: nn.Module,
     `(new state, {'loss': mean summed squared error per image})`.
   """
   x = batch['image']
-  z0 = training_origin(config, state.step, x.shape[0], axis_name)
+  gon, num_pixels = config.gon, x.shape[1] * x.shape[2]
+  keys = jax.vmap(lambda k: jax.random.split(k, 3))(
+      example_keys(config.seed, state.step, x.shape[0], axis_name))
+  z0 = origin(x.shape[0], config.model.latent_dim, gon.z0_sigma, keys[:, 0])
+  inner_points = sample_points(keys[:, 1], num_pixels, gon.inner_points) if gon.inner_points else None
+  outer_points = sample_points(keys[:, 2], num_pixels, gon.outer_points) if gon.outer_points else None
 
   def loss_fn(params):
     variables = model_variables(params, state.batch_stats)
-    recon, _, batch_stats = reconstruct(model, variables, x, z0, config, train=True)
-    return jnp.mean(squared_error(recon, x)), batch_stats
+    prediction, target, _, batch_stats = reconstruct(
+        model, variables, x, z0, config, True, inner_points, outer_points)
+    # With outer_points, a Monte Carlo estimate of the summed error: rescaled
+    # so that the loss stays on the scale of the whole image.
+    scale = num_pixels / gon.outer_points if gon.outer_points else 1.0
+    return scale * jnp.mean(squared_error(prediction, target)), batch_stats
 
   (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   if axis_name is not None:
@@ -78,36 +78,6 @@ def train_step(state: TrainState, batch: dict, *, model: nn.Module,
                             params=optax.apply_updates(state.params, updates),
                             batch_stats=batch_stats, opt_state=opt_state)
   return new_state, {'loss': loss}
-
-
-def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
-                       tx: optax.GradientTransformation) -> TrainState:
-  """Initial state on the host, the same on every process (seeded)."""
-  variables = init_variables(model, jax.random.key(config.seed), config.model.latent_dim)
-  params = variables['params']
-  state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                     batch_stats=variables.get('batch_stats', {}),
-                     opt_state=tx.init(params))
-  return jax.tree.map(np.asarray, state)
-
-
-def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  return optax.adam(config.learning_rate)
-
-
-def setup(config: ml_collections.ConfigDict):
-  """Validates the config and builds what training and evaluation share.
-
-  Returns:
-    `(model, tx, initial host state)`.
-
-  Raises:
-    ConfigError: a config value that cannot work.
-  """
-  model = get_model(config)
-  inner_loss_scale(config)
-  tx = make_optimizer(config)
-  return model, tx, create_train_state(config, model, tx)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
@@ -123,6 +93,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   model, tx, state = setup(config)
   train_images, train_labels = data.load_split(config.data, 'train', config.data.image_size)
   test_images, _ = data.load_split(config.data, 'test', config.data.image_size)
+  if config.train_eval_examples > 0:
+    test_images = test_images[:config.train_eval_examples]
 
   manager = checkpoints.manager(workdir, config)
   state, start_step = checkpoints.restore_latest(manager, state)
@@ -154,7 +126,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     if step % config.eval_every == 0 or step == config.num_steps:
       if is_main:
         state = placement.get(device_state)
-        results, recon = evaluator(model_variables(state.params, state.batch_stats),
+        results, recon, _ = evaluator(model_variables(state.params, state.batch_stats),
                                    test_images)
         writer.write(step, {f'test/{k}': v for k, v in results.items()})
         images.save_reconstructions(

@@ -6,7 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from testing_utils import run_script, write_idx_folder
+from PIL import Image
+
+from testing_utils import TINY_SIREN_FLAGS, run_script, write_idx_folder
 
 
 def snapshot(folder):
@@ -31,6 +33,20 @@ def test_train_then_eval(trained, blob_dir):
   assert printed['step'] == 3 and printed['num_images'] == 64
   assert 0 < printed['sse'] < 256 and printed['psnr'] > 0
   assert (trained / 'eval' / 'reconstructions.png').is_file()
+
+
+def test_implicit_gon_eval_writes_every_grid(blob_dir, tmp_path):
+  siren = dict(config='configs/siren_mnist_tiny.py', tiny_flags=TINY_SIREN_FLAGS)
+  for script in ('train.py', 'eval.py'):
+    result = run_script(script, tmp_path, f'--config.data.dir={blob_dir}', **siren)
+    assert result.returncode == 0, result.stderr[-2000:]
+  metrics = json.loads(result.stdout.strip().splitlines()[-1])
+  assert metrics['num_images'] == 64 and metrics['psnr'] > 0
+  sizes = {name: Image.open(tmp_path / 'eval' / f'{name}.png').size
+           for name in ('reconstructions', 'interpolation', 'samples', 'superres')}
+  # 4 test images per panel at 20x20: three panels of 2x2 tiles and two gaps.
+  assert sizes['superres'] == (3 * 2 * 20 + 2 * 2, 2 * 20)
+  assert sizes['interpolation'] == (2 * 8, 2 * 8)
 
 
 def _corrupt_idx(folder):

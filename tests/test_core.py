@@ -83,6 +83,6 @@ def test_latent_of_an_example_does_not_depend_on_its_batch(batch):
 
 def test_origin_sampling():
   chex.assert_trees_all_equal(origin(2, 3), jnp.zeros((2, 3)))
-  z0 = origin(4000, 3, sigma=0.5, key=jax.random.key(0))
+  z0 = origin(4000, 3, sigma=0.5, keys=jax.random.split(jax.random.key(0), 4000))
   chex.assert_shape(z0, (4000, 3))
   assert abs(float(jnp.std(z0)) - 0.5) < 0.02

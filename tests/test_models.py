@@ -3,7 +3,6 @@
 import chex
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
@@ -70,8 +69,8 @@ def test_encoding_one_image_alone_equals_encoding_it_in_a_batch(norm):
   encode = jax.jit(lambda x, z0, train: reconstruct(model, variables, x, z0, config, train),
                    static_argnums=2)
   for train in (False, True):
-    batch_recon, batch_z, _ = encode(images, jnp.zeros((6, 8)), train)
-    alone_recon, alone_z, _ = encode(images[2:3], jnp.zeros((1, 8)), False)
+    batch_recon, _, batch_z, _ = encode(images, jnp.zeros((6, 8)), train)
+    alone_recon, _, alone_z, _ = encode(images[2:3], jnp.zeros((1, 8)), False)
     # The latent never sees the batch (inner pass on running averages), in
     # training too; the evaluation reconstruction does not either.
     chex.assert_trees_all_close(alone_z, batch_z[2:3], rtol=1e-4, atol=1e-4)
@@ -84,6 +83,6 @@ def test_batchnorm_training_pass_updates_running_statistics():
   model = get_model(config)
   variables = init_variables(model, jax.random.key(0), 8)
   images = jax.random.uniform(jax.random.key(1), (4, 16, 16, 1))
-  _, _, new_stats = reconstruct(model, variables, images, jnp.zeros((4, 8)), config, train=True)
+  _, _, _, new_stats = reconstruct(model, variables, images, jnp.zeros((4, 8)), config, train=True)
   changed = jax.tree.map(lambda a, b: not np.allclose(a, b), new_stats, variables['batch_stats'])
   assert all(jax.tree.leaves(changed))

@@ -6,7 +6,7 @@ import chex
 import pytest
 
 from gon_jax import checkpoints
-from gon_jax.train import setup
+from gon_jax.state import setup
 
 from testing_utils import run_script, tiny_config
 

@@ -13,7 +13,8 @@ from jax.sharding import Mesh
 from gon_jax import data
 from gon_jax.models import ConfigError, get_model
 from gon_jax.parallel import AXIS, Placement, make_placement
-from gon_jax.train import setup, train_and_evaluate, train_step
+from gon_jax.state import setup
+from gon_jax.train import train_and_evaluate, train_step
 
 from testing_utils import tiny_config
 

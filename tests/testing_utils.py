@@ -77,12 +77,22 @@ TINY_FLAGS = ['--config.data.source=idx', '--config.data.image_size=16',
               '--config.learning_rate=1e-2']
 
 
-def run_script(script, workdir, *flags, devices=1, background=False):
-  """Runs train.py or eval.py on configs/conv_mnist.py with TINY_FLAGS and `flags`."""
+# The same for configs/siren_mnist_tiny.py: 8x8 images, two layers of 16.
+TINY_SIREN_FLAGS = ['--config.data.source=idx', '--config.data.image_size=8',
+                    '--config.model.latent_dim=4', '--config.model.widths=(16,16)',
+                    '--config.batch_size=8', '--config.num_steps=3', '--config.log_every=1',
+                    '--config.eval_every=3', '--config.checkpoint_every=3',
+                    '--config.eval_batch_size=16', '--config.grid_size=2',
+                    '--config.num_fit_examples=32', '--config.superres_size=20']
+
+
+def run_script(script, workdir, *flags, devices=1, background=False,
+               config='configs/conv_mnist.py', tiny_flags=TINY_FLAGS):
+  """Runs train.py or eval.py on `config` with `tiny_flags` and `flags`."""
   env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
              JAX_PLATFORMS='cpu')
-  command = [sys.executable, str(REPO / script), '--config', str(REPO / 'configs/conv_mnist.py'),
-             '--workdir', str(workdir), *TINY_FLAGS, *flags]
+  command = [sys.executable, str(REPO / script), '--config', str(REPO / config),
+             '--workdir', str(workdir), *tiny_flags, *flags]
   if background:
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, cwd=REPO)

@@ -1,0 +1,48 @@
+"""What every config shares: optimisation, data, GON options, logging."""
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.batch_size = 64  # global, over all devices and processes
+  config.num_steps = 1000
+  config.learning_rate = 1e-4
+  # 'jit': jax.jit over a NamedSharding data mesh; 'pmap': jax.pmap over local devices.
+  config.parallel = 'jit'
+
+  config.data = ml_collections.ConfigDict()
+  config.data.source = 'tfds'  # or 'idx': a folder with the four IDX files
+  config.data.name = 'mnist'
+  config.data.dir = ''  # tfds data_dir, or the IDX folder
+  config.data.image_size = 32
+  config.data.download = True  # tfds only: may tfds download and prepare it?
+
+  config.gon = ml_collections.ConfigDict()
+  config.gon.num_steps = 1  # latent gradient steps
+  config.gon.step_size = 1.0
+  config.gon.detach = False
+  config.gon.z0_sigma = 0.0  # z0 ~ N(0, sigma^2) in training; the origin at evaluation
+  config.gon.start_from_z0 = True  # z = z0 - grad (True) or z = -grad
+  # Inner loss per example: 'sum' over pixels, 'mean' over pixels, or
+  # 'official' (the official scripts' averages over the batch: latents then
+  # shrink with 1 / batch_size).
+  config.gon.inner_reduction = 'sum'
+  # Implicit models: losses on this many random pixels per image and step
+  # (Monte Carlo estimates); 0 for every pixel.
+  config.gon.inner_points = 0
+  config.gon.outer_points = 0
+  # What the inner loss observes: 'all', 'lowres:K' (every K-th row and
+  # column), 'hole:S' (all but a centred SxS square). The outer loss sees all.
+  config.gon.observe = 'all'
+
+  config.log_every = 50
+  config.eval_every = 500
+  config.checkpoint_every = 500
+  config.eval_batch_size = 500
+  config.train_eval_examples = -1  # test images evaluated during training; -1: all (eval.py: all)
+  config.grid_size = 8  # image grids show grid_size**2 images
+  config.num_fit_examples = 2000  # eval.py: training latents of the Gaussian it samples (App. D)
+  config.superres_size = 256  # eval.py, implicit models: resolution of the super-resolved grid
+  return config

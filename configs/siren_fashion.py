@@ -1,0 +1,14 @@
+"""Implicit GON on Fashion-MNIST, 28x28, the siren_mnist recipe. Run (Debian's
+`apt-get install dataset-fashion-mnist` ships the IDX files):
+
+  python train.py --config configs/siren_fashion.py --workdir runs/siren_fashion \
+      --config.data.source=idx --config.data.dir=/usr/share/datasets/fashion-mnist
+"""
+
+from configs import siren_mnist
+
+
+def get_config():
+  config = siren_mnist.get_config()
+  config.data.name = 'fashion_mnist'
+  return config

@@ -1,0 +1,111 @@
+"""Implicit GON decoder: a SIREN over pixel coordinates, conditioned on a latent.
+
+F(c, z) for coordinates c in [-1, 1]^2 and a latent z: the input of every
+coordinate is concat(c, z), then sine layers sin(w0 (W h + b)) and a linear
+output (Sitzmann et al., 2020; the paper's section 3.4). A GON turns one such
+network into a space of continuous images, decodable at any resolution.
+"""
+
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def grid(height: int, width: int | None = None) -> np.ndarray:
+  """Pixel-centre coordinates of a `height x width` image in [-1, 1]^2.
+
+  The one definition of coordinates for every resolution: row-major, `[y, x]`,
+  the first and last pixel centres at -1 and +1 (as `torch.linspace(-1, 1, n)`
+  in the official code), so that a 256x256 grid covers the same square as the
+  28x28 one it super-resolves.
+
+  Returns:
+    `[height * width, 2]` float32.
+  """
+  width = height if width is None else width
+  ys, xs = np.meshgrid(np.linspace(-1, 1, height, dtype=np.float32),
+                       np.linspace(-1, 1, width, dtype=np.float32), indexing='ij')
+  return np.stack([ys, xs], axis=-1).reshape(-1, 2)
+
+
+def _uniform(bound: float) -> Callable:
+  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+class SirenDecoder(nn.Module):
+  """SIREN over `coordinate_dim + latent_dim` inputs.
+
+  Initialisation of Sitzmann et al.: first-layer weights U(-1/fan_in,
+  1/fan_in), later weights U(-sqrt(6/fan_in)/w0, sqrt(6/fan_in)/w0); biases
+  U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (PyTorch's nn.Linear default, which the
+  official code keeps).
+
+  The latent's share of the first layer, z @ W_z + b, is the same for every
+  coordinate of an image: it is computed once per image and added to the
+  coordinates' share c @ W_c (computed once per coordinate set). The kernel
+  is still one `[coordinate_dim + latent_dim, width]` matrix, as in a plain
+  Dense layer over concat(c, z).
+
+  Attributes:
+    latent_dim: size of the latent.
+    widths: widths of the sine layers, e.g. (256, 256, 256, 256).
+    channels: output channels.
+    image_size: side of the default coordinate grid.
+    w0: frequency of the sines.
+    factorised: compute the first layer in its factorised form (else as a
+      Dense over the concatenated input; same function).
+  """
+  latent_dim: int = 32
+  widths: tuple[int, ...] = (256, 256, 256, 256)
+  channels: int = 1
+  image_size: int = 28
+  w0: float = 30.0
+  factorised: bool = True
+  coordinate_dim: int = 2
+
+  @nn.compact
+  def __call__(self, z: jax.Array, use_running_average: bool = True,
+               coordinates: jax.Array | None = None) -> jax.Array:
+    """Decodes latents at coordinates.
+
+    Args:
+      z: latents `[batch, latent_dim]`.
+      use_running_average: unused (no BatchNorm); the decoders' common signature.
+      coordinates: `[points, 2]` shared by the batch, or `[batch, points, 2]`
+        per image; None for the `image_size` grid.
+
+    Returns:
+      `[batch, image_size, image_size, channels]` on the default grid, else
+      `[batch, points, channels]`.
+    """
+    del use_running_average
+    on_grid = coordinates is None
+    if on_grid:
+      coordinates = jnp.asarray(grid(self.image_size))
+    fan_in = self.coordinate_dim + self.latent_dim
+    kernel = self.param('first_kernel', _uniform(1 / fan_in), (fan_in, self.widths[0]))
+    bias = self.param('first_bias', _uniform(fan_in ** -0.5), (self.widths[0],))
+    if self.factorised:
+      per_coordinate = coordinates @ kernel[:self.coordinate_dim]  # [(batch,) points, width]
+      per_image = z @ kernel[self.coordinate_dim:] + bias  # [batch, width]
+      h = per_coordinate + per_image[:, None, :]
+    else:
+      coordinates = jnp.broadcast_to(coordinates, (z.shape[0], *coordinates.shape[-2:]))
+      latents = jnp.broadcast_to(z[:, None, :], (*coordinates.shape[:2], z.shape[-1]))
+      h = jnp.concatenate([coordinates, latents], axis=-1) @ kernel + bias
+
+    def dense(width, h):
+      fan_in = h.shape[-1]
+      return nn.Dense(width, kernel_init=_uniform(np.sqrt(6 / fan_in) / self.w0),
+                      bias_init=_uniform(fan_in ** -0.5))(h)
+
+    h = jnp.sin(self.w0 * h)
+    for width in self.widths[1:]:
+      h = jnp.sin(self.w0 * dense(width, h))
+    h = dense(self.channels, h)
+    if on_grid:
+      return h.reshape(z.shape[0], self.image_size, self.image_size, self.channels)
+    return h
