@@ -3,9 +3,12 @@
   python benchmarks/bench.py --config configs/conv_mnist.py [--config.batch_size=128]
 
 Reports the compile time, steps per second after warm-up (on a fixed batch
-and, with --data, fed by the real input pipeline), and peak memory: the
-device's peak where the backend tracks it (GPU, TPU), and the process's peak
-resident memory (host RAM, which is the device memory on CPU).
+and, with --data, fed by the real input pipeline), peak memory (the device's
+peak where the backend tracks it, GPU or TPU, and the process's peak resident
+memory: host RAM, which is the device memory on CPU), the model FLOPs of a
+step counted from the layer sizes (gon_jax/flops.py), and, measured in the
+same run, the float32 matrix-multiply throughput of the first device, so that
+`model_flops_ratio` (model FLOP/s over matmul FLOP/s) compares across machines.
 """
 
 import functools
@@ -17,6 +20,7 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
@@ -24,6 +28,7 @@ from ml_collections import config_flags
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from gon_jax import data  # pylint: disable=wrong-import-position
+from gon_jax.flops import train_step_flops  # pylint: disable=wrong-import-position
 from gon_jax.models import get_model  # pylint: disable=wrong-import-position
 from gon_jax.parallel import make_placement  # pylint: disable=wrong-import-position
 from gon_jax.state import setup  # pylint: disable=wrong-import-position
@@ -43,6 +48,19 @@ def _timed_steps(step_fn, state, next_batch, num_steps):
     state, metrics = step_fn(state, next_batch())
   jax.block_until_ready(metrics)
   return state, num_steps / (time.perf_counter() - start)
+
+
+def matmul_flops_per_second(size: int = 4096, repeats: int = 5) -> float:
+  """Best float32 FLOP/s of a jitted `[size, size] @ [size, size]` on the default device."""
+  a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+  matmul = jax.jit(lambda x, y: x @ y)
+  jax.block_until_ready(matmul(a, a))
+  best = float('inf')
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(matmul(a, a))
+    best = min(best, time.perf_counter() - start)
+  return 2 * size ** 3 / best
 
 
 def benchmark(config) -> dict:
@@ -76,6 +94,12 @@ def benchmark(config) -> dict:
     state, data_rate = _timed_steps(compiled, state,
                                     lambda: placement.put_batch(next(batches)), _STEPS.value)
     result['steps_per_second_real_data'] = round(data_rate, 3)
+  step_flops = train_step_flops(config)
+  machine = matmul_flops_per_second()
+  result.update(model_gflop_per_step=round(step_flops / 1e9, 3),
+                model_gflops=round(step_flops * fixed_rate / 1e9, 1),
+                matmul_gflops=round(machine / 1e9, 1),
+                model_flops_ratio=round(step_flops * fixed_rate / machine, 3))
   stats = jax.devices()[0].memory_stats() or {}
   result['peak_device_mb'] = (round(stats['peak_bytes_in_use'] / 2**20, 1)
                               if 'peak_bytes_in_use' in stats else None)
