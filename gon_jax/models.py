@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from gon_jax.siren import SirenDecoder
 
@@ -40,6 +41,56 @@ def _choose(kind: str, name: str, valid) -> str:
   return name
 
 
+_CONV_DIMS = ('NHWC', 'HWIO', 'NHWC')
+
+
+def _subpixel_kernel(kernel: jax.Array) -> jax.Array:
+  """The 3x3 kernel with 4x the outputs that computes a stride-2 4x4 transposed conv.
+
+  Output row 2m takes input rows (m-1, m) with kernel rows (3, 1); row 2m+1
+  takes rows (m, m+1) with kernel rows (2, 0); the same for columns. Over a
+  3-row window (m-1, m, m+1) the row parities use taps (3, 1, -) and (-, 2, 0).
+  """
+  select = np.zeros((2, 3, 4), np.float32)  # [parity, window offset, kernel tap]
+  select[0, 0, 3] = select[0, 1, 1] = select[1, 1, 2] = select[1, 2, 0] = 1.0
+  taps = jnp.einsum('ayk,bxl,klio->yxiabo', select, select, kernel)
+  return taps.reshape(3, 3, kernel.shape[2], 4 * kernel.shape[3])
+
+
+class UpConv(nn.Module):
+  """PyTorch's ConvTranspose2d(kernel 4): 1x1 -> 4x4 (`first`), else stride 2, padding 1.
+
+  By default the input is dilated and correlated with the flipped kernel.
+  `subpixel=True` computes the same function as a 3x3 convolution with four
+  times the output channels, one per output pixel parity, then depth-to-space:
+  on XLA:CPU its first-order gradients are faster (a decoder's forward and
+  backward pass: 15 ms instead of 23 ms at batch 64), but a GON's
+  second-order step is slower (100 ms instead of 53 ms), so GONs keep the
+  default.
+  """
+  features: int
+  first: bool = False
+  subpixel: bool = False
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+                        (4, 4, x.shape[-1], self.features))
+    bias = self.param('bias', nn.initializers.zeros, (self.features,))
+    if self.first:  # a 1x1 input: each output pixel is one kernel tap
+      return jnp.einsum('bi,yxio->byxo', x.reshape(x.shape[0], -1), kernel) + bias
+    b, h, w, _ = x.shape
+    if not self.subpixel:  # scatter form: correlate the dilated input with the flipped kernel
+      return jax.lax.conv_general_dilated(
+          x, kernel[::-1, ::-1], (1, 1), ((2, 2), (2, 2)), lhs_dilation=(2, 2),
+          dimension_numbers=_CONV_DIMS) + bias
+    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    y = jax.lax.conv_general_dilated(padded, _subpixel_kernel(kernel), (1, 1), 'VALID',
+                                     dimension_numbers=_CONV_DIMS)
+    y = y.reshape(b, h, w, 2, 2, self.features).transpose(0, 1, 3, 2, 4, 5)
+    return y.reshape(b, 2 * h, 2 * w, self.features) + bias
+
+
 class ConvDecoder(nn.Module):
   """The convolutional decoder of the official GON.py (DCGAN-style).
 
@@ -59,6 +110,8 @@ class ConvDecoder(nn.Module):
       channels, with per-channel scale and bias: GroupNorm with one group),
       'group' (GroupNorm with 8 groups) or 'none'.
     axis_name: pmap axis over which BatchNorm averages batch statistics.
+    subpixel: compute the transposed convolutions in their sub-pixel form
+      (see UpConv).
   """
   latent_dim: int = 32
   features: int = 16
@@ -67,21 +120,19 @@ class ConvDecoder(nn.Module):
   activation: str = 'elu'
   norm: str = 'batch'
   axis_name: str | None = None
+  subpixel: bool = False
 
   @nn.compact
   def __call__(self, z: jax.Array, use_running_average: bool) -> jax.Array:
     """Decodes latents `[batch, latent_dim]` to images `[batch, size, size, channels]` in (0, 1)."""
     num_upsamplings = num_conv_upsamplings(self.image_size)
     activation = ACTIVATIONS[self.activation]
-    x = z.reshape(z.shape[0], 1, 1, z.shape[-1])
+    x = z
     for i in range(num_upsamplings):
       width = self.features * 2 ** (num_upsamplings - 1 - i)
-      if i == 0:  # 1x1 -> 4x4, as PyTorch's ConvTranspose2d(k=4, s=1, p=0)
-        x = nn.ConvTranspose(width, (4, 4), padding='VALID')(x)
-      else:  # doubles the size, as ConvTranspose2d(k=4, s=2, p=1)
-        x = nn.ConvTranspose(width, (4, 4), strides=(2, 2), padding='SAME')(x)
+      x = UpConv(width, first=i == 0, subpixel=self.subpixel)(x)
       x = activation(self._normalise(x, use_running_average))
-    x = nn.ConvTranspose(self.channels, (4, 4), strides=(2, 2), padding='SAME')(x)
+    x = UpConv(self.channels, subpixel=self.subpixel)(x)
     return nn.sigmoid(x)
 
   def _normalise(self, x: jax.Array, use_running_average: bool) -> jax.Array:

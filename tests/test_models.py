@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from gon_jax.encode import reconstruct
-from gon_jax.models import ACTIVATIONS, ConfigError, ConvDecoder, get_model, init_variables
+from gon_jax.models import (ACTIVATIONS, ConfigError, ConvDecoder, UpConv, get_model,
+                            init_variables)
 
 from configs import conv_mnist
 
@@ -86,3 +87,22 @@ def test_batchnorm_training_pass_updates_running_statistics():
   _, _, _, new_stats = reconstruct(model, variables, images, jnp.zeros((4, 8)), config, train=True)
   changed = jax.tree.map(lambda a, b: not np.allclose(a, b), new_stats, variables['batch_stats'])
   assert all(jax.tree.leaves(changed))
+
+
+def test_transposed_convolution_matches_pytorch_semantics():
+  # ConvTranspose2d(k=4, s=2, p=1) scatters x[i] * w[t] to output 2i - 1 + t.
+  x = jax.random.normal(jax.random.key(0), (2, 3, 3, 2))
+  plain = UpConv(5)
+  variables = plain.init(jax.random.key(1), x)
+  kernel = np.asarray(variables['params']['kernel'])
+  expected = np.zeros((2, 8, 8, 5), np.float32)  # padded by 1 on each side
+  for i in range(3):
+    for j in range(3):
+      expected[:, 2 * i:2 * i + 4, 2 * j:2 * j + 4] += np.einsum('bc,yxco->byxo', x[:, i, j], kernel)
+  out = plain.apply(variables, x)
+  chex.assert_trees_all_close(out, expected[:, 1:7, 1:7], atol=1e-5)
+  chex.assert_trees_all_close(UpConv(5, subpixel=True).apply(variables, x), out, atol=1e-5)
+  first = UpConv(5, first=True)
+  z = jax.random.normal(jax.random.key(2), (2, 2))
+  chex.assert_trees_all_close(first.apply(variables, z),
+                              np.einsum('bc,yxco->byxo', z, kernel), atol=1e-5)
