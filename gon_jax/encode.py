@@ -122,7 +122,9 @@ def reconstruct(model: nn.Module, variables: dict, images: jax.Array, z0: jax.Ar
     train: whether this is a training pass (updates BatchNorm statistics).
     inner_points, outer_points: implicit models only: pixel indices
       `[batch, points]` (see `sample_points`) at which the inner / outer loss
-      is evaluated; None for every pixel.
+      is evaluated; None for every pixel. The inner loss on a subset is
+      scaled by pixels / points, so that latents keep the scale of the whole
+      image's.
 
   Returns:
     `(prediction, target, latents [batch, latent_dim], batch_stats)`:
@@ -146,9 +148,12 @@ def reconstruct(model: nn.Module, variables: dict, images: jax.Array, z0: jax.Ar
     seen = mask[None] if inner_points is None else mask.reshape(-1)[inner_points][..., None]
     inner_loss = lambda prediction, target: squared_error(seen * prediction, seen * target)
   gon = config.gon
+  scale = inner_loss_scale(config)
+  if inner_points is not None:  # a Monte Carlo estimate of the loss over the whole image
+    scale *= coordinates.shape[0] / inner_points.shape[1]
   latents = origin_latent(
       lambda z: decode(z, inner_points), inner_target, z0, inner_loss,
-      num_steps=gon.num_steps, step_size=gon.step_size, loss_scale=inner_loss_scale(config),
+      num_steps=gon.num_steps, step_size=gon.step_size, loss_scale=scale,
       start_from_z0=gon.start_from_z0, detach=gon.detach)
   target = _gather(images, outer_points)
   if train and 'batch_stats' in variables:
