@@ -7,6 +7,8 @@ Implicit decoders can also fit the losses on subsets of the coordinates
 while the outer loss sees all of it (the paper's section 3.5).
 """
 
+from typing import Any, Callable, NamedTuple
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -14,7 +16,8 @@ import ml_collections
 import numpy as np
 
 from gon_jax.core import origin_latent, squared_error
-from gon_jax.models import IMPLICIT_MODELS, ConfigError
+from gon_jax.losses import LIKELIHOODS, negative_elbo
+from gon_jax.models import ENCODER_MODELS, IMPLICIT_MODELS, VARIATIONAL_MODELS, ConfigError
 from gon_jax.siren import grid
 
 INNER_REDUCTIONS = ('sum', 'mean', 'official')
@@ -77,6 +80,14 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if subsets and config.model.name not in IMPLICIT_MODELS:
     raise ConfigError('gon.inner_points / gon.outer_points (coordinate subsets) need an '
                       f'implicit model ({", ".join(IMPLICIT_MODELS)}), not {config.model.name!r}')
+  m = config.model
+  if m.name in VARIATIONAL_MODELS and m.likelihood not in LIKELIHOODS:
+    raise ConfigError(f'unknown model.likelihood {m.likelihood!r}; valid: {", ".join(LIKELIHOODS)}')
+  if m.name in VARIATIONAL_MODELS and gon.observe != 'all':
+    raise ConfigError('gon.observe needs a squared-error model (conv, siren), not '
+                      f'{m.name!r}')
+  if m.name in ENCODER_MODELS and m.norm == 'batch':
+    raise ConfigError(f'model {m.name!r} supports norm layer, group or none, not batch')
   pixels = config.data.image_size ** 2
   for name in ('inner_points', 'outer_points'):
     if not 0 <= gon[name] <= pixels:
@@ -101,63 +112,131 @@ def _gather(images: jax.Array, points: jax.Array | None) -> jax.Array:
   return jnp.take_along_axis(flat, points[..., None], axis=1)
 
 
+class Draws(NamedTuple):
+  """The random choices of one training pass; None where not drawn.
+
+  inner_points, outer_points: implicit models: pixel indices `[batch,
+    points]` at which the inner / outer loss is evaluated (Monte Carlo).
+  inner_noise, outer_noise: variational models: standard normal `[batch,
+    latent_dim]` for the reparameterisation in the inner / outer pass; None
+    decodes the posterior mean.
+  """
+  inner_points: jax.Array | None = None
+  outer_points: jax.Array | None = None
+  inner_noise: jax.Array | None = None
+  outer_noise: jax.Array | None = None
+
+
+def draw(config: ml_collections.ConfigDict, keys: jax.Array, num_pixels: int) -> Draws:
+  """Draws a training pass's random choices from one PRNG key per example `[batch]`."""
+  gon, variational = config.gon, config.model.name in VARIATIONAL_MODELS
+  keys = jax.vmap(lambda key: jax.random.split(key, 4))(keys)
+  noise = lambda k: jax.vmap(lambda key: jax.random.normal(key, (config.model.latent_dim,)))(k)
+  return Draws(
+      inner_points=sample_points(keys[:, 0], num_pixels, gon.inner_points) if gon.inner_points else None,
+      outer_points=sample_points(keys[:, 1], num_pixels, gon.outer_points) if gon.outer_points else None,
+      inner_noise=noise(keys[:, 2]) if variational else None,
+      outer_noise=noise(keys[:, 3]) if variational else None)
+
+
+def outer_loss_fn(config: ml_collections.ConfigDict, kl_weight: float | jax.Array = 1.0
+                  ) -> Callable[[Any, jax.Array], jax.Array]:
+  """The per-example data-fitting loss `(decoder outputs, target) -> [batch]`.
+
+  Summed squared error, or for variational models the negative ELBO with
+  `kl_weight` on the KL term. The inner loss is the same function, seeing
+  only the observed pixels (`gon.observe`).
+  """
+  m = config.model
+  if m.name in VARIATIONAL_MODELS:
+    return lambda outputs, target: negative_elbo(outputs, target, m.likelihood, kl_weight,
+                                                 m.gaussian_sigma)
+  return squared_error
+
+
+def kl_weight(config: ml_collections.ConfigDict, step: jax.Array) -> jax.Array:
+  """`model.kl_weight`, warmed up linearly over `model.kl_warmup_steps` (0: none)."""
+  m = config.model
+  if m.name not in VARIATIONAL_MODELS:
+    return jnp.float32(1.0)
+  ramp = jnp.minimum(1.0, (step + 1) / m.kl_warmup_steps) if m.kl_warmup_steps else 1.0
+  return jnp.float32(m.kl_weight) * ramp
+
+
+def decoded_images(config: ml_collections.ConfigDict, outputs: Any) -> jax.Array:
+  """The images in a decoder's outputs (variational decoders also return mu, logvar)."""
+  return outputs[0] if config.model.name in VARIATIONAL_MODELS else outputs
+
+
 def reconstruct(model: nn.Module, variables: dict, images: jax.Array, z0: jax.Array,
-                config: ml_collections.ConfigDict, train: bool,
-                inner_points: jax.Array | None = None,
-                outer_points: jax.Array | None = None
-                ) -> tuple[jax.Array, jax.Array, jax.Array, dict]:
-  """Encodes images with the gradient at the origin, then decodes the latents.
+                config: ml_collections.ConfigDict, train: bool, draws: Draws = Draws(),
+                kl_weight: float | jax.Array = 1.0) -> tuple[Any, jax.Array, jax.Array, dict]:
+  """Encodes images with the gradient at the origin, decodes the latents, scores them.
 
   The inner pass always normalises with BatchNorm's running averages: at z0
   every example is the same, so batch statistics would have zero variance and
   make an image's latent depend on its batch. The outer pass uses batch
-  statistics in training only.
+  statistics in training only. Models with an encoder (the VAE baseline)
+  encode with it instead of the gradient.
 
   Args:
     model: decoder called as `model.apply(variables, z, use_running_average)`.
     variables: `{'params': ..., ['batch_stats': ...]}`.
     images: `[batch, height, width, channels]` in [0, 1].
     z0: starting latents `[batch, latent_dim]`.
-    config: experiment config (`gon.*`, `batch_size`, `data.image_size`).
+    config: experiment config (`gon.*`, `model.*`, `batch_size`, `data.image_size`).
     train: whether this is a training pass (updates BatchNorm statistics).
-    inner_points, outer_points: implicit models only: pixel indices
-      `[batch, points]` (see `sample_points`) at which the inner / outer loss
-      is evaluated; None for every pixel. The inner loss on a subset is
-      scaled by pixels / points, so that latents keep the scale of the whole
-      image's.
+    draws: random choices (see `Draws`); the default decodes every pixel and
+      the posterior mean. An inner loss on a subset of pixels is scaled by
+      pixels / points, so that latents keep the scale of the whole image's;
+      so is the outer loss.
+    kl_weight: weight of the KL term of variational models.
 
   Returns:
-    `(prediction, target, latents [batch, latent_dim], batch_stats)`:
-    prediction and target are `[batch, height, width, channels]`, or
-    `[batch, points, channels]` with `outer_points`; batch_stats are updated
-    in a training pass, else as given ({} without BatchNorm).
+    `(outputs, latents [batch, latent_dim], outer losses [batch], batch_stats)`:
+    outputs are the decoder's at `draws.outer_points` (default: images
+    `[batch, height, width, channels]`; variational: (images, mu, logvar));
+    batch_stats are updated in a training pass, else as given ({} without
+    BatchNorm).
   """
   coordinates = jnp.asarray(grid(config.data.image_size))
-  mask = observation_mask(config)
+  num_pixels = coordinates.shape[0]
+  loss = outer_loss_fn(config, kl_weight)
 
-  def decode(z, points, use_running_average=True, **kwargs):
-    if points is None:
-      return model.apply(variables, z, use_running_average, **kwargs)
-    return model.apply(variables, z, use_running_average, coordinates=coordinates[points],
-                       **kwargs)
+  def decode(z, points, noise, use_running_average=True, **kwargs):
+    if points is not None:
+      kwargs['coordinates'] = coordinates[points]
+    if noise is not None:
+      kwargs['noise'] = noise
+    return model.apply(variables, z, use_running_average, **kwargs)
 
-  inner_target = _gather(images, inner_points)
-  if mask is None:
-    inner_loss = squared_error
+  if config.model.name in ENCODER_MODELS:
+    latents = model.apply(variables, images, True, method='encode')
   else:
-    seen = mask[None] if inner_points is None else mask.reshape(-1)[inner_points][..., None]
-    inner_loss = lambda prediction, target: squared_error(seen * prediction, seen * target)
-  gon = config.gon
-  scale = inner_loss_scale(config)
-  if inner_points is not None:  # a Monte Carlo estimate of the loss over the whole image
-    scale *= coordinates.shape[0] / inner_points.shape[1]
-  latents = origin_latent(
-      lambda z: decode(z, inner_points), inner_target, z0, inner_loss,
-      num_steps=gon.num_steps, step_size=gon.step_size, loss_scale=scale,
-      start_from_z0=gon.start_from_z0, detach=gon.detach)
-  target = _gather(images, outer_points)
-  if train and 'batch_stats' in variables:
-    prediction, updates = decode(latents, outer_points, False, mutable=['batch_stats'])
-    return prediction, target, latents, updates['batch_stats']
-  prediction = decode(latents, outer_points)
-  return prediction, target, latents, variables.get('batch_stats', {})
+    mask = observation_mask(config)
+    inner_target = _gather(images, draws.inner_points)
+    inner_loss = loss
+    if mask is not None:
+      seen = (mask[None] if draws.inner_points is None else
+              mask.reshape(-1)[draws.inner_points][..., None])
+      inner_loss = lambda outputs, target: squared_error(seen * outputs, seen * target)
+    gon = config.gon
+    scale = inner_loss_scale(config)
+    if draws.inner_points is not None:  # a Monte Carlo estimate over the whole image
+      scale *= num_pixels / draws.inner_points.shape[1]
+    latents = origin_latent(
+        lambda z: decode(z, draws.inner_points, draws.inner_noise), inner_target, z0,
+        inner_loss, num_steps=gon.num_steps, step_size=gon.step_size, loss_scale=scale,
+        start_from_z0=gon.start_from_z0, detach=gon.detach)
+  target = _gather(images, draws.outer_points)
+  batch_stats = variables.get('batch_stats', {})
+  if train and batch_stats:
+    outputs, updates = decode(latents, draws.outer_points, draws.outer_noise, False,
+                              mutable=['batch_stats'])
+    batch_stats = updates['batch_stats']
+  else:
+    outputs = decode(latents, draws.outer_points, draws.outer_noise)
+  outer = loss(outputs, target)
+  if draws.outer_points is not None:
+    outer = outer * (num_pixels / draws.outer_points.shape[1])
+  return outputs, latents, outer, batch_stats

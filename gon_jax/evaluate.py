@@ -6,13 +6,16 @@ from typing import Callable
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from gon_jax import checkpoints, data, generate, images
-from gon_jax.encode import model_variables
-from gon_jax.generate import make_encoder
-from gon_jax.models import IMPLICIT_MODELS
+from gon_jax.core import origin
+from gon_jax.encode import model_variables, reconstruct
+from gon_jax.generate import in_batches, make_encoder
+from gon_jax.losses import bits_per_dim, negative_elbo
+from gon_jax.models import IMPLICIT_MODELS, VARIATIONAL_MODELS
 from gon_jax.state import setup
 
 
@@ -40,7 +43,46 @@ def make_evaluator(model: nn.Module, config: ml_collections.ConfigDict
                'num_images': int(len(images))}
     return metrics, recon, latents
 
-  return evaluate
+  if config.model.name not in VARIATIONAL_MODELS:
+    return evaluate
+  elbo = make_elbo(model, config)
+
+  def evaluate_variational(variables, images):
+    metrics, recon, latents = evaluate(variables, images)
+    nats = elbo(variables, images)
+    metrics.update(negative_elbo_nats=float(np.mean(nats)), elbo_samples=config.elbo_samples,
+                   bits_per_dim=float(np.mean(bits_per_dim(nats, np.prod(images.shape[1:])))))
+    return metrics, recon, latents
+
+  return evaluate_variational
+
+
+def make_elbo(model: nn.Module, config: ml_collections.ConfigDict
+              ) -> Callable[[dict, np.ndarray], np.ndarray]:
+  """Builds `elbo(variables, images) -> negative ELBO [n]` in nats, for variational models.
+
+  The posterior is the model's at the GON latent (from the inner pass at the
+  posterior mean) or at the VAE encoder's output; the reconstruction term is
+  averaged over `config.elbo_samples` reparameterised samples (fixed keys);
+  the KL term is exact. The KL weight is 1 whatever training used.
+  """
+  m = config.model
+
+  @jax.jit
+  def batch_elbo(variables, images):
+    z0 = origin(images.shape[0], m.latent_dim)
+    _, latents, _, _ = reconstruct(model, variables, images, z0, config, train=False)
+
+    def one_sample(key):
+      noise = jax.random.normal(key, latents.shape)
+      outputs = model.apply(variables, latents, True, noise=noise)
+      return negative_elbo(outputs, images, m.likelihood, 1.0, m.gaussian_sigma)
+
+    keys = jax.random.split(jax.random.key(config.seed), config.elbo_samples)
+    return (jnp.mean(jax.vmap(one_sample)(keys), axis=0),)
+
+  return lambda variables, images: in_batches(
+      lambda batch: batch_elbo(variables, batch), images, config.eval_batch_size)[0]
 
 
 def write_json(path: str, metrics: dict) -> str:
@@ -84,14 +126,18 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   images.save_reconstructions(os.path.join(out, 'reconstructions.png'), test_images, recon, g)
   path = generate.slerp(latents[:g], latents[g:2 * g], np.linspace(0, 1, g))
   images.save_grid(os.path.join(out, 'interpolation.png'),
-                   [generate.decode(model, variables, np.asarray(path).reshape(g * g, -1))], g)
-  train_images, _ = data.load_split(config.data, 'train', config.data.image_size)
-  train_latents, _ = generate.make_encoder(model, config)(
-      variables, train_images[:config.num_fit_examples])
-  samples = generate.sample_gaussian(jax.random.key(config.seed),
-                                     *generate.fit_gaussian(train_latents), g * g)
-  images.save_grid(os.path.join(out, 'samples.png'),
-                   [generate.decode(model, variables, samples)], g)
+                   [generate.decode(model, variables, np.asarray(path).reshape(g * g, -1), config)], g)
+  key = jax.random.key(config.seed)
+  if config.model.name in VARIATIONAL_MODELS:  # the prior N(0, I) of the stochastic layer
+    codes = np.asarray(jax.random.normal(key, (g * g, config.model.latent_dim)))
+    samples = generate.decode(model, variables, codes, config, method='generate')
+  else:  # a Gaussian fitted to training latents (App. D)
+    train_images, _ = data.load_split(config.data, 'train', config.data.image_size)
+    train_latents, _ = generate.make_encoder(model, config)(
+        variables, train_images[:config.num_fit_examples])
+    codes = generate.sample_gaussian(key, *generate.fit_gaussian(train_latents), g * g)
+    samples = generate.decode(model, variables, codes, config)
+  images.save_grid(os.path.join(out, 'samples.png'), [samples], g)
   if config.model.name in IMPLICIT_MODELS:
     n, size = min(g * g, 16, len(test_images)), config.superres_size
     high = generate.render(model, variables, latents[:n], size)

@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 
 from gon_jax.core import origin
-from gon_jax.encode import reconstruct
+from gon_jax.encode import decoded_images, reconstruct
 from gon_jax.siren import grid
 
 
@@ -49,8 +49,8 @@ def make_encoder(model: nn.Module, config: ml_collections.ConfigDict
   @jax.jit
   def encode_batch(variables, images):
     z0 = origin(images.shape[0], config.model.latent_dim)
-    prediction, _, latents, _ = reconstruct(model, variables, images, z0, config, train=False)
-    return latents, prediction
+    outputs, latents, _, _ = reconstruct(model, variables, images, z0, config, train=False)
+    return latents, decoded_images(config, outputs)
 
   return lambda variables, images: in_batches(
       lambda batch: encode_batch(variables, batch), images, config.eval_batch_size)
@@ -70,9 +70,16 @@ def render(model: nn.Module, variables: dict, latents: np.ndarray, size: int,
 
 
 def decode(model: nn.Module, variables: dict, latents: np.ndarray,
+           config: ml_collections.ConfigDict, method: str | None = None,
            batch_size: int = 256) -> np.ndarray:
-  """Decodes latents at the training resolution: `[n, height, width, channels]`."""
-  apply = jax.jit(lambda z: (model.apply(variables, z, True),))
+  """Decodes latents at the training resolution: `[n, height, width, channels]`.
+
+  `method='generate'` decodes codes of a variational model's prior instead.
+  """
+  if method is not None:
+    apply = jax.jit(lambda z: (model.apply(variables, z, True, method=method),))
+  else:
+    apply = jax.jit(lambda z: (decoded_images(config, model.apply(variables, z, True)),))
   return in_batches(apply, latents, batch_size)[0]
 
 

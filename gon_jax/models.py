@@ -27,8 +27,10 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     'sin': jnp.sin,
 }
 NORMS = ('batch', 'layer', 'group', 'none')
-MODELS = ('conv', 'siren')
-IMPLICIT_MODELS = ('siren',)
+MODELS = ('conv', 'siren', 'vgon', 'vae')
+IMPLICIT_MODELS = ('siren',)  # decoders over coordinates
+VARIATIONAL_MODELS = ('vgon', 'vae')  # decoders returning (decoded, mu, logvar)
+ENCODER_MODELS = ('vae',)  # baselines whose latents come from an encoder, not a gradient
 
 
 class ConfigError(ValueError):
@@ -55,6 +57,20 @@ def _subpixel_kernel(kernel: jax.Array) -> jax.Array:
   select[0, 0, 3] = select[0, 1, 1] = select[1, 1, 2] = select[1, 2, 0] = 1.0
   taps = jnp.einsum('ayk,bxl,klio->yxiabo', select, select, kernel)
   return taps.reshape(3, 3, kernel.shape[2], 4 * kernel.shape[3])
+
+
+def _normalise(norm: str, x: jax.Array, use_running_average: bool,
+               axis_name: str | None) -> jax.Array:
+  """The hidden layers' normalisation: see ConvDecoder.norm."""
+  if norm == 'batch':
+    # PyTorch's BatchNorm2d defaults: momentum 0.1, eps 1e-5.
+    return nn.BatchNorm(use_running_average=use_running_average, momentum=0.9, epsilon=1e-5,
+                        axis_name=axis_name)(x)
+  if norm == 'layer':
+    return nn.GroupNorm(num_groups=1, epsilon=1e-5)(x)
+  if norm == 'group':
+    return nn.GroupNorm(num_groups=8, epsilon=1e-5)(x)
+  return x
 
 
 class UpConv(nn.Module):
@@ -131,21 +147,111 @@ class ConvDecoder(nn.Module):
     for i in range(num_upsamplings):
       width = self.features * 2 ** (num_upsamplings - 1 - i)
       x = UpConv(width, first=i == 0, subpixel=self.subpixel)(x)
-      x = activation(self._normalise(x, use_running_average))
+      x = activation(_normalise(self.norm, x, use_running_average, self.axis_name))
     x = UpConv(self.channels, subpixel=self.subpixel)(x)
     return nn.sigmoid(x)
 
-  def _normalise(self, x: jax.Array, use_running_average: bool) -> jax.Array:
-    if self.norm == 'batch':
-      # PyTorch's BatchNorm2d defaults: momentum 0.1, eps 1e-5.
-      return nn.BatchNorm(use_running_average=use_running_average,
-                          momentum=0.9, epsilon=1e-5,
-                          axis_name=self.axis_name)(x)
-    if self.norm == 'layer':
-      return nn.GroupNorm(num_groups=1, epsilon=1e-5)(x)
-    if self.norm == 'group':
-      return nn.GroupNorm(num_groups=8, epsilon=1e-5)(x)
-    return x
+
+
+class VariationalDecoder(nn.Module):
+  """F of the variational GON (section 3.3, Variational-GON.py).
+
+  Two linear layers map the latent to the mean and log-variance of a
+  Gaussian; a sample of it (the reparameterisation trick as a stochastic
+  layer) is decoded by a ConvDecoder into Bernoulli probabilities or
+  Gaussian means. `generate` decodes codes drawn from the prior N(0, I).
+  """
+  latent_dim: int = 48
+  features: int = 32
+  channels: int = 1
+  image_size: int = 32
+  activation: str = 'elu'
+  norm: str = 'layer'
+  axis_name: str | None = None
+
+  def setup(self):
+    self.mu = nn.Dense(self.latent_dim)
+    self.logvar = nn.Dense(self.latent_dim)
+    self.decoder = ConvDecoder(self.latent_dim, self.features, self.channels, self.image_size,
+                               self.activation, self.norm, self.axis_name)
+
+  def __call__(self, z: jax.Array, use_running_average: bool,
+               noise: jax.Array | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Decodes latents `[batch, latent_dim]`.
+
+    Args:
+      z: latents.
+      use_running_average: BatchNorm mode.
+      noise: standard normal `[batch, latent_dim]` for the reparameterisation;
+        None decodes the mean.
+
+    Returns:
+      `(decoded [batch, size, size, channels], mu, logvar)`.
+    """
+    mu, logvar = self.mu(z), self.logvar(z)
+    code = mu if noise is None else mu + jnp.exp(0.5 * logvar) * noise
+    return self.decoder(code, use_running_average), mu, logvar
+
+  def generate(self, code: jax.Array, use_running_average: bool = True) -> jax.Array:
+    """Decodes codes `[batch, latent_dim]` from the prior: `[batch, size, size, channels]`."""
+    return self.decoder(code, use_running_average)
+
+
+class ConvEncoder(nn.Module):
+  """The encoder of the VAE baseline: the ConvDecoder mirrored (Table 2).
+
+  Stride-2 4x4 convolutions halve the image down to 4x4, doubling the width
+  each time (`features`, 2 `features`, ...), each followed by the norm and
+  activation; a 4x4 valid convolution maps 4x4 to a 1x1 code of `latent_dim`.
+  """
+  latent_dim: int = 48
+  features: int = 32
+  image_size: int = 32
+  activation: str = 'elu'
+  norm: str = 'layer'
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, images: jax.Array, use_running_average: bool) -> jax.Array:
+    """Encodes `[batch, size, size, channels]` to `[batch, latent_dim]`."""
+    x = images
+    for i in range(num_conv_upsamplings(self.image_size)):
+      x = nn.Conv(self.features * 2 ** i, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)))(x)
+      x = ACTIVATIONS[self.activation](
+          _normalise(self.norm, x, use_running_average, self.axis_name))
+    x = nn.Conv(self.latent_dim, (4, 4), padding='VALID')(x)
+    return x.reshape(x.shape[0], -1)
+
+
+class VAE(nn.Module):
+  """The VAE baseline: ConvEncoder, then the variational GON's F.
+
+  `model(z, ...)` is the decoder F, as for every decoder; `encode(images)`
+  replaces the GON's gradient at the origin.
+  """
+  latent_dim: int = 48
+  features: int = 32
+  channels: int = 1
+  image_size: int = 32
+  activation: str = 'elu'
+  norm: str = 'layer'
+  axis_name: str | None = None
+
+  def setup(self):
+    self.encoder = ConvEncoder(self.latent_dim, self.features, self.image_size, self.activation,
+                               self.norm, self.axis_name)
+    self.decoder = VariationalDecoder(self.latent_dim, self.features, self.channels,
+                                      self.image_size, self.activation, self.norm,
+                                      self.axis_name)
+
+  def __call__(self, z, use_running_average, noise=None):
+    return self.decoder(z, use_running_average, noise)
+
+  def encode(self, images: jax.Array, use_running_average: bool) -> jax.Array:
+    return self.encoder(images, use_running_average)
+
+  def generate(self, code: jax.Array, use_running_average: bool = True) -> jax.Array:
+    return self.decoder.generate(code, use_running_average)
 
 
 def num_conv_upsamplings(image_size: int) -> int:
@@ -176,12 +282,16 @@ def get_model(config: ml_collections.ConfigDict,
   _choose('activation', m.activation, ACTIVATIONS)
   _choose('norm', m.norm, NORMS)
   num_conv_upsamplings(config.data.image_size)
-  return ConvDecoder(latent_dim=m.latent_dim, features=m.features,
-                     channels=m.channels, image_size=config.data.image_size,
-                     activation=m.activation, norm=m.norm, axis_name=axis_name)
+  module = {'conv': ConvDecoder, 'vgon': VariationalDecoder, 'vae': VAE}[m.name]
+  return module(latent_dim=m.latent_dim, features=m.features, channels=m.channels,
+                image_size=config.data.image_size, activation=m.activation, norm=m.norm,
+                axis_name=axis_name)
 
 
 def init_variables(model: nn.Module, key: jax.Array, latent_dim: int) -> dict:
-  """Initial `{'params': ..., ['batch_stats': ...]}` of a decoder."""
-  return model.init(key, jnp.zeros((1, latent_dim), jnp.float32),
-                    use_running_average=False)
+  """Initial `{'params': ..., ['batch_stats': ...]}` of a decoder (and encoder, if any)."""
+  z = jnp.zeros((1, latent_dim), jnp.float32)
+  if not hasattr(model, 'encode'):
+    return model.init(key, z, use_running_average=False)
+  images = jnp.zeros((1, model.image_size, model.image_size, model.channels), jnp.float32)
+  return model.init(key, z, images, method=lambda m, z, x: (m(z, False), m.encode(x, False)))

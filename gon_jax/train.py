@@ -14,8 +14,8 @@ import tqdm
 from tensorboardX import SummaryWriter
 
 from gon_jax import checkpoints, data, evaluate, images
-from gon_jax.core import origin, squared_error
-from gon_jax.encode import model_variables, reconstruct, sample_points
+from gon_jax.core import origin
+from gon_jax.encode import draw, kl_weight, model_variables, reconstruct
 from gon_jax.models import get_model
 from gon_jax.parallel import make_placement
 from gon_jax.state import TrainState, setup
@@ -51,24 +51,20 @@ def train_step(state: TrainState, batch: dict, *, model: nn.Module,
     axis_name: the pmap axis to average gradients over, or None under jit.
 
   Returns:
-    `(new state, {'loss': mean summed squared error per image})`.
+    `(new state, {'loss': the mean outer loss per image: summed squared
+    error, or the negative ELBO in nats for variational models})`.
   """
   x = batch['image']
-  gon, num_pixels = config.gon, x.shape[1] * x.shape[2]
-  keys = jax.vmap(lambda k: jax.random.split(k, 3))(
+  keys = jax.vmap(lambda key: jax.random.split(key))(
       example_keys(config.seed, state.step, x.shape[0], axis_name))
-  z0 = origin(x.shape[0], config.model.latent_dim, gon.z0_sigma, keys[:, 0])
-  inner_points = sample_points(keys[:, 1], num_pixels, gon.inner_points) if gon.inner_points else None
-  outer_points = sample_points(keys[:, 2], num_pixels, gon.outer_points) if gon.outer_points else None
+  z0 = origin(x.shape[0], config.model.latent_dim, config.gon.z0_sigma, keys[:, 0])
+  draws = draw(config, keys[:, 1], x.shape[1] * x.shape[2])
 
   def loss_fn(params):
     variables = model_variables(params, state.batch_stats)
-    prediction, target, _, batch_stats = reconstruct(
-        model, variables, x, z0, config, True, inner_points, outer_points)
-    # With outer_points, a Monte Carlo estimate of the summed error: rescaled
-    # so that the loss stays on the scale of the whole image.
-    scale = num_pixels / gon.outer_points if gon.outer_points else 1.0
-    return scale * jnp.mean(squared_error(prediction, target)), batch_stats
+    _, _, losses, batch_stats = reconstruct(model, variables, x, z0, config, True, draws,
+                                            kl_weight(config, state.step))
+    return jnp.mean(losses), batch_stats
 
   (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   if axis_name is not None:

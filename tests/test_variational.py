@@ -1,0 +1,96 @@
+"""Variational GON and the VAE baseline: counts, ELBO terms, bits/dim, sampling."""
+
+import functools
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gon_jax import data
+from gon_jax.encode import kl_weight
+from gon_jax.evaluate import make_evaluator
+from gon_jax.losses import (binary_cross_entropy, bits_per_dim, gaussian_nll,
+                            kl_to_standard_normal, negative_elbo)
+from gon_jax.models import get_model, init_variables
+from gon_jax.state import setup
+from gon_jax.train import train_step
+
+from configs import vae_mnist, vgon_celeba, vgon_mnist
+
+
+def _count(config):
+  variables = init_variables(get_model(config), jax.random.key(0), config.model.latent_dim)
+  return sum(x.size for x in jax.tree.leaves(variables['params']))
+
+
+def test_parameter_counts():
+  assert _count(vgon_mnist.get_config()) == 268_033  # the official Variational-GON.py
+  vae = _count(vae_mnist.get_config())
+  assert 1.8 * 268_033 < vae < 2.2 * 268_033  # the encoder mirrors the decoder
+
+
+def test_shapes_and_sampler_range():
+  config = vgon_celeba.get_config()
+  model = get_model(config)
+  variables = init_variables(model, jax.random.key(0), 48)
+  decoded, mu, logvar = model.apply(variables, jnp.ones((2, 48)), True,
+                                    noise=jnp.ones((2, 48)))
+  chex.assert_shape(decoded, (2, 64, 64, 3))
+  chex.assert_shape([mu, logvar], [(2, 48), (2, 48)])
+  samples = model.apply(variables, 5 * jax.random.normal(jax.random.key(1), (16, 48)), True,
+                        method='generate')
+  chex.assert_shape(samples, (16, 64, 64, 3))
+  assert float(samples.min()) >= 0.0 and float(samples.max()) <= 1.0
+  vae = get_model(vae_mnist.get_config())
+  vae_vars = init_variables(vae, jax.random.key(0), 48)
+  chex.assert_shape(vae.apply(vae_vars, jnp.ones((3, 32, 32, 1)), True, method='encode'), (3, 48))
+
+
+def test_kl_matches_closed_form():
+  mu, sigma = np.array([[1.0, -0.5]]), np.array([[2.0, 0.3]])
+  expected = np.sum(0.5 * (sigma ** 2 + mu ** 2 - 1 - np.log(sigma ** 2)))
+  np.testing.assert_allclose(kl_to_standard_normal(mu, np.log(sigma ** 2)), [expected], rtol=1e-5)
+  np.testing.assert_allclose(kl_to_standard_normal(jnp.zeros((1, 3)), jnp.zeros((1, 3))), [0.0])
+
+
+def test_bits_per_dim_of_known_likelihoods():
+  # A fair coin per binary pixel value costs exactly one bit.
+  images = jnp.asarray(np.random.default_rng(0).integers(0, 2, (4, 8, 8, 1)), jnp.float32)
+  nats = binary_cross_entropy(jnp.full_like(images, 0.5), images)
+  np.testing.assert_allclose(bits_per_dim(nats, 64), 1.0, rtol=1e-6)
+  # A unit Gaussian at zero error: 0.5 log(2 pi) nats per value.
+  nll = gaussian_nll(jnp.zeros((1, 10)), jnp.zeros((1, 10)), 1.0)
+  np.testing.assert_allclose(nll, [5 * math.log(2 * math.pi)], rtol=1e-6)
+  outputs = (jnp.full_like(images, 0.5), jnp.ones((4, 2)), jnp.zeros((4, 2)))
+  np.testing.assert_allclose(negative_elbo(outputs, images, kl_weight=0.5),
+                             nats + 0.5 * 1.0, rtol=1e-6)  # KL of N(1, 1) in 2-D is 1
+
+
+def test_kl_warm_up():
+  config = vgon_mnist.get_config()
+  config.model.kl_weight, config.model.kl_warmup_steps = 2.0, 10
+  np.testing.assert_allclose([kl_weight(config, s) for s in (0, 4, 9, 50)],
+                             [0.2, 1.0, 2.0, 2.0], rtol=1e-6)
+
+
+@pytest.mark.parametrize('factory', [vgon_mnist, vae_mnist])
+def test_training_lowers_the_negative_elbo(factory, blob_dir):
+  config = factory.get_config()
+  config.data.update(source='idx', dir=str(blob_dir), image_size=16)
+  config.model.update(latent_dim=8, features=4)
+  config.update(batch_size=16, learning_rate=3e-3, eval_batch_size=64, elbo_samples=2)
+  model, tx, state = setup(config)
+  step = jax.jit(functools.partial(train_step, model=model, tx=tx, config=config))
+  images, labels = data.load_split(config.data, 'train', 16)
+  batches = data.train_batches(images, labels, config.batch_size, config.seed)
+  losses = []
+  for _ in range(25):
+    state, metrics = step(state, next(batches))
+    losses.append(float(metrics['loss']))
+  assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:5])
+  metrics, recon, _ = make_evaluator(model, config)(
+      {'params': state.params}, data.load_split(config.data, 'test', 16)[0])
+  assert 0 < metrics['bits_per_dim'] < 2 and recon.shape == (64, 16, 16, 1)
