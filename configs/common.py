@@ -11,6 +11,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.learning_rate = 1e-4
   # 'jit': jax.jit over a NamedSharding data mesh; 'pmap': jax.pmap over local devices.
   config.parallel = 'jit'
+  # Examples per step of a scan over each device's batch (0: the whole batch
+  # at once). Same gradients; small chunks keep activations in cache.
+  config.scan_chunk = 0
 
   config.data = ml_collections.ConfigDict()
   config.data.source = 'tfds'  # or 'idx': a folder with the four IDX files

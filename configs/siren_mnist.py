@@ -25,6 +25,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.log_every = 10
   config.train_eval_examples = 1000  # during training; eval.py uses the whole test split
 
+  # One image at a time: its 784x256 activations stay in cache (2.4x faster
+  # on a 2-core CPU; README "Performance").
+  config.scan_chunk = 1
+  config.eval_batch_size = 16
+
   config.model = ml_collections.ConfigDict()
   config.model.name = 'siren'
   config.model.latent_dim = 32
@@ -32,6 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.channels = 1
   config.model.w0 = 30.0
   config.model.factorised = True  # the latent's share of layer 1 once per image
+  config.model.fast_sine = True  # sin and cos from one range reduction (gon_jax.siren.sincos)
 
   config.gon.inner_reduction = 'official'  # Implicit-GON.py: mean over the batch, sum over pixels
   return config

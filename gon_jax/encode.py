@@ -86,6 +86,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if m.name in VARIATIONAL_MODELS and gon.observe != 'all':
     raise ConfigError('gon.observe needs a squared-error model (conv, siren), not '
                       f'{m.name!r}')
+  if config.scan_chunk and m.get('norm') == 'batch':
+    raise ConfigError('scan_chunk processes a few examples at a time: it needs a model '
+                      'without batch statistics (norm layer, group or none)')
   if m.name in ENCODER_MODELS and m.norm == 'batch':
     raise ConfigError(f'model {m.name!r} supports norm layer, group or none, not batch')
   pixels = config.data.image_size ** 2

@@ -278,7 +278,8 @@ def get_model(config: ml_collections.ConfigDict,
   _choose('model', m.name, MODELS)
   if m.name == 'siren':
     return SirenDecoder(latent_dim=m.latent_dim, widths=tuple(m.widths), channels=m.channels,
-                        image_size=config.data.image_size, w0=m.w0, factorised=m.factorised)
+                        image_size=config.data.image_size, w0=m.w0, factorised=m.factorised,
+                        fast_sine=m.fast_sine)
   _choose('activation', m.activation, ACTIVATIONS)
   _choose('norm', m.norm, NORMS)
   num_conv_upsamplings(config.data.image_size)

@@ -16,7 +16,7 @@ from tensorboardX import SummaryWriter
 from gon_jax import checkpoints, data, evaluate, images
 from gon_jax.core import origin
 from gon_jax.encode import draw, kl_weight, model_variables, reconstruct
-from gon_jax.models import get_model
+from gon_jax.models import ConfigError, get_model
 from gon_jax.parallel import make_placement
 from gon_jax.state import TrainState, setup
 
@@ -59,14 +59,30 @@ def train_step(state: TrainState, batch: dict, *, model: nn.Module,
       example_keys(config.seed, state.step, x.shape[0], axis_name))
   z0 = origin(x.shape[0], config.model.latent_dim, config.gon.z0_sigma, keys[:, 0])
   draws = draw(config, keys[:, 1], x.shape[1] * x.shape[2])
+  beta = kl_weight(config, state.step)
 
-  def loss_fn(params):
+  def mean_loss(params, x, z0, draws):
     variables = model_variables(params, state.batch_stats)
-    _, _, losses, batch_stats = reconstruct(model, variables, x, z0, config, True, draws,
-                                            kl_weight(config, state.step))
-    return jnp.mean(losses), batch_stats
+    _, _, losses, batch_stats = reconstruct(model, variables, x, z0, config, True, draws, beta)
+    return jnp.sum(losses) / batch['image'].shape[0], batch_stats
 
-  (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  loss_and_grads = jax.value_and_grad(mean_loss, has_aux=True)
+  if not config.scan_chunk:
+    (loss, batch_stats), grads = loss_and_grads(state.params, x, z0, draws)
+  else:
+    # Examples are independent (no batch statistics), so the batch can be
+    # processed a few examples at a time, summing gradients: each chunk's
+    # activations stay in cache, which on CPU is worth more than large matmuls.
+    chunks = jax.tree.map(lambda a: a.reshape(-1, config.scan_chunk, *a.shape[1:]),
+                          (x, z0, draws))
+
+    def add_chunk(total, chunk):
+      (chunk_loss, _), chunk_grads = loss_and_grads(state.params, *chunk)
+      return jax.tree.map(jnp.add, total, (chunk_loss, chunk_grads)), None
+
+    zeros = (jnp.zeros(()), jax.tree.map(jnp.zeros_like, state.params))
+    (loss, grads), _ = jax.lax.scan(add_chunk, zeros, chunks)
+    batch_stats = state.batch_stats
   if axis_name is not None:
     grads, loss = jax.lax.pmean((grads, loss), axis_name)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -87,6 +103,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   """
   placement = make_placement(config.parallel, config.batch_size)
   model, tx, state = setup(config)
+  if config.scan_chunk and (config.batch_size // jax.device_count()) % config.scan_chunk:
+    raise ConfigError(f'scan_chunk {config.scan_chunk} does not divide the batch of each '
+                      f'device ({config.batch_size // jax.device_count()})')
   train_images, train_labels = data.load_split(config.data, 'train', config.data.image_size)
   test_images, _ = data.load_split(config.data, 'test', config.data.image_size)
   if config.train_eval_examples > 0:

@@ -70,8 +70,8 @@ def test_encoding_one_image_alone_equals_encoding_it_in_a_batch(norm):
   encode = jax.jit(lambda x, z0, train: reconstruct(model, variables, x, z0, config, train),
                    static_argnums=2)
   for train in (False, True):
-    batch_recon, _, batch_z, _ = encode(images, jnp.zeros((6, 8)), train)
-    alone_recon, _, alone_z, _ = encode(images[2:3], jnp.zeros((1, 8)), False)
+    batch_recon, batch_z, _, _ = encode(images, jnp.zeros((6, 8)), train)
+    alone_recon, alone_z, _, _ = encode(images[2:3], jnp.zeros((1, 8)), False)
     # The latent never sees the batch (inner pass on running averages), in
     # training too; the evaluation reconstruction does not either.
     chex.assert_trees_all_close(alone_z, batch_z[2:3], rtol=1e-4, atol=1e-4)

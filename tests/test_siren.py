@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gon_jax.core import squared_error
-from gon_jax.encode import observation_mask, reconstruct, sample_points
+from gon_jax.encode import Draws, observation_mask, reconstruct, sample_points
 from gon_jax.generate import fit_gaussian, render, slerp
 from gon_jax.models import get_model, init_variables
 from gon_jax.siren import SirenDecoder, grid
@@ -77,16 +77,16 @@ def test_losses_on_all_coordinates_as_a_subset_equal_the_full_losses():
   z0 = jnp.zeros((3, 4))
   everything = sample_points(jax.random.split(jax.random.key(2), 3), 36, 36)
   assert not np.array_equal(everything[0], np.arange(36))  # really shuffled
-  full, full_target, full_z, _ = reconstruct(model, variables, images, z0, config, True)
-  part, part_target, part_z, _ = reconstruct(model, variables, images, z0, config, True,
-                                             everything, everything)
+  full, full_z, full_loss, _ = reconstruct(model, variables, images, z0, config, True)
+  part, part_z, part_loss, _ = reconstruct(model, variables, images, z0, config, True,
+                                           Draws(everything, everything))
   chex.assert_shape(part, (3, 36, 1))
   chex.assert_trees_all_close(part_z, full_z, rtol=1e-5, atol=1e-5)
-  chex.assert_trees_all_close(squared_error(part, part_target),
-                              squared_error(full, full_target), rtol=1e-5)
+  chex.assert_trees_all_close(part_loss, full_loss, rtol=1e-5)
+  np.testing.assert_allclose(full_loss, squared_error(full, images), rtol=1e-6)
   # A real subset changes the latent: the option is not a no-op.
   half = everything[:, :18]
-  _, _, half_z, _ = reconstruct(model, variables, images, z0, config, True, half, half)
+  _, half_z, _, _ = reconstruct(model, variables, images, z0, config, True, Draws(half, half))
   assert not np.allclose(half_z, full_z, rtol=1e-3)
 
 
@@ -102,7 +102,7 @@ def test_observation_masks():
   variables = init_variables(model, jax.random.key(0), 4)
   images = jax.random.uniform(jax.random.key(1), (2, 6, 6, 1))
   changed = images.at[:, 2:4, 2:4].set(0.0)
-  latent = lambda x: reconstruct(model, variables, x, jnp.zeros((2, 4)), config, False)[2]
+  latent = lambda x: reconstruct(model, variables, x, jnp.zeros((2, 4)), config, False)[1]
   chex.assert_trees_all_close(latent(changed), latent(images), atol=1e-6)
   config.gon.observe = 'all'
   assert not np.allclose(latent(changed), latent(images), atol=1e-6)
@@ -138,3 +138,23 @@ def test_colour_and_grey_configs_decode_their_image_shape(factory):
   out = model.apply(variables, jnp.zeros((1, config.model.latent_dim)))
   size = config.data.image_size
   chex.assert_shape(out, (1, size, size, config.model.channels))
+
+
+def test_fast_sine_and_its_derivatives_match_jnp():
+  from gon_jax.siren import fast_sin, sincos  # pylint: disable=import-outside-toplevel
+  x = jnp.linspace(-1000.0, 1000.0, 200_001)
+  sin, cos = sincos(x)
+  assert float(jnp.abs(sin - jnp.sin(x)).max()) < 1e-6
+  assert float(jnp.abs(cos - jnp.cos(x)).max()) < 1e-6
+  d1, d2, d3 = jax.grad(fast_sin), jax.grad(jax.grad(fast_sin)), jax.grad(jax.grad(jax.grad(fast_sin)))
+  for point in (0.3, -2.0, 97.5):
+    np.testing.assert_allclose([d1(point), d2(point), d3(point)],
+                               [np.cos(point), -np.sin(point), -np.cos(point)], atol=1e-6)
+
+
+def test_fast_sine_decoder_equals_the_plain_one():
+  plain = SirenDecoder(latent_dim=6, widths=(32, 32), image_size=5, fast_sine=False)
+  variables = init_variables(plain, jax.random.key(0), 6)
+  z = jax.random.normal(jax.random.key(1), (4, 6))
+  chex.assert_trees_all_close(plain.clone(fast_sine=True).apply(variables, z),
+                              plain.apply(variables, z), atol=1e-5)

@@ -49,6 +49,18 @@ def test_pmap_and_jit_match_one_device(blob_dir, norm, z0_sigma):
     chex.assert_trees_all_close(state.batch_stats, reference.batch_stats, rtol=1e-4, atol=1e-6)
 
 
+def test_scanning_over_chunks_gives_the_batch_gradients(blob_dir):
+  config = tiny_config(blob_dir, norm='layer')
+  config.gon.z0_sigma = 0.1
+  one_device = Placement('jit', Mesh(np.array(jax.devices()[:1]), (AXIS,)))
+  reference, losses = _run_steps(config, one_device)
+  config.scan_chunk = 2
+  for placement in (one_device, make_placement('pmap', config.batch_size)):
+    state, chunked_losses = _run_steps(config, placement)
+    np.testing.assert_allclose(chunked_losses, losses, rtol=1e-5)
+    chex.assert_trees_all_close(state.params, reference.params, rtol=1e-4, atol=1e-6)
+
+
 def test_batch_that_does_not_divide_over_devices_is_refused():
   with pytest.raises(ConfigError, match='does not divide over 2 devices'):
     make_placement('jit', 7)
