@@ -75,26 +75,23 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for GON options that cannot work with this config."""
   inner_loss_scale(config)
   observation_mask(config)
-  gon = config.gon
-  subsets = gon.inner_points or gon.outer_points
-  if subsets and config.model.name not in IMPLICIT_MODELS:
-    raise ConfigError('gon.inner_points / gon.outer_points (coordinate subsets) need an '
-                      f'implicit model ({", ".join(IMPLICIT_MODELS)}), not {config.model.name!r}')
-  m = config.model
-  if m.name in VARIATIONAL_MODELS and m.likelihood not in LIKELIHOODS:
-    raise ConfigError(f'unknown model.likelihood {m.likelihood!r}; valid: {", ".join(LIKELIHOODS)}')
-  if m.name in VARIATIONAL_MODELS and gon.observe != 'all':
-    raise ConfigError('gon.observe needs a squared-error model (conv, siren), not '
-                      f'{m.name!r}')
-  if config.scan_chunk and m.get('norm') == 'batch':
-    raise ConfigError('scan_chunk processes a few examples at a time: it needs a model '
-                      'without batch statistics (norm layer, group or none)')
-  if m.name in ENCODER_MODELS and m.norm == 'batch':
-    raise ConfigError(f'model {m.name!r} supports norm layer, group or none, not batch')
+  gon, m = config.gon, config.model
   pixels = config.data.image_size ** 2
   for name in ('inner_points', 'outer_points'):
+    if gon[name] and m.name not in IMPLICIT_MODELS:
+      raise ConfigError(f'gon.{name} (coordinate subsets) needs an implicit model '
+                        f'({", ".join(IMPLICIT_MODELS)}), not {m.name!r}')
     if not 0 <= gon[name] <= pixels:
       raise ConfigError(f'gon.{name}={gon[name]}: use 0 (every pixel) to {pixels}')
+  if m.name in VARIATIONAL_MODELS:
+    if m.likelihood not in LIKELIHOODS:
+      raise ConfigError(f'unknown model.likelihood {m.likelihood!r}; '
+                        f'valid: {", ".join(LIKELIHOODS)}')
+    if gon.observe != 'all':
+      raise ConfigError(f'gon.observe needs a squared-error model, not {m.name!r}')
+  if m.get('norm') == 'batch' and (config.scan_chunk or m.name in ENCODER_MODELS):
+    raise ConfigError('norm batch does not work with scan_chunk (a few examples at a time) '
+                      'or with an encoder model; use norm layer, group or none')
 
 
 def model_variables(params: dict, batch_stats: dict) -> dict:

@@ -6,7 +6,9 @@ not. One forward pass costs F. A train step with k latent steps costs
 (6k + 3) F: each inner step runs a forward pass (F) and its backward pass to
 the latent (F: input gradients only); the outer pass runs forward (F) and
 backward (2F: input and weight gradients); differentiating through each
-inner step's forward and backward passes costs 2F + 2F more.
+inner step's forward and backward passes costs 2F + 2F more. With Monte
+Carlo coordinates (`gon.inner_points`, `gon.outer_points`), F counts only the
+coordinates a pass evaluates.
 """
 
 
@@ -15,11 +17,15 @@ import ml_collections
 from gon_jax.models import num_conv_upsamplings
 
 
-def forward_flops(config: ml_collections.ConfigDict, batch_size: int) -> int:
-  """Multiply-add FLOPs of one decoder forward pass over `batch_size` images."""
+def forward_flops(config: ml_collections.ConfigDict, batch_size: int,
+                  points: int = 0) -> int:
+  """Multiply-add FLOPs of one decoder forward pass over `batch_size` images.
+
+  `points`: implicit models, coordinates evaluated per image (0: all).
+  """
   m, size = config.model, config.data.image_size
   if m.name == 'siren':
-    pixels = size * size
+    pixels = points or size * size
     widths = (*m.widths, m.channels)
     first = 2 * pixels * 2 * widths[0] + batch_size * 2 * m.latent_dim * widths[0]
     if not m.factorised:
@@ -37,4 +43,6 @@ def forward_flops(config: ml_collections.ConfigDict, batch_size: int) -> int:
 
 def train_step_flops(config: ml_collections.ConfigDict) -> int:
   """Model FLOPs of one train step at `config.batch_size`: (6k + 3) forward passes."""
-  return (6 * config.gon.num_steps + 3) * forward_flops(config, config.batch_size)
+  gon, batch = config.gon, config.batch_size
+  return (6 * gon.num_steps * forward_flops(config, batch, gon.inner_points)
+          + 3 * forward_flops(config, batch, gon.outer_points))

@@ -158,3 +158,14 @@ def test_fast_sine_decoder_equals_the_plain_one():
   z = jax.random.normal(jax.random.key(1), (4, 6))
   chex.assert_trees_all_close(plain.clone(fast_sine=True).apply(variables, z),
                               plain.apply(variables, z), atol=1e-5)
+
+
+def test_flop_count_of_a_step():
+  from gon_jax.flops import forward_flops, train_step_flops  # pylint: disable=import-outside-toplevel
+  config = siren_mnist.get_config()
+  per_image = 2 * 784 * (3 * 256 * 256 + 256)  # sine layers after the first, and the output
+  first = 2 * 784 * 2 * 256 + 64 * 2 * 32 * 256  # coordinates once, latents once per image
+  assert forward_flops(config, 64) == 64 * per_image + first
+  assert train_step_flops(config) == 9 * forward_flops(config, 64)
+  config.gon.inner_points = config.gon.outer_points = 196
+  assert train_step_flops(config) == 9 * forward_flops(config, 64, 196)
