@@ -27,11 +27,11 @@ def inner_loss_scale(config: ml_collections.ConfigDict) -> float:
   """Multiplier of the per-example summed inner loss, from `gon.inner_reduction`.
 
   'sum' sums over pixels, 'mean' averages over them; both keep latents
-  independent of the batch. 'official' reproduces the official scripts:
-  GON.py averages its inner loss over batch and pixels (latents shrink as
-  1 / (batch * height * width)), Implicit-GON.py averages over batch and
-  channels and sums over pixels. The training batch size fixes the scale, so
-  that evaluation encodes as training did whatever its batch size.
+  independent of the batch. 'official' reproduces the official scripts, which
+  average over the batch (latents shrink as 1 / batch_size) and more: GON.py
+  also over pixels, Implicit-GON.py over channels, Variational-GON.py over
+  nothing else (its ELBO sums over pixels). The training batch size fixes the
+  scale, so that evaluation encodes as training did whatever its batch size.
   """
   reduction = config.gon.inner_reduction
   if reduction not in INNER_REDUCTIONS:
@@ -39,8 +39,8 @@ def inner_loss_scale(config: ml_collections.ConfigDict) -> float:
                       f'valid: {", ".join(INNER_REDUCTIONS)}')
   pixels = config.data.image_size ** 2
   if reduction == 'official':
-    implicit = config.model.name in IMPLICIT_MODELS
-    return 1.0 / (config.batch_size * (config.model.channels if implicit else pixels))
+    also_averaged = {'conv': pixels, 'siren': config.model.channels}.get(config.model.name, 1)
+    return 1.0 / (config.batch_size * also_averaged)
   return {'sum': 1.0, 'mean': 1.0 / pixels}[reduction]
 
 

@@ -1,4 +1,4 @@
-"""Test-set evaluation: summed squared error and PSNR per image (Table 1)."""
+"""Test-set evaluation (SSE and PSNR per image, Table 1; bits/dim, Table 2) and eval.py."""
 
 import json
 import os
@@ -29,11 +29,12 @@ def make_evaluator(model: nn.Module, config: ml_collections.ConfigDict
 
   Metrics: `sse`, the mean over images of the summed squared error of an
   image (the paper's Table 1 metric), and `psnr`, the mean over images of
-  10 log10(1 / mean squared error), on [0, 1] pixels.
+  10 log10(1 / mean squared error), on [0, 1] pixels; for variational models
+  also `negative_elbo_nats` and `bits_per_dim` (see `make_elbo`).
   """
   encode = make_encoder(model, config)
 
-  def evaluate(variables: dict, images: np.ndarray) -> tuple[dict, np.ndarray]:
+  def evaluate(variables: dict, images: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
     latents, recon = encode(variables, images)
     recon = np.clip(recon, 0.0, 1.0)
     sse = np.sum(np.square(recon - images).reshape(len(images), -1), axis=1)

@@ -106,3 +106,14 @@ def test_transposed_convolution_matches_pytorch_semantics():
   z = jax.random.normal(jax.random.key(2), (2, 2))
   chex.assert_trees_all_close(first.apply(variables, z),
                               np.einsum('bc,yxco->byxo', z, kernel), atol=1e-5)
+
+
+def test_official_inner_loss_scales():
+  from gon_jax.encode import inner_loss_scale  # pylint: disable=import-outside-toplevel
+  from configs import siren_mnist, vgon_mnist  # pylint: disable=import-outside-toplevel
+  config = conv_mnist.get_config()
+  assert inner_loss_scale(config) == 1.0
+  config.gon.inner_reduction = 'official'
+  assert inner_loss_scale(config) == 1 / (64 * 32 * 32)  # GON.py: mean over batch, pixels
+  assert inner_loss_scale(siren_mnist.get_config()) == 1 / 64  # Implicit-GON.py
+  assert inner_loss_scale(vgon_mnist.get_config()) == 1 / 64  # Variational-GON.py
