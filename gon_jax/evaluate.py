@@ -12,9 +12,9 @@ import numpy as np
 
 from gon_jax import checkpoints, data, generate, images
 from gon_jax.core import origin
-from gon_jax.encode import model_variables, reconstruct
+from gon_jax.encode import Draws, model_variables, reconstruct
 from gon_jax.generate import in_batches, make_encoder
-from gon_jax.losses import bits_per_dim, negative_elbo
+from gon_jax.losses import bits_per_dim
 from gon_jax.models import IMPLICIT_MODELS, VARIATIONAL_MODELS
 from gon_jax.state import setup
 
@@ -62,22 +62,26 @@ def make_elbo(model: nn.Module, config: ml_collections.ConfigDict
               ) -> Callable[[dict, np.ndarray], np.ndarray]:
   """Builds `elbo(variables, images) -> negative ELBO [n]` in nats, for variational models.
 
-  The posterior is the model's at the GON latent (from the inner pass at the
-  posterior mean) or at the VAE encoder's output; the reconstruction term is
-  averaged over `config.elbo_samples` reparameterised samples (fixed keys);
-  the KL term is exact. The KL weight is 1 whatever training used.
+  Each of `config.elbo_samples` samples (fixed keys) draws the stochastic
+  layer's noise for the GON's inner pass, which gives the latent and so a
+  Gaussian posterior (the VAE's encoder needs none), and for the outer pass:
+  the reconstruction term is a one-sample estimate, the KL term exact; the
+  bound is averaged over the samples. The KL weight is 1 whatever training
+  used.
   """
   m = config.model
 
   @jax.jit
   def batch_elbo(variables, images):
     z0 = origin(images.shape[0], m.latent_dim)
-    _, latents, _, _ = reconstruct(model, variables, images, z0, config, train=False)
 
     def one_sample(key):
-      noise = jax.random.normal(key, latents.shape)
-      outputs = model.apply(variables, latents, True, noise=noise)
-      return negative_elbo(outputs, images, m.likelihood, 1.0, m.gaussian_sigma)
+      # As in training, both passes sample the stochastic layer; each inner
+      # sample gives a Gaussian posterior, and so a valid bound.
+      inner, outer = jax.random.normal(key, (2, *z0.shape))
+      _, _, nats, _ = reconstruct(model, variables, images, z0, config, False,
+                                  Draws(inner_noise=inner, outer_noise=outer))
+      return nats
 
     keys = jax.random.split(jax.random.key(config.seed), config.elbo_samples)
     return (jnp.mean(jax.vmap(one_sample)(keys), axis=0),)
