@@ -152,7 +152,6 @@ class ConvDecoder(nn.Module):
     return nn.sigmoid(x)
 
 
-
 class VariationalDecoder(nn.Module):
   """F of the variational GON (section 3.3, Variational-GON.py).
 
@@ -223,35 +222,21 @@ class ConvEncoder(nn.Module):
     return x.reshape(x.shape[0], -1)
 
 
-class VAE(nn.Module):
-  """The VAE baseline: ConvEncoder, then the variational GON's F.
+class VAE(VariationalDecoder):
+  """The VAE baseline: a ConvEncoder, then the variational GON's F.
 
-  `model(z, ...)` is the decoder F, as for every decoder; `encode(images)`
-  replaces the GON's gradient at the origin.
+  Called like VariationalDecoder (it is F, with the same parameters);
+  `encode(images)` replaces the GON's gradient at the origin.
   """
-  latent_dim: int = 48
-  features: int = 32
-  channels: int = 1
-  image_size: int = 32
-  activation: str = 'elu'
-  norm: str = 'layer'
-  axis_name: str | None = None
 
   def setup(self):
+    super().setup()
     self.encoder = ConvEncoder(self.latent_dim, self.features, self.image_size, self.activation,
                                self.norm, self.axis_name)
-    self.decoder = VariationalDecoder(self.latent_dim, self.features, self.channels,
-                                      self.image_size, self.activation, self.norm,
-                                      self.axis_name)
-
-  def __call__(self, z, use_running_average, noise=None):
-    return self.decoder(z, use_running_average, noise)
 
   def encode(self, images: jax.Array, use_running_average: bool) -> jax.Array:
+    """Encodes `[batch, size, size, channels]` to latents `[batch, latent_dim]`."""
     return self.encoder(images, use_running_average)
-
-  def generate(self, code: jax.Array, use_running_average: bool = True) -> jax.Array:
-    return self.decoder.generate(code, use_running_average)
 
 
 def num_conv_upsamplings(image_size: int) -> int:
