@@ -70,16 +70,18 @@ def origin_latent(
   independently, e.g. BatchNorm using running averages).
 
   Args:
-    decode: maps latents `[batch, latent_dim]` to predictions shaped like
-      `target`; closes over the decoder's parameters.
+    decode: maps latents `[batch, latent_dim]` to the decoder's outputs,
+      usually predictions shaped like `target` (a variational decoder also
+      returns mu and log-variance); closes over the decoder's parameters.
     target: the data, `[batch, ...]`.
     z0: starting latents `[batch, latent_dim]`: zeros (the paper) or samples of
       N(0, sigma^2) (App. C).
-    inner_loss: per-example data-fitting loss `(prediction, target) -> [batch]`.
+    inner_loss: per-example data-fitting loss `(outputs, target) -> [batch]`.
     num_steps: number of gradient steps (Fig. 2b).
     step_size: multiplier of each gradient.
     loss_scale: multiplier of the inner loss. 1.0 sums over pixels; the
-      official GON.py averages over batch and pixels, i.e. `1 / (batch * pixels)`.
+      official GON.py averages over batch and pixels, i.e. `1 / (batch * pixels)`
+      (gon_jax.encode.inner_loss_scale).
     start_from_z0: `z = z0 - grad` if True, else `z = -grad` for the first step
       (App. C compares both; identical when z0 = 0).
     detach: treat the latent as a constant in the outer gradient, so the
