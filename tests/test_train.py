@@ -55,7 +55,8 @@ def test_scanning_over_chunks_gives_the_batch_gradients(blob_dir):
   one_device = Placement('jit', Mesh(np.array(jax.devices()[:1]), (AXIS,)))
   reference, losses = _run_steps(config, one_device)
   config.scan_chunk = 2
-  for placement in (one_device, make_placement('pmap', config.batch_size)):
+  for placement in (one_device, make_placement('jit', config.batch_size),
+                    make_placement('pmap', config.batch_size)):
     state, chunked_losses = _run_steps(config, placement)
     np.testing.assert_allclose(chunked_losses, losses, rtol=1e-5)
     chex.assert_trees_all_close(state.params, reference.params, rtol=1e-4, atol=1e-6)
