@@ -27,10 +27,10 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     'sin': jnp.sin,
 }
 NORMS = ('batch', 'layer', 'group', 'none')
-MODELS = ('conv', 'siren', 'vgon', 'vae')
+MODELS = ('conv', 'siren', 'vgon', 'vae', 'ae')
 IMPLICIT_MODELS = ('siren',)  # decoders over coordinates
 VARIATIONAL_MODELS = ('vgon', 'vae')  # decoders returning (decoded, mu, logvar)
-ENCODER_MODELS = ('vae',)  # baselines whose latents come from an encoder, not a gradient
+ENCODER_MODELS = ('vae', 'ae')  # baselines whose latents come from an encoder, not a gradient
 
 
 class ConfigError(ValueError):
@@ -239,6 +239,20 @@ class VAE(VariationalDecoder):
     return self.encoder(images, use_running_average)
 
 
+class Autoencoder(ConvDecoder):
+  """The autoencoder baseline of Table 1: a ConvEncoder, then the GON's decoder.
+
+  Called like ConvDecoder (it is F, with the same parameters);
+  `encode(images)` replaces the GON's gradient at the origin.
+  """
+
+  @nn.compact
+  def encode(self, images: jax.Array, use_running_average: bool) -> jax.Array:
+    """Encodes `[batch, size, size, channels]` to latents `[batch, latent_dim]`."""
+    return ConvEncoder(self.latent_dim, self.features, self.image_size, self.activation,
+                       self.norm, self.axis_name)(images, use_running_average)
+
+
 def num_conv_upsamplings(image_size: int) -> int:
   """Number of 2x size doublings after the first 4x4 layer, plus one."""
   k = math.log2(image_size / 4) if image_size >= 8 else 0
@@ -268,7 +282,8 @@ def get_model(config: ml_collections.ConfigDict,
   _choose('activation', m.activation, ACTIVATIONS)
   _choose('norm', m.norm, NORMS)
   num_conv_upsamplings(config.data.image_size)
-  module = {'conv': ConvDecoder, 'vgon': VariationalDecoder, 'vae': VAE}[m.name]
+  module = {'conv': ConvDecoder, 'vgon': VariationalDecoder, 'vae': VAE,
+            'ae': Autoencoder}[m.name]
   return module(latent_dim=m.latent_dim, features=m.features, channels=m.channels,
                 image_size=config.data.image_size, activation=m.activation, norm=m.norm,
                 axis_name=axis_name)
