@@ -11,7 +11,6 @@ same run, the float32 matrix-multiply throughput of the first device, so that
 `model_flops_ratio` (model FLOP/s over matmul FLOP/s) compares across machines.
 """
 
-import functools
 import json
 import os
 import pathlib
@@ -29,10 +28,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from gon_jax import data  # pylint: disable=wrong-import-position
 from gon_jax.flops import train_step_flops  # pylint: disable=wrong-import-position
-from gon_jax.models import get_model  # pylint: disable=wrong-import-position
 from gon_jax.parallel import make_placement  # pylint: disable=wrong-import-position
 from gon_jax.state import setup  # pylint: disable=wrong-import-position
-from gon_jax.train import train_step  # pylint: disable=wrong-import-position
+from gon_jax.train import compile_train_step  # pylint: disable=wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.')
 _STEPS = flags.DEFINE_integer('steps', 50, 'Timed steps.')
@@ -70,9 +68,7 @@ def benchmark(config) -> dict:
   rng = np.random.default_rng(0)
   fixed = {'image': rng.random((config.batch_size, size, size, channels), np.float32),
            'label': np.zeros(config.batch_size, np.int32)}
-  step_fn = placement.compile(functools.partial(
-      train_step, model=get_model(config, axis_name=placement.axis_name), tx=tx, config=config,
-      axis_name=placement.axis_name))
+  step_fn = compile_train_step(config, placement, tx)
   state = placement.put_state(host_state)
   device_batch = placement.put_batch(fixed)
 

@@ -231,12 +231,3 @@ def train_batches(images: np.ndarray,
     index = batch_indices(len(images), batch_size, seed, step)[rows]
     yield {'image': images[index], 'label': labels[index]}  # Fancy indexing copies.
     step += 1
-
-
-def eval_batches(images: np.ndarray, labels: np.ndarray,
-                 batch_size: int) -> Iterator[dict[str, np.ndarray]]:
-  """The whole split in order, in batches of batch_size (the last one may be smaller)."""
-  if batch_size < 1:
-    raise DataError(f"batch size {batch_size} must be positive")
-  for start in range(0, len(images), batch_size):
-    yield {'image': images[start:start + batch_size], 'label': labels[start:start + batch_size]}

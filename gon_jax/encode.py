@@ -199,13 +199,12 @@ def reconstruct(model: nn.Module, variables: dict, images: jax.Array, z0: jax.Ar
     batch_stats are updated in a training pass, else as given ({} without
     BatchNorm).
   """
-  coordinates = jnp.asarray(grid(config.data.image_size))
-  num_pixels = coordinates.shape[0]
+  num_pixels = images.shape[1] * images.shape[2]
   loss = outer_loss_fn(config, kl_weight)
 
   def decode(z, points, noise, use_running_average=True, **kwargs):
     if points is not None:
-      kwargs['coordinates'] = coordinates[points]
+      kwargs['coordinates'] = jnp.asarray(grid(config.data.image_size))[points]
     if noise is not None:
       kwargs['noise'] = noise
     return model.apply(variables, z, use_running_average, **kwargs)

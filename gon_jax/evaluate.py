@@ -122,7 +122,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   if step == 0:
     raise FileNotFoundError(f'no checkpoints in {workdir}; train first with train.py')
   variables = model_variables(state.params, state.batch_stats)
-  metrics, recon, latents = make_evaluator(model, config)(variables, test_images)
+  evaluator = make_evaluator(model, config)
+  metrics, recon, latents = evaluator(variables, test_images)
   metrics['step'] = step
   out = os.path.join(workdir, 'eval')
   line = write_json(os.path.join(out, 'metrics.json'), metrics)
@@ -138,8 +139,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
     samples = generate.decode(model, variables, codes, config, method='generate')
   else:  # a Gaussian fitted to training latents (App. D)
     train_images, _ = data.load_split(config.data, 'train', config.data.image_size)
-    train_latents, _ = generate.make_encoder(model, config)(
-        variables, train_images[:config.num_fit_examples])
+    _, _, train_latents = evaluator(variables, train_images[:config.num_fit_examples])
     codes = generate.sample_gaussian(key, *generate.fit_gaussian(train_latents), g * g)
     samples = generate.decode(model, variables, codes, config)
   images.save_grid(os.path.join(out, 'samples.png'), [samples], g)

@@ -4,6 +4,7 @@ import functools
 import json
 import os
 import time
+from typing import Callable
 
 import flax.linen as nn
 import jax
@@ -17,7 +18,7 @@ from gon_jax import checkpoints, data, evaluate, images
 from gon_jax.core import origin
 from gon_jax.encode import draw, kl_weight, model_variables, reconstruct
 from gon_jax.models import ConfigError, get_model
-from gon_jax.parallel import make_placement
+from gon_jax.parallel import Placement, make_placement
 from gon_jax.state import TrainState, setup
 
 
@@ -92,6 +93,14 @@ def train_step(state: TrainState, batch: dict, *, model: nn.Module,
   return new_state, {'loss': loss}
 
 
+def compile_train_step(config: ml_collections.ConfigDict, placement: Placement,
+                       tx: optax.GradientTransformation) -> Callable:
+  """`train_step` bound to the config's model and compiled for `placement`."""
+  return placement.compile(functools.partial(
+      train_step, model=get_model(config, axis_name=placement.axis_name), tx=tx,
+      config=config, axis_name=placement.axis_name))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   """Trains, checkpointing to and resuming from `workdir`, evaluating as it goes.
 
@@ -116,9 +125,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   is_main = jax.process_index() == 0
   writer = MetricWriter(workdir) if is_main else None
 
-  step_fn = placement.compile(functools.partial(
-      train_step, model=get_model(config, axis_name=placement.axis_name), tx=tx,
-      config=config, axis_name=placement.axis_name))
+  step_fn = compile_train_step(config, placement, tx)
   device_state = placement.put_state(state)
   evaluator = evaluate.make_evaluator(model, config)
   batches = data.train_batches(

@@ -165,14 +165,6 @@ def test_train_batches_resume_and_processes():
       np.concatenate([h['label'] for h in halves]), uninterrupted[7]['label'])
 
 
-def test_eval_batches():
-  images, labels = np.zeros((10, 2, 2, 1), np.float32), np.arange(10, dtype=np.int32)
-  batches = list(data.eval_batches(images, labels, 4))
-  assert [len(b['label']) for b in batches] == [4, 4, 2]
-  np.testing.assert_array_equal(np.concatenate([b['label'] for b in batches]), labels)
-  assert batches[-1]['image'].shape == (2, 2, 2, 1)
-
-
 def test_tfds_mock(monkeypatch):
   tfds = pytest.importorskip('tensorflow_datasets')
   from tensorflow_datasets.core.data_sources import array_record

@@ -120,11 +120,8 @@ def test_official_inner_loss_scales():
 
 
 def test_autoencoder_baseline_has_the_gon_decoder_and_twice_its_parameters(blob_dir):
-  import functools  # pylint: disable=import-outside-toplevel
   from configs import ae_mnist  # pylint: disable=import-outside-toplevel
-  from gon_jax import data  # pylint: disable=import-outside-toplevel
-  from gon_jax.state import setup  # pylint: disable=import-outside-toplevel
-  from gon_jax.train import train_step  # pylint: disable=import-outside-toplevel
+  from testing_utils import run_steps  # pylint: disable=import-outside-toplevel
   config = ae_mnist.get_config()
   variables = init_variables(get_model(config), jax.random.key(0), 32)
   decoder = {k: v for k, v in variables['params'].items() if k != 'ConvEncoder_0'}
@@ -133,12 +130,5 @@ def test_autoencoder_baseline_has_the_gon_decoder_and_twice_its_parameters(blob_
   config.data.update(source='idx', dir=str(blob_dir), image_size=16)
   config.model.update(latent_dim=8, features=4)
   config.update(batch_size=16, learning_rate=3e-3)
-  model, tx, state = setup(config)
-  step = jax.jit(functools.partial(train_step, model=model, tx=tx, config=config))
-  images, labels = data.load_split(config.data, 'train', 16)
-  batches = data.train_batches(images, labels, config.batch_size, config.seed)
-  losses = []
-  for _ in range(20):
-    state, metrics = step(state, next(batches))
-    losses.append(float(metrics['loss']))
+  _, losses = run_steps(config, num_steps=20)
   assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:5])

@@ -1,6 +1,5 @@
 """The train step under jit and pmap, checkpoints and exact resumption."""
 
-import functools
 import json
 import os
 
@@ -10,28 +9,11 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh
 
-from gon_jax import data
-from gon_jax.models import ConfigError, get_model
+from gon_jax.models import ConfigError
 from gon_jax.parallel import AXIS, Placement, make_placement
-from gon_jax.state import setup
-from gon_jax.train import train_and_evaluate, train_step
+from gon_jax.train import train_and_evaluate
 
-from testing_utils import tiny_config
-
-
-def _run_steps(config, placement, num_steps=3):
-  model, tx, state = setup(config)
-  images, labels = data.load_split(config.data, 'train', config.data.image_size)
-  step = placement.compile(functools.partial(
-      train_step, model=get_model(config, axis_name=placement.axis_name), tx=tx,
-      config=config, axis_name=placement.axis_name))
-  device_state = placement.put_state(state)
-  batches = data.train_batches(images, labels, config.batch_size, config.seed)
-  losses = []
-  for _ in range(num_steps):
-    device_state, metrics = step(device_state, placement.put_batch(next(batches)))
-    losses.append(float(placement.get(metrics)['loss']))
-  return placement.get(device_state), losses
+from testing_utils import run_steps, tiny_config
 
 
 @pytest.mark.parametrize('norm,z0_sigma', [('batch', 0.0), ('layer', 0.1)])
@@ -40,10 +22,10 @@ def test_pmap_and_jit_match_one_device(blob_dir, norm, z0_sigma):
   config = tiny_config(blob_dir, norm)
   config.gon.z0_sigma = z0_sigma  # noise drawn per global batch, sliced per device
   one_device = Placement('jit', Mesh(np.array(jax.devices()[:1]), (AXIS,)))
-  reference, losses = _run_steps(config, one_device)
+  reference, losses = run_steps(config, one_device)
   assert losses[-1] < losses[0]
   for mode in ('jit', 'pmap'):
-    state, mode_losses = _run_steps(config, make_placement(mode, config.batch_size))
+    state, mode_losses = run_steps(config, make_placement(mode, config.batch_size))
     np.testing.assert_allclose(mode_losses, losses, rtol=1e-5)
     chex.assert_trees_all_close(state.params, reference.params, rtol=1e-4, atol=1e-6)
     chex.assert_trees_all_close(state.batch_stats, reference.batch_stats, rtol=1e-4, atol=1e-6)
@@ -53,11 +35,11 @@ def test_scanning_over_chunks_gives_the_batch_gradients(blob_dir):
   config = tiny_config(blob_dir, norm='layer')
   config.gon.z0_sigma = 0.1
   one_device = Placement('jit', Mesh(np.array(jax.devices()[:1]), (AXIS,)))
-  reference, losses = _run_steps(config, one_device)
+  reference, losses = run_steps(config, one_device)
   config.scan_chunk = 2
   for placement in (one_device, make_placement('jit', config.batch_size),
                     make_placement('pmap', config.batch_size)):
-    state, chunked_losses = _run_steps(config, placement)
+    state, chunked_losses = run_steps(config, placement)
     np.testing.assert_allclose(chunked_losses, losses, rtol=1e-5)
     chex.assert_trees_all_close(state.params, reference.params, rtol=1e-4, atol=1e-6)
 

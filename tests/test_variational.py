@@ -1,6 +1,5 @@
 """Variational GON and the VAE baseline: counts, ELBO terms, bits/dim, sampling."""
 
-import functools
 import math
 
 import chex
@@ -15,8 +14,8 @@ from gon_jax.evaluate import make_evaluator
 from gon_jax.losses import (binary_cross_entropy, bits_per_dim, gaussian_nll,
                             kl_to_standard_normal, negative_elbo)
 from gon_jax.models import get_model, init_variables
-from gon_jax.state import setup
-from gon_jax.train import train_step
+
+from testing_utils import run_steps
 
 from configs import vae_mnist, vgon_celeba, vgon_mnist
 
@@ -82,15 +81,8 @@ def test_training_lowers_the_negative_elbo(factory, blob_dir):
   config.data.update(source='idx', dir=str(blob_dir), image_size=16)
   config.model.update(latent_dim=8, features=4)
   config.update(batch_size=16, learning_rate=3e-3, eval_batch_size=64, elbo_samples=2)
-  model, tx, state = setup(config)
-  step = jax.jit(functools.partial(train_step, model=model, tx=tx, config=config))
-  images, labels = data.load_split(config.data, 'train', 16)
-  batches = data.train_batches(images, labels, config.batch_size, config.seed)
-  losses = []
-  for _ in range(25):
-    state, metrics = step(state, next(batches))
-    losses.append(float(metrics['loss']))
+  state, losses = run_steps(config, num_steps=25)
   assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:5])
-  metrics, recon, _ = make_evaluator(model, config)(
+  metrics, recon, _ = make_evaluator(get_model(config), config)(
       {'params': state.params}, data.load_split(config.data, 'test', 16)[0])
   assert 0 < metrics['bits_per_dim'] < 2 and recon.shape == (64, 16, 16, 1)

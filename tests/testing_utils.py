@@ -47,6 +47,36 @@ def write_blob_digits(folder: pathlib.Path, num_train: int = 256, num_test: int 
   return write_idx_folder(folder, images, labels, gz=True)
 
 
+def run_steps(config, placement=None, num_steps: int = 3):
+  """Trains `num_steps` steps from the seeded initial state, as train.py does.
+
+  Args:
+    config: experiment config.
+    placement: a gon_jax.parallel.Placement; None for one device under jit.
+
+  Returns:
+    `(final train state on the host, per-step losses)`.
+  """
+  import jax  # pylint: disable=import-outside-toplevel
+  from jax.sharding import Mesh  # pylint: disable=import-outside-toplevel
+  from gon_jax import data  # pylint: disable=import-outside-toplevel
+  from gon_jax.parallel import AXIS, Placement  # pylint: disable=import-outside-toplevel
+  from gon_jax.state import setup  # pylint: disable=import-outside-toplevel
+  from gon_jax.train import compile_train_step  # pylint: disable=import-outside-toplevel
+  if placement is None:
+    placement = Placement('jit', Mesh(np.array(jax.devices()[:1]), (AXIS,)))
+  _, tx, state = setup(config)
+  images, labels = data.load_split(config.data, 'train', config.data.image_size)
+  step = compile_train_step(config, placement, tx)
+  device_state = placement.put_state(state)
+  batches = data.train_batches(images, labels, config.batch_size, config.seed)
+  losses = []
+  for _ in range(num_steps):
+    device_state, metrics = step(device_state, placement.put_batch(next(batches)))
+    losses.append(float(placement.get(metrics)['loss']))
+  return placement.get(device_state), losses
+
+
 def tiny_config(idx_dir, norm: str = 'batch'):
   """conv_mnist shrunk to a 16x16 decoder of width 4, for fast tests."""
   from configs import conv_mnist  # pylint: disable=import-outside-toplevel
