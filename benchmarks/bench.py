@@ -67,7 +67,8 @@ def benchmark(config) -> dict:
   size, channels = config.data.image_size, config.model.channels
   rng = np.random.default_rng(0)
   fixed = {'image': rng.random((config.batch_size, size, size, channels), np.float32),
-           'label': np.zeros(config.batch_size, np.int32)}
+           'label': np.zeros(config.batch_size, np.int32),
+           'index': np.arange(config.batch_size, dtype=np.int32)}
   step_fn = compile_train_step(config, placement, tx)
   state = placement.put_state(host_state)
   device_batch = placement.put_batch(fixed)

@@ -40,6 +40,22 @@ def base_config() -> ml_collections.ConfigDict:
   # column), 'hole:S' (all but a centred SxS square). The outer loss sees all.
   config.gon.observe = 'all'
 
+  # A linear softmax classifier on the latents (Eq. 13): num_classes > 0 adds
+  # it to GON models; the training loss is reconstruction_weight times the
+  # reconstruction loss plus classification_weight times the cross-entropy.
+  config.classifier = ml_collections.ConfigDict()
+  config.classifier.num_classes = 0
+  config.classifier.reconstruction_weight = 1.0
+  config.classifier.classification_weight = 1.0
+
+  # Model 'glo' only: the latent table's initial scale and Adam learning rate,
+  # and the Adam steps and learning rate that fit the latents of unseen images.
+  config.glo = ml_collections.ConfigDict()
+  config.glo.init_sigma = 1.0
+  config.glo.learning_rate = 1e-2
+  config.glo.test_steps = 25
+  config.glo.test_learning_rate = 0.1
+
   config.log_every = 50
   config.eval_every = 500
   config.checkpoint_every = 500

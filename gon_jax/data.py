@@ -222,12 +222,14 @@ def train_batches(images: np.ndarray,
 
     Yields:
       {'image': float32 [batch_size // process_count, height, width, channels],
-       'label': int32 [batch_size // process_count]}; resuming at step s yields what an
+       'label': int32 [batch_size // process_count], 'index': int32 [batch_size //
+       process_count], the rows of `images`}; resuming at step s yields what an
       uninterrupted iterator yields at step s.
     """
   rows = process_slice(batch_size, process_index, process_count)
   step = start_step
   while True:
     index = batch_indices(len(images), batch_size, seed, step)[rows]
-    yield {'image': images[index], 'label': labels[index]}  # Fancy indexing copies.
+    yield {'image': images[index], 'label': labels[index],  # Fancy indexing copies.
+           'index': index.astype(np.int32)}
     step += 1

@@ -17,7 +17,9 @@ import numpy as np
 
 from gon_jax.core import origin_latent, squared_error
 from gon_jax.losses import LIKELIHOODS, negative_elbo
-from gon_jax.models import ENCODER_MODELS, IMPLICIT_MODELS, VARIATIONAL_MODELS, ConfigError
+from gon_jax.glo import fit_latents
+from gon_jax.models import (ENCODER_MODELS, IMPLICIT_MODELS, LATENT_TABLE_MODELS,
+                            VARIATIONAL_MODELS, ConfigError)
 from gon_jax.siren import grid
 
 INNER_REDUCTIONS = ('sum', 'mean', 'official')
@@ -170,14 +172,17 @@ def decoded_images(config: ml_collections.ConfigDict, outputs: Any) -> jax.Array
 
 def reconstruct(model: nn.Module, variables: dict, images: jax.Array, z0: jax.Array,
                 config: ml_collections.ConfigDict, train: bool, draws: Draws = Draws(),
-                kl_weight: float | jax.Array = 1.0) -> tuple[Any, jax.Array, jax.Array, dict]:
+                kl_weight: float | jax.Array = 1.0, latents: jax.Array | None = None
+                ) -> tuple[Any, jax.Array, jax.Array, dict]:
   """Encodes images with the gradient at the origin, decodes the latents, scores them.
 
   The inner pass always normalises with BatchNorm's running averages: at z0
   every example is the same, so batch statistics would have zero variance and
   make an image's latent depend on its batch. The outer pass uses batch
-  statistics in training only. Models with an encoder (the VAE baseline)
-  encode with it instead of the gradient.
+  statistics in training only. Baselines get latents otherwise: models with
+  an encoder (VAE, autoencoders) encode with it; GLO takes its training
+  latents from its table (`latents`) and fits others by gradient descent
+  (`glo.test_steps` Adam steps from z0).
 
   Args:
     model: decoder called as `model.apply(variables, z, use_running_average)`.
@@ -191,6 +196,7 @@ def reconstruct(model: nn.Module, variables: dict, images: jax.Array, z0: jax.Ar
       pixels / points, so that latents keep the scale of the whole image's;
       so is the outer loss.
     kl_weight: weight of the KL term of variational models.
+    latents: GLO only: the batch's rows of the latent table `[batch, latent_dim]`.
 
   Returns:
     `(outputs, latents [batch, latent_dim], outer losses [batch], batch_stats)`:
@@ -209,8 +215,13 @@ def reconstruct(model: nn.Module, variables: dict, images: jax.Array, z0: jax.Ar
       kwargs['noise'] = noise
     return model.apply(variables, z, use_running_average, **kwargs)
 
-  if config.model.name in ENCODER_MODELS:
+  if latents is not None:
+    pass
+  elif config.model.name in ENCODER_MODELS:
     latents = model.apply(variables, images, True, method='encode')
+  elif config.model.name in LATENT_TABLE_MODELS:
+    latents = fit_latents(lambda z: decode(z, None, None), images, z0, loss,
+                          config.glo.test_steps, config.glo.test_learning_rate)
   else:
     mask = observation_mask(config)
     inner_target = _gather(images, draws.inner_points)

@@ -20,8 +20,8 @@ from gon_jax.state import setup
 
 
 def make_evaluator(model: nn.Module, config: ml_collections.ConfigDict
-                   ) -> Callable[[dict, np.ndarray], tuple[dict, np.ndarray, np.ndarray]]:
-  """Builds `evaluate(variables, images) -> (metrics, reconstructions, latents)`.
+                   ) -> Callable[..., tuple[dict, np.ndarray, np.ndarray]]:
+  """Builds `evaluate(variables, images, labels=None) -> (metrics, reconstructions, latents)`.
 
   Images are encoded from the origin (z0 = 0 even when training samples z0,
   App. C), in fixed-size batches so that one compilation serves every call;
@@ -30,11 +30,14 @@ def make_evaluator(model: nn.Module, config: ml_collections.ConfigDict
   Metrics: `sse`, the mean over images of the summed squared error of an
   image (the paper's Table 1 metric), and `psnr`, the mean over images of
   10 log10(1 / mean squared error), on [0, 1] pixels; for variational models
-  also `negative_elbo_nats` and `bits_per_dim` (see `make_elbo`).
+  also `negative_elbo_nats` and `bits_per_dim` (see `make_elbo`); with a
+  classifier and labels `[n]`, `accuracy`.
   """
   encode = make_encoder(model, config)
+  classify = jax.jit(lambda variables, z: model.apply(variables, z, method='classify'))
 
-  def evaluate(variables: dict, images: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
+  def evaluate(variables: dict, images: np.ndarray, labels: np.ndarray | None = None
+               ) -> tuple[dict, np.ndarray, np.ndarray]:
     latents, recon = encode(variables, images)
     recon = np.clip(recon, 0.0, 1.0)
     sse = np.sum(np.square(recon - images).reshape(len(images), -1), axis=1)
@@ -42,14 +45,17 @@ def make_evaluator(model: nn.Module, config: ml_collections.ConfigDict
     psnr = 10.0 * np.log10(1.0 / np.maximum(mse, 1e-10))
     metrics = {'sse': float(np.mean(sse)), 'psnr': float(np.mean(psnr)),
                'num_images': int(len(images))}
+    if config.classifier.num_classes and labels is not None:
+      predicted = np.argmax(np.asarray(classify(variables, latents)), axis=-1)
+      metrics['accuracy'] = float(np.mean(predicted == labels))
     return metrics, recon, latents
 
   if config.model.name not in VARIATIONAL_MODELS:
     return evaluate
   elbo = make_elbo(model, config)
 
-  def evaluate_variational(variables, images):
-    metrics, recon, latents = evaluate(variables, images)
+  def evaluate_variational(variables, images, labels=None):
+    metrics, recon, latents = evaluate(variables, images, labels)
     nats = elbo(variables, images)
     metrics.update(negative_elbo_nats=float(np.mean(nats)), elbo_samples=config.elbo_samples,
                    bits_per_dim=float(np.mean(bits_per_dim(nats, np.prod(images.shape[1:])))))
@@ -108,13 +114,15 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   between the latents of two test images, Fig. 6); `samples.png` (decoded
   draws of a Gaussian fitted to training latents, App. D); for implicit
   models `superres.png` (test images, reconstructions, and the latents
-  rendered at `superres_size`, Fig. 5).
+  rendered at `superres_size`, Fig. 5); for 2-D latents `latents.png`
+  (test latents coloured by class, Fig. 12).
 
   Raises:
     FileNotFoundError: `workdir` holds no checkpoint.
   """
-  model, _, template = setup(config)
-  test_images, _ = data.load_split(config.data, 'test', config.data.image_size)
+  train_images, _ = data.load_split(config.data, 'train', config.data.image_size)
+  test_images, test_labels = data.load_split(config.data, 'test', config.data.image_size)
+  model, _, template = setup(config, len(train_images))
   if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
     raise FileNotFoundError(f'no checkpoints in {workdir}; train first with train.py')
   state, step = checkpoints.restore_latest(
@@ -123,7 +131,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
     raise FileNotFoundError(f'no checkpoints in {workdir}; train first with train.py')
   variables = model_variables(state.params, state.batch_stats)
   evaluator = make_evaluator(model, config)
-  metrics, recon, latents = evaluator(variables, test_images)
+  metrics, recon, latents = evaluator(variables, test_images, test_labels)
   metrics['step'] = step
   out = os.path.join(workdir, 'eval')
   line = write_json(os.path.join(out, 'metrics.json'), metrics)
@@ -138,7 +146,6 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
     codes = np.asarray(jax.random.normal(key, (g * g, config.model.latent_dim)))
     samples = generate.decode(model, variables, codes, config, method='generate')
   else:  # a Gaussian fitted to training latents (App. D)
-    train_images, _ = data.load_split(config.data, 'train', config.data.image_size)
     _, _, train_latents = evaluator(variables, train_images[:config.num_fit_examples])
     codes = generate.sample_gaussian(key, *generate.fit_gaussian(train_latents), g * g)
     samples = generate.decode(model, variables, codes, config)
@@ -149,5 +156,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
     images.save_grid(os.path.join(out, 'superres.png'),
                      [images.upscale(test_images[:n], size), images.upscale(recon[:n], size), high],
                      columns=int(np.sqrt(n)))
+  if config.model.latent_dim == 2:
+    images.save_scatter(os.path.join(out, 'latents.png'), latents, test_labels)
   print(line)
   return metrics

@@ -1,4 +1,4 @@
-"""PNG grids of images."""
+"""PNG figures: grids of images, latent scatter plots, loss curves."""
 
 import os
 
@@ -48,3 +48,50 @@ def upscale(images: np.ndarray, size: int) -> np.ndarray:
   rows = np.arange(size) * images.shape[1] // size
   cols = np.arange(size) * images.shape[2] // size
   return images[:, rows][:, :, cols]
+
+
+def _pyplot():
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use('Agg')  # files only, no display
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  return plt
+
+
+def save_scatter(path: str, points: np.ndarray, labels: np.ndarray) -> None:
+  """Scatter plot of 2-D points `[n, 2]` coloured by integer class `labels` `[n]` (Fig. 12)."""
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(6, 6))
+  for label in np.unique(labels):
+    chosen = labels == label
+    ax.scatter(points[chosen, 0], points[chosen, 1], s=2, label=str(label),
+               color=plt.get_cmap('tab10')(int(label) % 10))
+  ax.legend(markerscale=5, fontsize='small', loc='best')
+  ax.set_xlabel('z[0]')
+  ax.set_ylabel('z[1]')
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  fig.savefig(path, dpi=120, bbox_inches='tight')
+  plt.close(fig)
+
+
+def save_curves(path: str, panels: dict[str, dict[str, tuple]], ylabel: str) -> None:
+  """Line plots side by side, one panel per key, with a shaded band.
+
+  Args:
+    path: output PNG.
+    panels: `{panel title: {line label: (x [n], mean [n], std [n])}}`.
+    ylabel: the y axis' label.
+  """
+  plt = _pyplot()
+  fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+  for ax, (title, lines) in zip(axes[0], panels.items()):
+    for label, (x, mean, std) in lines.items():
+      (line,) = ax.plot(x, mean, label=label)
+      ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+    ax.set_title(title)
+    ax.set_xlabel('training step')
+    ax.set_ylabel(ylabel)
+    ax.set_yscale('log')
+    ax.legend(fontsize='small')
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  fig.savefig(path, dpi=120, bbox_inches='tight')
+  plt.close(fig)

@@ -27,10 +27,14 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     'sin': jnp.sin,
 }
 NORMS = ('batch', 'layer', 'group', 'none')
-MODELS = ('conv', 'siren', 'vgon', 'vae', 'ae')
+MODELS = ('conv', 'siren', 'vgon', 'vae', 'ae', 'tied_ae', 'glo')
 IMPLICIT_MODELS = ('siren',)  # decoders over coordinates
 VARIATIONAL_MODELS = ('vgon', 'vae')  # decoders returning (decoded, mu, logvar)
-ENCODER_MODELS = ('vae', 'ae')  # baselines whose latents come from an encoder, not a gradient
+ENCODER_MODELS = ('vae', 'ae', 'tied_ae')  # baselines whose latents come from an encoder
+# GLO (Bojanowski et al., 2018): a persistent latent per training image,
+# optimised with the decoder; test latents are fitted by gradient descent.
+LATENT_TABLE_MODELS = ('glo',)
+CLASSIFIABLE_MODELS = ('conv', 'siren')  # GON decoders that take a classifier head (Eq. 13)
 
 
 class ConfigError(ValueError):
@@ -93,18 +97,35 @@ class UpConv(nn.Module):
     kernel = self.param('kernel', nn.initializers.lecun_normal(),
                         (4, 4, x.shape[-1], self.features))
     bias = self.param('bias', nn.initializers.zeros, (self.features,))
-    if self.first:  # a 1x1 input: each output pixel is one kernel tap
-      return jnp.einsum('bi,yxio->byxo', x.reshape(x.shape[0], -1), kernel) + bias
-    b, h, w, _ = x.shape
-    if not self.subpixel:  # scatter form: correlate the dilated input with the flipped kernel
-      return jax.lax.conv_general_dilated(
-          x, kernel[::-1, ::-1], (1, 1), ((2, 2), (2, 2)), lhs_dilation=(2, 2),
-          dimension_numbers=_CONV_DIMS) + bias
-    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    y = jax.lax.conv_general_dilated(padded, _subpixel_kernel(kernel), (1, 1), 'VALID',
-                                     dimension_numbers=_CONV_DIMS)
-    y = y.reshape(b, h, w, 2, 2, self.features).transpose(0, 1, 3, 2, 4, 5)
-    return y.reshape(b, 2 * h, 2 * w, self.features) + bias
+    return transposed_conv(x, kernel, self.first, self.subpixel) + bias
+
+
+def transposed_conv(x: jax.Array, kernel: jax.Array, first: bool,
+                    subpixel: bool = False) -> jax.Array:
+  """UpConv without its bias: a linear map of `x` (see UpConv).
+
+  Args:
+    x: `[batch, features]` or `[batch, 1, 1, features]` if `first`, else
+      `[batch, height, width, in_features]`.
+    kernel: `[4, 4, in_features, out_features]`.
+    first: map a 1x1 input to 4x4; else double the height and width.
+    subpixel: the sub-pixel form (same function).
+
+  Returns:
+    `[batch, 4, 4, out_features]` if `first`, else `[batch, 2 height, 2 width, out_features]`.
+  """
+  if first:  # a 1x1 input: each output pixel is one kernel tap
+    return jnp.einsum('bi,yxio->byxo', x.reshape(x.shape[0], -1), kernel)
+  b, h, w, _ = x.shape
+  if not subpixel:  # scatter form: correlate the dilated input with the flipped kernel
+    return jax.lax.conv_general_dilated(
+        x, kernel[::-1, ::-1], (1, 1), ((2, 2), (2, 2)), lhs_dilation=(2, 2),
+        dimension_numbers=_CONV_DIMS)
+  padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  y = jax.lax.conv_general_dilated(padded, _subpixel_kernel(kernel), (1, 1), 'VALID',
+                                   dimension_numbers=_CONV_DIMS)
+  y = y.reshape(b, h, w, 2, 2, kernel.shape[-1]).transpose(0, 1, 3, 2, 4, 5)
+  return y.reshape(b, 2 * h, 2 * w, kernel.shape[-1])
 
 
 class ConvDecoder(nn.Module):
@@ -253,6 +274,75 @@ class Autoencoder(ConvDecoder):
                        self.norm, self.axis_name)(images, use_running_average)
 
 
+class TiedEncoder(nn.Module):
+  """An encoder whose convolutions are the adjoints of a ConvDecoder's (Gedeon, 1998).
+
+  Layer by layer from the image, each transposed convolution of the decoder
+  is applied transposed (a stride-2 convolution with the same kernel), then
+  the encoder's own bias, norm and activation; the last maps 4x4 to the
+  latent. Only biases and norm parameters are the encoder's own.
+  """
+  latent_dim: int
+  activation: str = 'elu'
+  norm: str = 'layer'
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, images: jax.Array, kernels: list[jax.Array],
+               use_running_average: bool) -> jax.Array:
+    """Encodes `[batch, size, size, channels]` with the decoder's `kernels` (first to last)."""
+    x = images
+    for i in reversed(range(len(kernels))):
+      kernel, first = kernels[i], i == 0
+      b, h, w, _ = x.shape
+      input_shape = (b, kernel.shape[2]) if first else (b, h // 2, w // 2, kernel.shape[2])
+      adjoint = jax.linear_transpose(lambda v, k=kernel, f=first: transposed_conv(v, k, f),
+                                     jax.ShapeDtypeStruct(input_shape, x.dtype))
+      (x,) = adjoint(x)
+      x = x + self.param(f'bias_{i}', nn.initializers.zeros, (x.shape[-1],))
+      if not first:
+        x = ACTIVATIONS[self.activation](_normalise(self.norm, x, use_running_average,
+                                                    self.axis_name))
+    return x
+
+
+class TiedAutoencoder(ConvDecoder):
+  """The tied-weights autoencoder of Table 1: a TiedEncoder, then the GON's decoder.
+
+  Called like ConvDecoder; `encode(images)` runs the decoder's kernels transposed.
+  """
+
+  @nn.compact
+  def encode(self, images: jax.Array, use_running_average: bool) -> jax.Array:
+    """Encodes `[batch, size, size, channels]` to latents `[batch, latent_dim]`."""
+    params = self.variables['params']
+    kernels = [params[f'UpConv_{i}']['kernel']
+               for i in range(num_conv_upsamplings(self.image_size) + 1)]
+    return TiedEncoder(self.latent_dim, self.activation, self.norm, self.axis_name)(
+        images, kernels, use_running_average)
+
+
+class LatentClassifier(nn.Module):
+  """A GON decoder with a linear softmax classifier on its latents (Eq. 13).
+
+  Called like `decoder`; `classify(latents)` returns logits `[batch, num_classes]`.
+  """
+  decoder: nn.Module
+  num_classes: int
+
+  def setup(self):
+    # Zero logits at first (as big_vision zero-initialises heads): latents summed
+    # over pixels are large, and a random head would swamp the decoder with
+    # cross-entropy gradients before it learns to reconstruct.
+    self.head = nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros)
+
+  def __call__(self, z: jax.Array, use_running_average: bool, **kwargs):
+    return self.decoder(z, use_running_average, **kwargs)
+
+  def classify(self, latents: jax.Array) -> jax.Array:
+    return self.head(latents)
+
+
 def num_conv_upsamplings(image_size: int) -> int:
   """Number of 2x size doublings after the first 4x4 layer, plus one."""
   k = math.log2(image_size / 4) if image_size >= 8 else 0
@@ -275,23 +365,31 @@ def get_model(config: ml_collections.ConfigDict,
   """
   m = config.model
   _choose('model', m.name, MODELS)
+  num_classes = config.classifier.num_classes
+  if num_classes and m.name not in CLASSIFIABLE_MODELS:
+    raise ConfigError(f'classifier.num_classes needs a GON model '
+                      f'({", ".join(CLASSIFIABLE_MODELS)}), not {m.name!r}')
   if m.name == 'siren':
-    return SirenDecoder(latent_dim=m.latent_dim, widths=tuple(m.widths), channels=m.channels,
-                        image_size=config.data.image_size, w0=m.w0, factorised=m.factorised,
-                        fast_sine=m.fast_sine)
-  _choose('activation', m.activation, ACTIVATIONS)
-  _choose('norm', m.norm, NORMS)
-  num_conv_upsamplings(config.data.image_size)
-  module = {'conv': ConvDecoder, 'vgon': VariationalDecoder, 'vae': VAE,
-            'ae': Autoencoder}[m.name]
-  return module(latent_dim=m.latent_dim, features=m.features, channels=m.channels,
-                image_size=config.data.image_size, activation=m.activation, norm=m.norm,
-                axis_name=axis_name)
+    decoder = SirenDecoder(latent_dim=m.latent_dim, widths=tuple(m.widths), channels=m.channels,
+                           image_size=config.data.image_size, w0=m.w0, factorised=m.factorised,
+                           fast_sine=m.fast_sine)
+  else:
+    _choose('activation', m.activation, ACTIVATIONS)
+    _choose('norm', m.norm, NORMS)
+    num_conv_upsamplings(config.data.image_size)
+    module = {'conv': ConvDecoder, 'glo': ConvDecoder, 'vgon': VariationalDecoder, 'vae': VAE,
+              'ae': Autoencoder, 'tied_ae': TiedAutoencoder}[m.name]
+    decoder = module(latent_dim=m.latent_dim, features=m.features, channels=m.channels,
+                     image_size=config.data.image_size, activation=m.activation, norm=m.norm,
+                     axis_name=axis_name)
+  return LatentClassifier(decoder, num_classes) if num_classes else decoder
 
 
 def init_variables(model: nn.Module, key: jax.Array, latent_dim: int) -> dict:
   """Initial `{'params': ..., ['batch_stats': ...]}` of a decoder (and encoder, if any)."""
   z = jnp.zeros((1, latent_dim), jnp.float32)
+  if isinstance(model, LatentClassifier):
+    return model.init(key, z, method=lambda m, z: (m(z, False), m.classify(z)))
   if not hasattr(model, 'encode'):
     return model.init(key, z, use_running_average=False)
   images = jnp.zeros((1, model.image_size, model.image_size, model.channels), jnp.float32)

@@ -11,7 +11,8 @@ import optax
 from flax import struct
 
 from gon_jax.encode import check_config
-from gon_jax.models import get_model, init_variables
+from gon_jax.glo import init_latent_table
+from gon_jax.models import LATENT_TABLE_MODELS, ConfigError, get_model, init_variables
 
 
 class TrainState(struct.PyTreeNode):
@@ -20,16 +21,28 @@ class TrainState(struct.PyTreeNode):
   params: Any
   batch_stats: Any  # {} for decoders without BatchNorm
   opt_state: Any
+  latents: Any  # GLO: the latent table and its Adam state (gon_jax.glo); else {}
 
 
 def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
-                       tx: optax.GradientTransformation) -> TrainState:
-  """Initial state on the host, the same on every process (seeded)."""
-  variables = init_variables(model, jax.random.key(config.seed), config.model.latent_dim)
+                       tx: optax.GradientTransformation,
+                       num_train_examples: int = 0) -> TrainState:
+  """Initial state on the host, the same on every process (seeded).
+
+  `num_train_examples` sizes GLO's latent table.
+  """
+  key = jax.random.key(config.seed)
+  variables = init_variables(model, key, config.model.latent_dim)
   params = variables['params']
+  latents = {}
+  if config.model.name in LATENT_TABLE_MODELS:
+    if num_train_examples <= 0:
+      raise ConfigError(f'model {config.model.name!r} needs the number of training examples')
+    latents = init_latent_table(jax.random.fold_in(key, 1), num_train_examples, config.model.latent_dim,
+                                config.glo.init_sigma)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
                      batch_stats=variables.get('batch_stats', {}),
-                     opt_state=tx.init(params))
+                     opt_state=tx.init(params), latents=latents)
   return jax.tree.map(np.asarray, state)
 
 
@@ -37,8 +50,10 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
   return optax.adam(config.learning_rate)
 
 
-def setup(config: ml_collections.ConfigDict):
+def setup(config: ml_collections.ConfigDict, num_train_examples: int = 0):
   """Validates the config and builds what training and evaluation share.
+
+  `num_train_examples` sizes GLO's latent table (other models ignore it).
 
   Returns:
     `(model, tx, initial host state)`.
@@ -49,4 +64,4 @@ def setup(config: ml_collections.ConfigDict):
   model = get_model(config)
   check_config(config)
   tx = make_optimizer(config)
-  return model, tx, create_train_state(config, model, tx)
+  return model, tx, create_train_state(config, model, tx, num_train_examples)

@@ -17,7 +17,8 @@ from tensorboardX import SummaryWriter
 from gon_jax import checkpoints, data, evaluate, images
 from gon_jax.core import origin
 from gon_jax.encode import draw, kl_weight, model_variables, reconstruct
-from gon_jax.models import ConfigError, get_model
+from gon_jax.glo import sparse_adam_update
+from gon_jax.models import LATENT_TABLE_MODELS, ConfigError, get_model
 from gon_jax.parallel import Placement, make_placement
 from gon_jax.state import TrainState, setup
 
@@ -46,51 +47,80 @@ def train_step(state: TrainState, batch: dict, *, model: nn.Module,
 
   Args:
     state: current train state.
-    batch: `{'image': [batch, height, width, channels], ...}`, this device's
-      share of the global batch.
+    batch: this device's share of the global batch: `{'image': [batch,
+      height, width, channels], 'label': [batch], 'index': [batch]}` (labels
+      for the classifier, indices into GLO's latent table).
     model, tx, config: bound with functools.partial before compiling.
     axis_name: the pmap axis to average gradients over, or None under jit.
 
   Returns:
-    `(new state, {'loss': the mean outer loss per image: summed squared
-    error, or the negative ELBO in nats for variational models})`.
+    `(new state, metrics)`, means over the batch: 'reconstruction', the outer
+    loss per image (summed squared error, or the negative ELBO in nats for
+    variational models); 'loss', what is minimised (with a classifier also
+    'cross_entropy' and 'accuracy').
   """
   x = batch['image']
+  batch_size = x.shape[0]
   keys = jax.vmap(lambda key: jax.random.split(key))(
-      example_keys(config.seed, state.step, x.shape[0], axis_name))
-  z0 = origin(x.shape[0], config.model.latent_dim, config.gon.z0_sigma, keys[:, 0])
+      example_keys(config.seed, state.step, batch_size, axis_name))
+  z0 = origin(batch_size, config.model.latent_dim, config.gon.z0_sigma, keys[:, 0])
   draws = draw(config, keys[:, 1], x.shape[1] * x.shape[2])
   beta = kl_weight(config, state.step)
+  glo = config.model.name in LATENT_TABLE_MODELS
+  rows = state.latents['table'][batch['index']] if glo else None
+  classifier = config.classifier
 
-  def mean_loss(params, x, z0, draws):
+  def mean_loss(params, rows, x, z0, draws, labels):
     variables = model_variables(params, state.batch_stats)
-    _, _, losses, batch_stats = reconstruct(model, variables, x, z0, config, True, draws, beta)
-    return jnp.sum(losses) / batch['image'].shape[0], batch_stats
+    _, latents, losses, batch_stats = reconstruct(model, variables, x, z0, config, True, draws,
+                                                  beta, latents=rows)
+    metrics = {'reconstruction': jnp.sum(losses) / batch_size}
+    loss = metrics['reconstruction']
+    if classifier.num_classes:
+      logits = model.apply(variables, latents, method='classify')
+      metrics['cross_entropy'] = jnp.sum(
+          optax.softmax_cross_entropy_with_integer_labels(logits, labels)) / batch_size
+      metrics['accuracy'] = jnp.sum(jnp.argmax(logits, -1) == labels) / batch_size
+      loss = (classifier.reconstruction_weight * loss
+              + classifier.classification_weight * metrics['cross_entropy'])
+    metrics['loss'] = loss
+    return loss, (batch_stats, metrics)
 
-  loss_and_grads = jax.value_and_grad(mean_loss, has_aux=True)
+  loss_and_grads = jax.value_and_grad(mean_loss, argnums=(0, 1), has_aux=True)
+  inputs = (rows, x, z0, draws, batch['label'])
   if not config.scan_chunk:
-    (loss, batch_stats), grads = loss_and_grads(state.params, x, z0, draws)
+    (_, (batch_stats, metrics)), (grads, row_grads) = loss_and_grads(state.params, *inputs)
   else:
     # Examples are independent (no batch statistics), so the batch can be
     # processed a few examples at a time, summing gradients: each chunk's
     # activations stay in cache, which on CPU is worth more than large matmuls.
-    chunks = jax.tree.map(lambda a: a.reshape(-1, config.scan_chunk, *a.shape[1:]),
-                          (x, z0, draws))
+    chunks = jax.tree.map(lambda a: a.reshape(-1, config.scan_chunk, *a.shape[1:]), inputs)
 
     def add_chunk(total, chunk):
-      (chunk_loss, _), chunk_grads = loss_and_grads(state.params, *chunk)
-      return jax.tree.map(jnp.add, total, (chunk_loss, chunk_grads)), None
+      (_, (_, chunk_metrics)), (chunk_grads, chunk_row_grads) = loss_and_grads(
+          state.params, *chunk)
+      return jax.tree.map(jnp.add, total, (chunk_metrics, chunk_grads)), chunk_row_grads
 
-    zeros = (jnp.zeros(()), jax.tree.map(jnp.zeros_like, state.params))
-    (loss, grads), _ = jax.lax.scan(add_chunk, zeros, chunks)
+    metric_shapes = jax.eval_shape(lambda c: mean_loss(state.params, *c)[1][1],
+                                   jax.tree.map(lambda a: a[0], chunks))
+    zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), (metric_shapes, state.params))
+    (metrics, grads), row_grads = jax.lax.scan(add_chunk, zeros, chunks)
+    row_grads = None if row_grads is None else row_grads.reshape(-1, row_grads.shape[-1])
     batch_stats = state.batch_stats
+  index = batch['index']
   if axis_name is not None:
-    grads, loss = jax.lax.pmean((grads, loss), axis_name)
+    grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
+    if glo:  # every device applies every device's rows, so the tables stay equal
+      devices = jax.lax.psum(1, axis_name)
+      index = jax.lax.all_gather(index, axis_name).reshape(-1)
+      row_grads = jax.lax.all_gather(row_grads, axis_name).reshape(-1, rows.shape[-1]) / devices
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  latents = (sparse_adam_update(state.latents, index, row_grads, config.glo.learning_rate)
+             if glo else state.latents)
   new_state = state.replace(step=state.step + 1,
                             params=optax.apply_updates(state.params, updates),
-                            batch_stats=batch_stats, opt_state=opt_state)
-  return new_state, {'loss': loss}
+                            batch_stats=batch_stats, opt_state=opt_state, latents=latents)
+  return new_state, metrics
 
 
 def compile_train_step(config: ml_collections.ConfigDict, placement: Placement,
@@ -111,14 +141,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     The final train state on the host.
   """
   placement = make_placement(config.parallel, config.batch_size)
-  model, tx, state = setup(config)
   if config.scan_chunk and (config.batch_size // jax.device_count()) % config.scan_chunk:
     raise ConfigError(f'scan_chunk {config.scan_chunk} does not divide the batch of each '
                       f'device ({config.batch_size // jax.device_count()})')
   train_images, train_labels = data.load_split(config.data, 'train', config.data.image_size)
-  test_images, _ = data.load_split(config.data, 'test', config.data.image_size)
+  test_images, test_labels = data.load_split(config.data, 'test', config.data.image_size)
   if config.train_eval_examples > 0:
     test_images = test_images[:config.train_eval_examples]
+    test_labels = test_labels[:config.train_eval_examples]
+  model, tx, state = setup(config, len(train_images))
 
   manager = checkpoints.manager(workdir, config)
   state, start_step = checkpoints.restore_latest(manager, state)
@@ -138,18 +169,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     device_state, metrics = step_fn(device_state, placement.put_batch(next(batches)))
     progress.update(1)
     if step % config.log_every == 0 or step == config.num_steps:
-      loss = float(placement.get(metrics)['loss'])
+      scalars = {f'train/{k}': float(v) for k, v in placement.get(metrics).items()}
       now = time.perf_counter()
       rate = (step - last_step) / (now - last_time)
       last_time, last_step = now, step
-      progress.set_postfix(loss=f'{loss:.3f}', steps_per_s=f'{rate:.2f}')
+      progress.set_postfix(loss=f"{scalars['train/loss']:.3f}", steps_per_s=f'{rate:.2f}')
       if writer:
-        writer.write(step, {'train/loss': loss, 'train/steps_per_second': rate})
+        writer.write(step, {**scalars, 'train/steps_per_second': rate})
     if step % config.eval_every == 0 or step == config.num_steps:
       if is_main:
         state = placement.get(device_state)
         results, recon, _ = evaluator(model_variables(state.params, state.batch_stats),
-                                   test_images)
+                                      test_images, test_labels)
         writer.write(step, {f'test/{k}': v for k, v in results.items()})
         images.save_reconstructions(
             os.path.join(workdir, 'images', f'reconstructions_{step:07d}.png'),

@@ -1,0 +1,18 @@
+"""GLO, the multi-step baseline of Table 1: conv_mnist's decoder and one
+latent per training image, optimised jointly (Adam, learning rate
+glo.learning_rate); test latents are fitted with glo.test_steps Adam steps.
+Run:
+
+  python train.py --config configs/glo_mnist.py --workdir runs/glo_mnist \
+      --config.data.source=idx --config.data.dir=../shared/data/mnist
+  python eval.py --config configs/glo_mnist.py --workdir runs/glo_mnist \
+      --config.data.source=idx --config.data.dir=../shared/data/mnist
+"""
+
+from configs import conv_mnist
+
+
+def get_config():
+  config = conv_mnist.get_config()
+  config.model.name = 'glo'
+  return config

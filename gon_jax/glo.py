@@ -1,0 +1,66 @@
+"""GLO (Bojanowski et al., 2018), the multi-step baseline of Table 1.
+
+Every training image owns a latent, a row of a table optimised jointly with
+the decoder; a batch's loss moves only its rows, each with its own Adam
+moments and step count ("lazy" Adam), so rows not in the batch stay exactly
+as they were. A test image's latent is fitted by gradient descent on the
+frozen decoder. As in the paper's comparison, latents are not projected onto
+a sphere.
+"""
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from gon_jax.core import PerExampleLoss
+
+_B1, _B2, _EPS = 0.9, 0.999, 1e-8  # Adam's defaults
+
+
+def init_latent_table(key: jax.Array, num_examples: int, latent_dim: int,
+                      sigma: float) -> dict:
+  """The table and its Adam state.
+
+  Returns:
+    `{'table': [num_examples, latent_dim] ~ N(0, sigma^2), 'mu', 'nu': zeros
+    like it, 'count': [num_examples] int32 zeros}`.
+  """
+  table = sigma * jax.random.normal(key, (num_examples, latent_dim), jnp.float32)
+  return {'table': table, 'mu': jnp.zeros_like(table), 'nu': jnp.zeros_like(table),
+          'count': jnp.zeros((num_examples,), jnp.int32)}
+
+
+def sparse_adam_update(latents: dict, rows: jax.Array, grads: jax.Array,
+                       learning_rate: float) -> dict:
+  """One Adam step on the rows `rows` `[n]` (distinct) with gradients `grads` `[n, latent_dim]`.
+
+  Other rows, and their moments and counts, are unchanged.
+  """
+  count = latents['count'][rows] + 1
+  mu = _B1 * latents['mu'][rows] + (1 - _B1) * grads
+  nu = _B2 * latents['nu'][rows] + (1 - _B2) * jnp.square(grads)
+  t = count[:, None].astype(jnp.float32)
+  step = learning_rate * (mu / (1 - _B1 ** t)) / (jnp.sqrt(nu / (1 - _B2 ** t)) + _EPS)
+  return {'table': latents['table'].at[rows].add(-step), 'mu': latents['mu'].at[rows].set(mu),
+          'nu': latents['nu'].at[rows].set(nu), 'count': latents['count'].at[rows].set(count)}
+
+
+def fit_latents(decode: Callable[[jax.Array], jax.Array], target: jax.Array, z0: jax.Array,
+                loss: PerExampleLoss, num_steps: int, learning_rate: float) -> jax.Array:
+  """Latents of `target` `[batch, ...]` fitted from `z0` `[batch, latent_dim]` by Adam.
+
+  Each example's latent minimises its own loss (the losses are summed), the
+  decoder held fixed.
+  """
+  summed = lambda z: jnp.sum(loss(decode(z), target))
+  optimizer = optax.adam(learning_rate)
+
+  def step(carry, _):
+    z, opt_state = carry
+    updates, opt_state = optimizer.update(jax.grad(summed)(z), opt_state)
+    return (optax.apply_updates(z, updates), opt_state), None
+
+  (z, _), _ = jax.lax.scan(step, (z0, optimizer.init(z0)), length=num_steps)
+  return jax.lax.stop_gradient(z)
