@@ -8,8 +8,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from gon_jax.data import DataError
-from gon_jax.models import ConfigError
+from gon_jax.errors import USER_ERRORS
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).',
                                           lock_config=True)
@@ -23,10 +22,6 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process in a multi-
 _DISTRIBUTED = flags.DEFINE_bool('distributed', False,
                                  'Call jax.distributed.initialize() (auto-detected clusters).')
 flags.mark_flags_as_required(['config', 'workdir'])
-
-# Errors that are the user's input, not a bug: printed as one line, exit code 1.
-USER_ERRORS = (ConfigError, DataError, FileNotFoundError)
-
 
 def initialize_distributed() -> None:
   """Joins a multi-process run when the flags ask for one."""

@@ -14,9 +14,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-
-class DataError(ValueError):
-  """Bad data input; str(err) is one clear line for the user."""
+from gon_jax.errors import DataError
 
 
 # Data set names accepted by the tfds source -> TFDS builder name.

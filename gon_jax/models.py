@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from gon_jax.errors import ConfigError
 from gon_jax.siren import SirenDecoder
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -35,10 +36,6 @@ ENCODER_MODELS = ('vae', 'ae', 'tied_ae')  # baselines whose latents come from a
 # optimised with the decoder; test latents are fitted by gradient descent.
 LATENT_TABLE_MODELS = ('glo',)
 CLASSIFIABLE_MODELS = ('conv', 'siren')  # GON decoders that take a classifier head (Eq. 13)
-
-
-class ConfigError(ValueError):
-  """A config value that cannot work; str(err) is one line for the user."""
 
 
 def _choose(kind: str, name: str, valid) -> str:

@@ -1,0 +1,1 @@
+"""Experiments of the paper that span several training runs."""

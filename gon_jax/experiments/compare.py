@@ -1,0 +1,266 @@
+"""The paper's comparisons (Table 1, Figs. 2, 3 and 11) as one command.
+
+Table 1, single-step and multi-step baselines with the GON's decoder:
+
+  python -m gon_jax.experiments.compare \
+      --methods gon,ae,tied_ae,glo,detach_1,detach_10,steps_10 \
+      --datasets mnist,fashion_mnist --steps 1000 --seeds 3 --data_source idx \
+      --data_dir mnist=../shared/data/mnist \
+      --data_dir fashion_mnist=/usr/share/datasets/fashion-mnist --workdir runs/compare
+
+The activation ablation (Fig. 3) and the z0 ablation (App. C) are
+`--ablation activation` and `--ablation z0_sigma` (with their own methods
+unless --methods names some). Every method is conv_mnist's recipe with a few
+config changes (METHODS); `--override key=value` changes all of them.
+
+Writes to --workdir: `results.md` (the mean and standard deviation over
+seeds of the test summed squared error per image, parameters, seconds per
+training step), `results.json`, and `loss_curves.png` (training loss, mean
+and standard deviation over seeds, Fig. 2). Each run trains in
+`runs/<dataset>/<method>/seed<k>` with train.py's loop (checkpoints,
+metrics.jsonl); a finished run is not repeated, an unfinished one resumes,
+so an interrupted comparison continues where it stopped.
+"""
+
+import importlib
+import json
+import os
+import pathlib
+import sys
+import time
+
+import jax
+import ml_collections
+import numpy as np
+from absl import app, flags, logging
+
+from gon_jax import images
+from gon_jax.errors import USER_ERRORS, ConfigError
+from gon_jax.state import setup
+from gon_jax.train import train_and_evaluate
+
+_TEN_STEPS = {'gon.num_steps': 10, 'gon.step_size': 0.1}  # 0.1 as in Nijkamp et al.
+# name -> (config in configs/, overrides, description)
+METHODS: dict[str, tuple[str, dict, str]] = {
+    'gon': ('conv_mnist', {}, 'GON, one gradient step'),
+    'ae': ('ae_mnist', {}, 'autoencoder, mirrored encoder'),
+    'tied_ae': ('tied_ae_mnist', {}, 'autoencoder, tied weights'),
+    'glo': ('glo_mnist', {}, 'GLO (test latents: glo.test_steps Adam steps)'),
+    'detach_1': ('conv_mnist', {'gon.detach': True}, 'GON, latent detached'),
+    'detach_10': ('conv_mnist', {'gon.detach': True, **_TEN_STEPS},
+                  'GON, 10 steps of 0.1, detached'),
+    'steps_10': ('conv_mnist', _TEN_STEPS, 'GON, 10 steps of 0.1'),
+}
+ACTIVATIONS = ('sin', 'relu', 'leaky_relu', 'tanh', 'elu', 'softplus', 'swish')
+METHODS.update({f'gon_{a}': ('conv_mnist', {'model.activation': a}, f'GON, {a}')
+                for a in ACTIVATIONS})
+SIGMAS = (0.01, 0.1, 1.0)
+METHODS.update({f'gon_sigma{s:g}': ('conv_mnist', {'gon.z0_sigma': s, 'gon.start_from_z0': False},
+                                    f'z = -grad, z0 ~ N(0, {s:g}^2)') for s in SIGMAS})
+METHODS.update({f'gon_sigma{s:g}_step': ('conv_mnist', {'gon.z0_sigma': s},
+                                         f'z = z0 - grad, z0 ~ N(0, {s:g}^2)') for s in SIGMAS})
+TABLE_1 = ('gon', 'ae', 'tied_ae', 'glo', 'detach_1', 'detach_10', 'steps_10')
+ABLATIONS = {
+    'activation': tuple(f'gon_{a}' for a in ACTIVATIONS),
+    'z0_sigma': ('gon', *(f'gon_sigma{s:g}' for s in SIGMAS),
+                 *(f'gon_sigma{s:g}_step' for s in SIGMAS)),
+}
+DATASET_TITLES = {'mnist': 'MNIST', 'fashion_mnist': 'Fashion-MNIST'}
+
+_METHODS = flags.DEFINE_list('methods', ','.join(TABLE_1),
+                             f'Methods to compare; any of {", ".join(METHODS)}.')
+_ABLATION = flags.DEFINE_enum('ablation', None, list(ABLATIONS),
+                              'Compare the methods of an ablation (unless --methods is given).')
+_DATASETS = flags.DEFINE_list('datasets', 'mnist', 'Data sets (data.name), e.g. mnist,fashion_mnist.')
+_STEPS = flags.DEFINE_integer('steps', 1000, 'Training steps of every run.')
+_SEEDS = flags.DEFINE_integer('seeds', 3, 'Runs per method and data set (seeds 0, 1, ...).')
+_DATA_SOURCE = flags.DEFINE_enum('data_source', 'tfds', ['tfds', 'idx'], 'As data.source.')
+_DATA_DIR = flags.DEFINE_multi_string(
+    'data_dir', [], 'As data.dir: DATASET=PATH for one data set, or PATH for all.')
+_OVERRIDES = flags.DEFINE_multi_string('override', [], 'KEY=VALUE config change for every run, '
+                                       'e.g. batch_size=128 (values parsed as Python literals).')
+_WORKDIR = flags.DEFINE_string('workdir', 'runs/compare', 'Folder for runs and results.')
+
+_CONFIGS = pathlib.Path(__file__).resolve().parents[2] / 'configs'
+
+
+def _load_config(name: str) -> ml_collections.ConfigDict:
+  """`get_config()` of configs/<name>.py (configs/ sits beside the gon_jax package)."""
+  if str(_CONFIGS.parent) not in sys.path:
+    sys.path.insert(0, str(_CONFIGS.parent))
+  return importlib.import_module(f'configs.{name}').get_config()
+
+
+def _parse_value(text: str):
+  import ast  # pylint: disable=import-outside-toplevel
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text  # a bare string such as relu
+
+
+def run_config(method: str, dataset: str, seed: int, steps: int, data_source: str,
+               data_dir: str, overrides: dict) -> ml_collections.ConfigDict:
+  """The config of one run: the method's recipe on `dataset`, trained `steps` steps.
+
+  Raises:
+    ConfigError: an unknown method or override.
+  """
+  if method not in METHODS:
+    raise ConfigError(f'unknown method {method!r}; valid: {", ".join(METHODS)}')
+  name, method_overrides, _ = METHODS[method]
+  config = _load_config(name)
+  changes = {**method_overrides, **overrides, 'seed': seed, 'num_steps': steps,
+             'data.name': dataset, 'data.source': data_source, 'data.dir': data_dir,
+             'eval_every': steps, 'checkpoint_every': steps, 'train_eval_examples': -1,
+             'log_every': max(1, steps // 100)}
+  for key, value in changes.items():
+    parent, _, leaf = key.rpartition('.')
+    node = config
+    for part in filter(None, parent.split('.')):
+      node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
+    if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
+      raise ConfigError(f'unknown config key {key!r} (method {method})')
+    try:
+      node[leaf] = value
+    except TypeError as err:
+      raise ConfigError(f'{key}={value!r}: {str(err).splitlines()[0]}') from None
+  return config
+
+
+def read_run(workdir: str, steps: int) -> dict | None:
+  """A finished run's results from its metrics.jsonl, or None if unfinished.
+
+  Returns:
+    `{'sse': final test SSE per image, 'seconds_per_step': median over log
+    intervals after the first (which holds compilation), 'curve': [(step,
+    training reconstruction loss)]}`.
+  """
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return None
+  with open(path, encoding='utf-8') as f:
+    records = [json.loads(line) for line in f if line.strip()]
+  final = [r['test/sse'] for r in records if r['step'] == steps and 'test/sse' in r]
+  if not final:
+    return None
+  train = {r['step']: r for r in records if 'train/loss' in r}  # last write per step wins
+  rates = [train[s]['train/steps_per_second'] for s in sorted(train)[1:]]
+  curve = [(s, train[s].get('train/reconstruction', train[s]['train/loss'])) for s in sorted(train)]
+  return {'sse': final[-1], 'seconds_per_step': float(1.0 / np.median(rates)) if rates else None,
+          'curve': curve}
+
+
+def count_parameters(config: ml_collections.ConfigDict) -> int:
+  """Network parameters (GLO's latent table, one row per image, is not counted)."""
+  _, _, state = setup(config, num_train_examples=1)
+  return int(sum(np.size(leaf) for leaf in jax.tree.leaves(state.params)))
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+  return float(np.mean(values)), float(np.std(values))
+
+
+def summarise(results: dict, methods: list[str], datasets: list[str], steps: int,
+              seeds: int) -> str:
+  """The Markdown table of `results[method]` ('parameters', 'runs': {dataset: [run]})."""
+  header = (['Method', 'Parameters'] + [f'{DATASET_TITLES.get(d, d)} test SSE' for d in datasets]
+            + ['s / step'])
+  lines = [f'Test summed squared error per image (mean ± std over {seeds} seeds), '
+           f'{steps} steps each.', '', '| ' + ' | '.join(header) + ' |',
+           '|' + '---|' * len(header)]
+  for method in methods:
+    entry = results[method]
+    cells = [f'{method} ({METHODS[method][2]})', f'{entry["parameters"]:,}']
+    rates = []
+    for dataset in datasets:
+      runs = entry['runs'][dataset]
+      mean, std = _mean_std([r['sse'] for r in runs])
+      cells.append(f'{mean:.2f} ± {std:.2f}')
+      rates += [r['seconds_per_step'] for r in runs if r['seconds_per_step']]
+    cells.append(f'{np.mean(rates):.4f}' if rates else 'n/a')
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
+def plot_curves(path: str, results: dict, methods: list[str], datasets: list[str]) -> None:
+  """Training loss curves, mean and standard deviation over seeds, per data set."""
+  panels = {}
+  for dataset in datasets:
+    lines = {}
+    for method in methods:
+      curves = [r['curve'] for r in results[method]['runs'][dataset]]
+      length = min(len(c) for c in curves)
+      x = np.array([s for s, _ in curves[0][:length]])
+      y = np.array([[v for _, v in c[:length]] for c in curves])
+      lines[method] = (x, y.mean(axis=0), y.std(axis=0))
+    panels[DATASET_TITLES.get(dataset, dataset)] = lines
+  images.save_curves(path, panels, 'training loss (SSE per image)')
+
+
+def _data_dirs(entries: list[str], datasets: list[str]) -> dict[str, str]:
+  shared = [e for e in entries if '=' not in e]
+  dirs = {d: shared[-1] if shared else '' for d in datasets}
+  for entry in entries:
+    if '=' in entry:
+      name, path = entry.split('=', 1)
+      if name not in datasets:
+        raise ConfigError(f'--data_dir {entry}: {name!r} is not one of --datasets')
+      dirs[name] = path
+  return dirs
+
+
+def compare(methods: list[str], datasets: list[str], steps: int, seeds: int, data_source: str,
+            data_dirs: dict[str, str], overrides: dict, workdir: str) -> dict:
+  """Trains (or reads) every run and writes the table, the JSON and the plot."""
+  if steps < 1 or seeds < 1:
+    raise ConfigError(f'--steps {steps} and --seeds {seeds} must be at least 1')
+  configs = {(m, d, s): run_config(m, d, s, steps, data_source, data_dirs[d], overrides)
+             for m in methods for d in datasets for s in range(seeds)}  # all checked first
+  results = {m: {'parameters': count_parameters(configs[m, datasets[0], 0]),
+                 'runs': {d: [] for d in datasets}} for m in methods}
+  for i, ((method, dataset, seed), config) in enumerate(configs.items()):
+    run_dir = os.path.join(workdir, 'runs', dataset, method, f'seed{seed}')
+    run = read_run(run_dir, steps)
+    if run is None:
+      start = time.perf_counter()
+      train_and_evaluate(config, run_dir)
+      run = read_run(run_dir, steps)
+      print(f'[{i + 1}/{len(configs)}] {dataset} {method} seed {seed}: test SSE '
+            f'{run["sse"]:.3f} ({time.perf_counter() - start:.0f} s)', flush=True)
+    results[method]['runs'][dataset].append(run)
+  table = summarise(results, methods, datasets, steps, seeds)
+  with open(os.path.join(workdir, 'results.md'), 'w', encoding='utf-8') as f:
+    f.write(table)
+  with open(os.path.join(workdir, 'results.json'), 'w', encoding='utf-8') as f:
+    json.dump({'steps': steps, 'seeds': seeds, 'overrides': overrides, 'results': results}, f)
+  plot_curves(os.path.join(workdir, 'loss_curves.png'), results, methods, datasets)
+  print(table)
+  return results
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+  methods = _METHODS.value
+  if _ABLATION.value and not flags.FLAGS['methods'].present:
+    methods = list(ABLATIONS[_ABLATION.value])
+  try:
+    overrides = {}
+    for entry in _OVERRIDES.value:
+      if '=' not in entry:
+        raise ConfigError(f'--override {entry!r}: use KEY=VALUE')
+      key, value = entry.split('=', 1)
+      overrides[key] = _parse_value(value)
+    os.makedirs(_WORKDIR.value, exist_ok=True)
+    compare(methods, _DATASETS.value, _STEPS.value, _SEEDS.value, _DATA_SOURCE.value,
+            _data_dirs(_DATA_DIR.value, _DATASETS.value), overrides, _WORKDIR.value)
+  except USER_ERRORS as err:
+    print(f'error: {err}', file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == '__main__':
+  app.run(main)

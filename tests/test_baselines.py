@@ -1,0 +1,130 @@
+"""The comparisons' baselines (Table 1) and the GON classifier (Eq. 13)."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import Mesh
+
+import testing_utils
+from gon_jax import evaluate
+from gon_jax.encode import model_variables
+from gon_jax.models import get_model, init_variables, transposed_conv
+from gon_jax.parallel import AXIS, Placement
+from gon_jax.state import setup
+
+from configs import ae_mnist, conv_mnist, glo_mnist, tied_ae_mnist
+
+
+def _num_params(config):
+  variables = init_variables(get_model(config), jax.random.key(0), config.model.latent_dim)
+  return sum(x.size for x in jax.tree.leaves(variables['params']))
+
+
+def test_parameter_counts_relative_to_the_gon():
+  gon = _num_params(conv_mnist.get_config())
+  assert gon == 74_321
+  # The mirrored encoder about doubles the parameters (Table 1: "half the parameters").
+  assert _num_params(ae_mnist.get_config()) == 148_673
+  assert 1.9 < _num_params(ae_mnist.get_config()) / gon < 2.1
+  # Tied weights add only the encoder's biases and norm scales and offsets.
+  assert _num_params(tied_ae_mnist.get_config()) == gon + (16 + 32 + 64 + 32) + 2 * (16 + 32 + 64)
+  assert _num_params(glo_mnist.get_config()) == gon  # its latent table is not the network's
+
+
+@pytest.mark.parametrize('first', [True, False])
+def test_transposed_conv_adjoint(first):
+  # <T x, y> = <x, T^T y>: what the tied encoder computes is the adjoint.
+  keys = jax.random.split(jax.random.key(0), 3)
+  shape = (2, 3) if first else (2, 4, 4, 3)
+  x, kernel = jax.random.normal(keys[0], shape), jax.random.normal(keys[1], (4, 4, 3, 5))
+  y = jax.random.normal(keys[2], transposed_conv(x, kernel, first).shape)
+  (x_adjoint,) = jax.linear_transpose(lambda v: transposed_conv(v, kernel, first), x)(y)
+  np.testing.assert_allclose(jnp.vdot(transposed_conv(x, kernel, first), y),
+                             jnp.vdot(x, x_adjoint), rtol=1e-4)
+
+
+def test_tied_encoder_uses_the_decoders_kernels():
+  config = tied_ae_mnist.get_config()
+  model = get_model(config)
+  variables = init_variables(model, jax.random.key(0), config.model.latent_dim)
+  encoder_params = variables['params']['TiedEncoder_0']
+  assert all('kernel' not in '/'.join(map(str, path)) for path, _ in
+             jax.tree_util.tree_flatten_with_path(encoder_params)[0])  # no kernels of its own
+  images = jax.random.uniform(jax.random.key(1), (2, 32, 32, 1))
+
+  def encode(params):
+    return model.apply({'params': params}, images, True, method='encode')
+
+  latents = encode(variables['params'])
+  chex.assert_shape(latents, (2, config.model.latent_dim))
+  grads = jax.grad(lambda p: jnp.sum(encode(p) ** 2))(variables['params'])
+  for i in range(4):  # every decoder kernel shapes the encoding
+    assert float(jnp.abs(grads[f'UpConv_{i}']['kernel']).max()) > 0
+  changed = jax.tree.map(lambda x: x, variables['params'])
+  changed['UpConv_3']['kernel'] = changed['UpConv_3']['kernel'] * 2.0
+  assert not np.allclose(encode(changed), latents)
+
+
+def _glo_config(blob_dir, parallel='jit'):
+  config = testing_utils.tiny_config(blob_dir, norm='layer')
+  config.model.name = 'glo'
+  config.parallel = parallel
+  return config
+
+
+def test_glo_updates_only_the_rows_of_the_batch(blob_dir):
+  config = _glo_config(blob_dir)
+  _, _, initial = setup(config, num_train_examples=256)
+  state, losses = testing_utils.run_steps(config, num_steps=2)
+  assert np.all(np.isfinite(losses))
+  from gon_jax import data  # pylint: disable=import-outside-toplevel
+  seen = np.concatenate([data.batch_indices(256, config.batch_size, config.seed, s)
+                         for s in range(2)])
+  unseen = np.setdiff1d(np.arange(256), seen)
+  for name in ('table', 'mu', 'nu', 'count'):
+    np.testing.assert_array_equal(state.latents[name][unseen], initial.latents[name][unseen])
+  assert np.all(state.latents['count'][seen] == 1)
+  assert np.all(np.any(state.latents['table'][seen] != initial.latents['table'][seen], axis=1))
+  # Unseen images are encoded by fitting latents to the trained decoder.
+  model, _, _ = setup(config, num_train_examples=256)
+  images, _ = data.load_split(config.data, 'test', config.data.image_size)
+  metrics, recon, latents = evaluate.make_evaluator(model, config)(
+      model_variables(state.params, state.batch_stats), images[:16])
+  chex.assert_shape((recon, latents), ((16, 16, 16, 1), (16, config.model.latent_dim)))
+  assert np.isfinite(metrics['sse'])
+
+
+def test_glo_pmap_matches_jit(blob_dir):
+  jit_state, _ = testing_utils.run_steps(_glo_config(blob_dir), num_steps=2)
+  placement = Placement('pmap', Mesh(np.array(jax.devices()), (AXIS,)))
+  pmap_state, _ = testing_utils.run_steps(_glo_config(blob_dir, 'pmap'), placement, num_steps=2)
+  chex.assert_trees_all_close(pmap_state.latents, jit_state.latents, atol=1e-5)
+  chex.assert_trees_all_close(pmap_state.params, jit_state.params, atol=1e-5)
+
+
+def _write_halves(folder):
+  """Two trivially separable classes: a bright left half (0) or right half (1)."""
+  rng = np.random.default_rng(0)
+  images, labels = {}, {}
+  for split, n in (('train', 256), ('test', 64)):
+    y = rng.integers(0, 2, n)
+    x = np.zeros((n, 28, 28), np.uint8)
+    x[y == 0, :, :14], x[y == 1, :, 14:] = 255, 255
+    x = np.clip(x + rng.integers(0, 60, x.shape), 0, 255)
+    images[split], labels[split] = x.astype(np.uint8), y.astype(np.uint8)
+  return testing_utils.write_idx_folder(folder, images, labels, gz=False)
+
+
+def test_classifier_separates_a_separable_set(tmp_path):
+  config = testing_utils.tiny_config(_write_halves(tmp_path / 'halves'), norm='layer')
+  config.classifier.num_classes = 2
+  config.learning_rate = 1e-2
+  state, _ = testing_utils.run_steps(config, num_steps=30)
+  from gon_jax import data  # pylint: disable=import-outside-toplevel
+  images, labels = data.load_split(config.data, 'test', config.data.image_size)
+  model, _, _ = setup(config)
+  metrics, _, _ = evaluate.make_evaluator(model, config)(
+      model_variables(state.params, state.batch_stats), images, labels)
+  assert metrics['accuracy'] >= 0.95, metrics
