@@ -1,5 +1,7 @@
 """The comparisons' baselines (Table 1) and the GON classifier (Eq. 13)."""
 
+import json
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -128,3 +130,14 @@ def test_classifier_separates_a_separable_set(tmp_path):
   metrics, _, _ = evaluate.make_evaluator(model, config)(
       model_variables(state.params, state.batch_stats), images, labels)
   assert metrics['accuracy'] >= 0.95, metrics
+
+
+def test_eval_reports_accuracy_and_plots_2d_latents(blob_dir, tmp_path):
+  flags = [f'--config.data.dir={blob_dir}', '--config.model.latent_dim=2']
+  for script in ('train.py', 'eval.py'):
+    result = testing_utils.run_script(script, tmp_path, *flags,
+                                      config='configs/gon_classifier_mnist_2d.py')
+    assert result.returncode == 0, result.stderr
+  metrics = json.loads((tmp_path / 'eval' / 'metrics.json').read_text())
+  assert 0.0 <= metrics['accuracy'] <= 1.0 and metrics['num_images'] == 64
+  assert (tmp_path / 'eval' / 'latents.png').stat().st_size > 1000

@@ -65,8 +65,8 @@ def run_steps(config, placement=None, num_steps: int = 3):
   from gon_jax.train import compile_train_step  # pylint: disable=import-outside-toplevel
   if placement is None:
     placement = Placement('jit', Mesh(np.array(jax.devices()[:1]), (AXIS,)))
-  _, tx, state = setup(config)
   images, labels = data.load_split(config.data, 'train', config.data.image_size)
+  _, tx, state = setup(config, len(images))
   step = compile_train_step(config, placement, tx)
   device_state = placement.put_state(state)
   batches = data.train_batches(images, labels, config.batch_size, config.seed)

@@ -1,0 +1,64 @@
+"""The comparison command: runs, skips finished runs, writes the table and the plot."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import testing_utils
+from gon_jax.errors import ConfigError
+from gon_jax.experiments import compare
+
+TINY = {'data.image_size': 16, 'model.features': 4, 'model.latent_dim': 8, 'batch_size': 8,
+        'eval_batch_size': 32, 'grid_size': 2, 'learning_rate': 1e-2, 'glo.test_steps': 3}
+
+
+def test_compare_writes_table_and_curves_and_resumes(blob_dir, tmp_path):
+  workdir = str(tmp_path / 'compare')
+  os.makedirs(workdir)
+  args = (['gon', 'glo'], ['mnist'], 4, 2, 'idx', {'mnist': str(blob_dir)}, TINY, workdir)
+  results = compare.compare(*args)
+  table = open(os.path.join(workdir, 'results.md'), encoding='utf-8').read()
+  assert '| gon (GON, one gradient step) |' in table and '| glo (' in table
+  assert 'MNIST test SSE' in table and '±' in table
+  for method in ('gon', 'glo'):
+    runs = results[method]['runs']['mnist']
+    assert len(runs) == 2 and runs[0]['sse'] != runs[1]['sse']  # two seeds, two results
+    assert [step for step, _ in runs[0]['curve']] == [1, 2, 3, 4]
+  assert os.path.getsize(os.path.join(workdir, 'loss_curves.png')) > 1000
+  saved = json.load(open(os.path.join(workdir, 'results.json'), encoding='utf-8'))
+  assert saved['results']['gon']['parameters'] == results['gon']['parameters']
+
+  metrics = os.path.join(workdir, 'runs', 'mnist', 'gon', 'seed0', 'metrics.jsonl')
+  before = open(metrics, encoding='utf-8').read()
+  again = compare.compare(*args)  # finished runs are read, not retrained
+  assert open(metrics, encoding='utf-8').read() == before
+  assert again['gon']['runs'] == results['gon']['runs']
+
+
+def test_bad_methods_and_overrides_are_one_line_errors(blob_dir, tmp_path):
+  with pytest.raises(ConfigError, match='unknown method .*valid: gon, ae'):
+    compare.run_config('vae_gon', 'mnist', 0, 10, 'idx', str(blob_dir), {})
+  with pytest.raises(ConfigError, match="unknown config key 'model.widht'"):
+    compare.run_config('gon', 'mnist', 0, 10, 'idx', str(blob_dir), {'model.widht': 3})
+  with pytest.raises(ConfigError, match='model.latent_dim'):
+    compare.run_config('gon', 'mnist', 0, 10, 'idx', str(blob_dir), {'model.latent_dim': 'x'})
+  result = subprocess.run(
+      [sys.executable, '-m', 'gon_jax.experiments.compare', '--methods', 'gon,nope',
+       '--workdir', str(tmp_path / 'bad')], capture_output=True, text=True,
+      cwd=testing_utils.REPO, timeout=120)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines() == [
+      f"error: unknown method 'nope'; valid: {', '.join(compare.METHODS)}"]
+
+
+def test_ablations_name_known_methods():
+  for methods in compare.ABLATIONS.values():
+    for method in methods:
+      assert method in compare.METHODS
+  config = compare.run_config('gon_sigma0.1_step', 'mnist', 0, 10, 'idx', '/x', {})
+  assert config.gon.z0_sigma == 0.1 and config.gon.start_from_z0
+  config = compare.run_config('gon_relu', 'mnist', 0, 10, 'idx', '/x', {})
+  assert config.model.activation == 'relu'
