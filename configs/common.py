@@ -9,6 +9,11 @@ def base_config() -> ml_collections.ConfigDict:
   config.batch_size = 64  # global, over all devices and processes
   config.num_steps = 1000
   config.learning_rate = 1e-4
+  config.grad_clip_norm = 0.0  # clip gradients to this global norm; 0: off
+  # A step with a non-finite loss or gradient norm changes nothing; then
+  # 'stop': end the run with an error (the last checkpoint is kept), or
+  # 'skip': go on, counting such steps (train/skipped_steps).
+  config.nonfinite = 'stop'
   # 'jit': jax.jit over a NamedSharding data mesh; 'pmap': jax.pmap over local devices.
   config.parallel = 'jit'
   # Examples per step of a scan over each device's batch (0: the whole batch

@@ -1,6 +1,8 @@
 """What train.py and eval.py share: flags, multi-process start-up, one-line errors."""
 
+import os
 import sys
+import traceback
 from typing import Any, Callable
 
 import jax
@@ -8,7 +10,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from gon_jax.errors import USER_ERRORS
+from gon_jax.errors import parse_flags_or_exit, run_reporting_errors
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).',
                                           lock_config=True)
@@ -45,9 +47,22 @@ def run(main: Callable[[ml_collections.ConfigDict, str], Any]) -> None:
       logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     initialize_distributed()
     try:
-      main(_CONFIG.value, _WORKDIR.value)
-    except USER_ERRORS as err:
-      print(f'error: {err}', file=sys.stderr)
-      sys.exit(1)
+      run_reporting_errors(main, _CONFIG.value, _WORKDIR.value)
+    except Exception as err:  # pylint: disable=broad-except
+      if jax.process_count() == 1:
+        raise
+      # In a multi-process run, exit at once: jax's exit handler would wait
+      # for a lost process at a shutdown barrier until the heartbeat timeout,
+      # then abort with a page of C++ logs.
+      lost = isinstance(err, jax.errors.JaxRuntimeError) or 'Gloo' in str(err)
+      if not lost:  # a bug: keep its traceback
+        traceback.print_exc()
+      reason = ' '.join(str(err).split())[:200]
+      print(f'error: process {jax.process_index()} lost the other processes of the run '
+            f'({reason}); the last checkpoint is kept: start every process again with the '
+            'same command to resume' if lost else
+            f'error: process {jax.process_index()} failed ({reason})',
+            file=sys.stderr, flush=True)
+      os._exit(1)  # pylint: disable=protected-access
 
-  app.run(_main)
+  app.run(_main, flags_parser=parse_flags_or_exit)

@@ -22,6 +22,7 @@ class TrainState(struct.PyTreeNode):
   batch_stats: Any  # {} for decoders without BatchNorm
   opt_state: Any
   latents: Any  # GLO: the latent table and its Adam state (gon_jax.glo); else {}
+  skipped_steps: jax.Array  # steps whose update was dropped as non-finite
 
 
 def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
@@ -42,12 +43,18 @@ def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
                                 config.glo.init_sigma)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
                      batch_stats=variables.get('batch_stats', {}),
-                     opt_state=tx.init(params), latents=latents)
+                     opt_state=tx.init(params), latents=latents,
+                     skipped_steps=jnp.zeros((), jnp.int32))
   return jax.tree.map(np.asarray, state)
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  return optax.adam(config.learning_rate)
+  """Adam, after clipping gradients to global norm `grad_clip_norm` if it is positive."""
+  adam = optax.adam(config.learning_rate)
+  if config.grad_clip_norm < 0:
+    raise ConfigError(f'grad_clip_norm {config.grad_clip_norm}: use 0 (off) or a positive norm')
+  return optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adam) \
+      if config.grad_clip_norm else adam
 
 
 def setup(config: ml_collections.ConfigDict, num_train_examples: int = 0):

@@ -3,6 +3,8 @@
 import functools
 import json
 import os
+import signal
+import threading
 import time
 from typing import Callable
 
@@ -10,12 +12,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 import tqdm
+from jax.experimental import multihost_utils
 from tensorboardX import SummaryWriter
 
 from gon_jax import checkpoints, data, evaluate, images
 from gon_jax.core import origin
+from gon_jax.errors import RunStopped
 from gon_jax.encode import draw, kl_weight, model_variables, reconstruct
 from gon_jax.glo import sparse_adam_update
 from gon_jax.models import LATENT_TABLE_MODELS, ConfigError, get_model
@@ -117,9 +122,20 @@ def train_step(state: TrainState, batch: dict, *, model: nn.Module,
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   latents = (sparse_adam_update(state.latents, index, row_grads, config.glo.learning_rate)
              if glo else state.latents)
-  new_state = state.replace(step=state.step + 1,
-                            params=optax.apply_updates(state.params, updates),
-                            batch_stats=batch_stats, opt_state=opt_state, latents=latents)
+  metrics['grad_norm'] = optax.tree.norm(grads)
+  # A step whose loss or gradient is not finite changes nothing but the step
+  # count (the data moves on), so the state stays usable and checkpointable;
+  # the training loop stops or counts it (config.nonfinite).
+  finite = jnp.isfinite(metrics['loss']) & jnp.isfinite(metrics['grad_norm'])
+  keep_finite = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+  updated = keep_finite(
+      (optax.apply_updates(state.params, updates), batch_stats, opt_state, latents),
+      (state.params, state.batch_stats, state.opt_state, state.latents))
+  skipped = state.skipped_steps + jnp.where(finite, 0, 1).astype(state.skipped_steps.dtype)
+  new_state = state.replace(step=state.step + 1, skipped_steps=skipped,
+                            **dict(zip(('params', 'batch_stats', 'opt_state', 'latents'), updated)))
+  metrics.update(nonfinite=1.0 - finite.astype(jnp.float32),
+                 skipped_steps=skipped.astype(jnp.float32))
   return new_state, metrics
 
 
@@ -131,19 +147,33 @@ def compile_train_step(config: ml_collections.ConfigDict, placement: Placement,
       config=config, axis_name=placement.axis_name))
 
 
+NONFINITE_POLICIES = ('stop', 'skip')
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   """Trains, checkpointing to and resuming from `workdir`, evaluating as it goes.
 
   Everything that can be wrong with the config or the data is checked before
-  anything is written to `workdir`.
+  anything is written to `workdir`. Started again with the same config after
+  being killed, training continues from the latest checkpoint and ends with
+  the state an uninterrupted run ends with (data order and random keys are
+  functions of the seed and the step).
 
   Returns:
     The final train state on the host.
+
+  Raises:
+    RunStopped: SIGTERM or SIGINT arrived (a checkpoint of the current step
+      was saved first), or a step was not finite under `nonfinite='stop'`
+      (nothing saved after the last checkpoint).
   """
   placement = make_placement(config.parallel, config.batch_size)
   if config.scan_chunk and (config.batch_size // jax.device_count()) % config.scan_chunk:
     raise ConfigError(f'scan_chunk {config.scan_chunk} does not divide the batch of each '
                       f'device ({config.batch_size // jax.device_count()})')
+  if config.nonfinite not in NONFINITE_POLICIES:
+    raise ConfigError(f'unknown nonfinite {config.nonfinite!r}; '
+                      f'valid: {", ".join(NONFINITE_POLICIES)}')
   train_images, train_labels = data.load_split(config.data, 'train', config.data.image_size)
   test_images, test_labels = data.load_split(config.data, 'test', config.data.image_size)
   if config.train_eval_examples > 0:
@@ -165,34 +195,104 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
   progress = _progress_bar(start_step, config.num_steps, is_main)
   last_time, last_step = time.perf_counter(), start_step
-  for step in range(start_step + 1, config.num_steps + 1):
-    device_state, metrics = step_fn(device_state, placement.put_batch(next(batches)))
-    progress.update(1)
-    if step % config.log_every == 0 or step == config.num_steps:
-      scalars = {f'train/{k}': float(v) for k, v in placement.get(metrics).items()}
-      now = time.perf_counter()
-      rate = (step - last_step) / (now - last_time)
-      last_time, last_step = now, step
-      progress.set_postfix(loss=f"{scalars['train/loss']:.3f}", steps_per_s=f'{rate:.2f}')
-      if writer:
-        writer.write(step, {**scalars, 'train/steps_per_second': rate})
-    if step % config.eval_every == 0 or step == config.num_steps:
-      if is_main:
-        state = placement.get(device_state)
-        results, recon, _ = evaluator(model_variables(state.params, state.batch_stats),
-                                      test_images, test_labels)
-        writer.write(step, {f'test/{k}': v for k, v in results.items()})
-        images.save_reconstructions(
-            os.path.join(workdir, 'images', f'reconstructions_{step:07d}.png'),
-            test_images, recon, config.grid_size)
-      last_time = time.perf_counter()  # steps/s counts training only
-    if step % config.checkpoint_every == 0 or step == config.num_steps:
-      checkpoints.save(manager, step, placement.get(device_state))
-  progress.close()
-  manager.wait_until_finished()
-  if writer:
-    writer.close()
+  previous = None  # (step, metrics) of the step before, checked once the next one is queued
+  try:
+    with StopSignals() as signals:
+      for step in range(start_step + 1, config.num_steps + 1):
+        device_state, metrics = step_fn(device_state, placement.put_batch(next(batches)))
+        if previous and config.nonfinite == 'stop':
+          _check_finite(*previous, placement, manager)
+        previous = (step, metrics)
+        progress.update(1)
+        if step % config.log_every == 0 or step == config.num_steps:
+          scalars = {f'train/{k}': float(v) for k, v in placement.get(metrics).items()}
+          now = time.perf_counter()
+          rate = (step - last_step) / (now - last_time)
+          last_time, last_step = now, step
+          progress.set_postfix(loss=f"{scalars['train/loss']:.3f}", steps_per_s=f'{rate:.2f}')
+          if writer:
+            writer.write(step, {**scalars, 'train/steps_per_second': rate})
+        if config.nonfinite == 'stop' and step == config.num_steps:
+          _check_finite(step, metrics, placement, manager)
+        if step % config.eval_every == 0 or step == config.num_steps:
+          if is_main:
+            state = placement.get(device_state)
+            results, recon, _ = evaluator(model_variables(state.params, state.batch_stats),
+                                          test_images, test_labels)
+            writer.write(step, {f'test/{k}': v for k, v in results.items()})
+            images.save_reconstructions(
+                os.path.join(workdir, 'images', f'reconstructions_{step:07d}.png'),
+                test_images, recon, config.grid_size)
+          last_time = time.perf_counter()  # steps/s counts training only
+        signal_name = signals.received()
+        if step % config.checkpoint_every == 0 or step == config.num_steps or signal_name:
+          if config.nonfinite == 'stop':
+            _check_finite(step, metrics, placement, manager)
+          checkpoints.save(manager, step, placement.get(device_state))
+        if signal_name and step < config.num_steps:
+          manager.wait_until_finished()
+          raise RunStopped(f'{signal_name} at step {step}: saved a checkpoint; run the same '
+                           f'command to resume', 128 + getattr(signal, signal_name))
+    manager.wait_until_finished()
+  finally:
+    progress.close()
+    if writer:
+      writer.close()
   return placement.get(device_state)
+
+
+def _check_finite(step: int, metrics: dict, placement: Placement, manager) -> None:
+  """Raises RunStopped if step `step`'s loss or gradient norm was not finite."""
+  values = placement.get(metrics)
+  if not values['nonfinite']:
+    return
+  quantity, value = next((name, values[key]) for key, name in
+                         (('loss', 'loss'), ('grad_norm', 'gradient norm'))
+                         if not np.isfinite(values[key]))
+  manager.wait_until_finished()
+  last = manager.latest_step()
+  kept = f'the last checkpoint (step {last}) is kept' if last else 'no checkpoint was saved'
+  raise RunStopped(f'non-finite {quantity} ({value}) at step {step}; stopped, {kept}; try '
+                   f'--config.grad_clip_norm=1.0, a lower learning_rate, or '
+                   f"--config.nonfinite=skip", 1)
+
+
+class StopSignals:
+  """Within `with`, SIGTERM and SIGINT (Ctrl-C) are noted, not fatal.
+
+  The training loop polls `received()` after each step and saves before it
+  exits. A second Ctrl-C interrupts at once. In a multi-process run every
+  process learns of a signal that any one of them got, so that they all
+  save the same step (saving is collective).
+  """
+  SIGNALS = ('SIGTERM', 'SIGINT')
+
+  def __init__(self):
+    self._name = None
+    self._previous = {}
+
+  def __enter__(self) -> 'StopSignals':
+    if threading.current_thread() is threading.main_thread():  # signals need the main thread
+      for name in self.SIGNALS:
+        self._previous[name] = signal.signal(getattr(signal, name), self._note)
+    return self
+
+  def _note(self, signum, frame):
+    del frame
+    self._name = signal.Signals(signum).name
+    signal.signal(signal.SIGINT, self._previous['SIGINT'])  # a second Ctrl-C is fatal
+
+  def __exit__(self, *exc) -> None:
+    for name, handler in self._previous.items():
+      signal.signal(getattr(signal, name), handler)
+
+  def received(self) -> str | None:
+    """The name of the signal received by this or (multi-process) any process, or None."""
+    if jax.process_count() == 1:
+      return self._name
+    code = self.SIGNALS.index(self._name) + 1 if self._name else 0
+    codes = multihost_utils.process_allgather(np.array(code, np.int32))
+    return self.SIGNALS[int(np.max(codes)) - 1] if np.max(codes) else None
 
 
 def _progress_bar(start: int, total: int, enabled: bool) -> tqdm.tqdm:

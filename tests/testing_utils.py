@@ -117,13 +117,18 @@ TINY_SIREN_FLAGS = ['--config.data.source=idx', '--config.data.image_size=8',
 
 
 def run_script(script, workdir, *flags, devices=1, background=False,
-               config='configs/conv_mnist.py', tiny_flags=TINY_FLAGS):
-  """Runs train.py or eval.py on `config` with `tiny_flags` and `flags`."""
+               config='configs/conv_mnist.py', tiny_flags=TINY_FLAGS, env=None, stderr_path=None):
+  """Runs train.py or eval.py on `config` with `tiny_flags` and `flags`.
+
+  `background=True` returns the Popen at once; its stderr goes to
+  `stderr_path` if given (a pipe nobody reads could fill and block it).
+  """
   env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
-             JAX_PLATFORMS='cpu')
+             JAX_PLATFORMS='cpu', **(env or {}))
   command = [sys.executable, str(REPO / script), '--config', str(REPO / config),
              '--workdir', str(workdir), *tiny_flags, *flags]
   if background:
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    stderr = open(stderr_path, 'w', encoding='utf-8') if stderr_path else subprocess.PIPE
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True,
                             env=env, cwd=REPO)
   return subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)

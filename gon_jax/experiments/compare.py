@@ -35,7 +35,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from gon_jax import images
-from gon_jax.errors import USER_ERRORS, ConfigError
+from gon_jax.errors import ConfigError, parse_flags_or_exit, run_reporting_errors
 from gon_jax.state import setup
 from gon_jax.train import train_and_evaluate
 
@@ -247,20 +247,19 @@ def main(argv):
   methods = _METHODS.value
   if _ABLATION.value and not flags.FLAGS['methods'].present:
     methods = list(ABLATIONS[_ABLATION.value])
-  try:
-    overrides = {}
-    for entry in _OVERRIDES.value:
-      if '=' not in entry:
-        raise ConfigError(f'--override {entry!r}: use KEY=VALUE')
-      key, value = entry.split('=', 1)
-      overrides[key] = _parse_value(value)
-    os.makedirs(_WORKDIR.value, exist_ok=True)
-    compare(methods, _DATASETS.value, _STEPS.value, _SEEDS.value, _DATA_SOURCE.value,
-            _data_dirs(_DATA_DIR.value, _DATASETS.value), overrides, _WORKDIR.value)
-  except USER_ERRORS as err:
-    print(f'error: {err}', file=sys.stderr)
-    sys.exit(1)
+  run_reporting_errors(_compare_from_flags, methods)
 
+
+def _compare_from_flags(methods: list[str]) -> dict:
+  overrides = {}
+  for entry in _OVERRIDES.value:
+    if '=' not in entry:
+      raise ConfigError(f'--override {entry!r}: use KEY=VALUE')
+    key, value = entry.split('=', 1)
+    overrides[key] = _parse_value(value)
+  os.makedirs(_WORKDIR.value, exist_ok=True)
+  return compare(methods, _DATASETS.value, _STEPS.value, _SEEDS.value, _DATA_SOURCE.value,
+                 _data_dirs(_DATA_DIR.value, _DATASETS.value), overrides, _WORKDIR.value)
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags_or_exit)
