@@ -49,33 +49,54 @@ def test_implicit_gon_eval_writes_every_grid(blob_dir, tmp_path):
   assert sizes['interpolation'] == (2 * 8, 2 * 8)
 
 
-def _corrupt_idx(folder):
+def _idx_folder(folder, damage):
+  """A small IDX folder, damaged: 'magic', 'truncated' or 'count' (labels and images differ)."""
   images = {split: np.zeros((4, 28, 28), np.uint8) for split in ('train', 'test')}
   labels = {split: np.zeros(4, np.uint8) for split in ('train', 'test')}
+  if damage == 'count':
+    labels['train'] = np.zeros(3, np.uint8)
   write_idx_folder(folder, images, labels, gz=False)
-  raw = (folder / 'train-images-idx3-ubyte').read_bytes()
-  (folder / 'train-images-idx3-ubyte').write_bytes(b'\x00\x00\x08\x01' + raw[4:])
+  path = folder / 'train-images-idx3-ubyte'
+  raw = path.read_bytes()
+  if damage == 'magic':
+    path.write_bytes(b'\x00\x00\x08\x01' + raw[4:])
+  if damage == 'truncated':
+    path.write_bytes(raw[:-100])
   return folder
 
 
-@pytest.mark.parametrize('case', ['missing_folder', 'corrupt_idx', 'unknown_dataset',
-                                  'unknown_model', 'indivisible_batch', 'unknown_option'])
+BAD_INPUT = {  # case: (flags, text the error line must contain)
+    'missing_folder': (['--config.data.dir={tmp}/nowhere'], 'nowhere'),
+    'empty_folder': (['--config.data.dir={empty}'], 'is empty'),
+    'wrong_magic': (['--config.data.dir={magic}'], 'magic number'),
+    'truncated_idx': (['--config.data.dir={truncated}'], 'truncated'),
+    'images_labels_differ': (['--config.data.dir={count}'], '4 images but 3 labels'),
+    'unknown_dataset': (['--config.data.source=tfds', '--config.data.name=mnistt'],
+                        'unknown data set \'mnistt\'; use one of celeb_a, cifar10'),
+    'unknown_model': (['--config.model.name=resnet'], "unknown model 'resnet'; valid: conv"),
+    'unknown_activation': (['--config.model.activation=gelu'], 'valid: elu, relu'),
+    'unknown_option': (['--config.gon.inner_reduction=median'], 'valid: sum, mean, official'),
+    'unknown_key': (['--config.model.widht=3'],
+                    "unknown config key 'widht' in --config.model.widht; valid there: "),
+    'wrong_type': (['--config.batch_size=eight'], '--config.batch_size=eight'),
+    'bad_image_size': (['--config.data.image_size=28'], 'image size 28'),
+    'indivisible_batch': (['--config.batch_size=7'], 'does not divide'),
+    'other_model_checkpoint': (['--config.model.latent_dim=6'], 'of another model'),
+}
+
+
+@pytest.mark.parametrize('case', list(BAD_INPUT))
 def test_bad_input_is_one_line_and_leaves_the_workdir_alone(case, trained, blob_dir, tmp_path):
-  flags = {
-      'missing_folder': [f'--config.data.dir={tmp_path}/nowhere'],
-      'corrupt_idx': [f'--config.data.dir={_corrupt_idx(tmp_path / "bad")}'],
-      'unknown_dataset': ['--config.data.source=tfds', '--config.data.name=mnistt'],
-      'unknown_model': [f'--config.data.dir={blob_dir}', '--config.model.name=resnet'],
-      'indivisible_batch': [f'--config.data.dir={blob_dir}', '--config.batch_size=7'],
-      'unknown_option': [f'--config.data.dir={blob_dir}', '--config.gon.inner_reduction=median'],
-  }[case]
-  expected = {'missing_folder': 'nowhere', 'corrupt_idx': 'magic', 'unknown_dataset': 'mnistt',
-              'unknown_model': 'resnet', 'indivisible_batch': 'does not divide',
-              'unknown_option': 'median'}[case]
+  flags, expected = BAD_INPUT[case]
+  folders = {'tmp': tmp_path, 'empty': tmp_path / 'empty'}
+  (tmp_path / 'empty').mkdir()
+  for damage in ('magic', 'truncated', 'count'):
+    if '{' + damage + '}' in flags[0]:
+      folders[damage] = _idx_folder(tmp_path / damage, damage)
+  flags = [f'--config.data.dir={blob_dir}'] + [flag.format(**folders) for flag in flags]
   before = snapshot(trained)
   result = run_script('train.py', trained, *flags, '--config.num_steps=6', devices=2)
-  assert result.returncode != 0
-  last = result.stderr.strip().splitlines()[-1]
-  assert last.startswith('error: ') and expected in last, result.stderr[-2000:]
-  assert 'Traceback' not in result.stderr
+  assert result.returncode == 1
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('error: ') and expected in lines[0], result.stderr
   assert snapshot(trained) == before
