@@ -127,13 +127,11 @@ def train_step(state: TrainState, batch: dict, *, model: nn.Module,
   # count (the data moves on), so the state stays usable and checkpointable;
   # the training loop stops or counts it (config.nonfinite).
   finite = jnp.isfinite(metrics['loss']) & jnp.isfinite(metrics['grad_norm'])
-  keep_finite = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
-  updated = keep_finite(
-      (optax.apply_updates(state.params, updates), batch_stats, opt_state, latents),
-      (state.params, state.batch_stats, state.opt_state, state.latents))
+  updated = state.replace(params=optax.apply_updates(state.params, updates),
+                          batch_stats=batch_stats, opt_state=opt_state, latents=latents)
+  new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated, state)
   skipped = state.skipped_steps + jnp.where(finite, 0, 1).astype(state.skipped_steps.dtype)
-  new_state = state.replace(step=state.step + 1, skipped_steps=skipped,
-                            **dict(zip(('params', 'batch_stats', 'opt_state', 'latents'), updated)))
+  new_state = new_state.replace(step=state.step + 1, skipped_steps=skipped)
   metrics.update(nonfinite=1.0 - finite.astype(jnp.float32),
                  skipped_steps=skipped.astype(jnp.float32))
   return new_state, metrics
