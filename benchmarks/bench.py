@@ -1,6 +1,12 @@
-"""Benchmarks one config's train step; prints one JSON line.
+"""Benchmarks a config's train step; prints one JSON line per measurement.
 
   python benchmarks/bench.py --config configs/conv_mnist.py [--config.batch_size=128]
+  python benchmarks/bench.py --all [--devices 2]
+
+`--all` measures conv_mnist, vgon_mnist and siren_mnist at batch 64, each in
+its own process (so that peak memory is the config's); `--devices N` also
+runs each with data parallelism over N host devices
+(XLA_FLAGS=--xla_force_host_platform_device_count=N) to show the scaling.
 
 Reports the compile time, steps per second after warm-up (on a fixed batch
 and, with --data, fed by the real input pipeline), peak memory (the device's
@@ -15,6 +21,7 @@ import json
 import os
 import pathlib
 import resource
+import subprocess
 import sys
 import time
 
@@ -33,11 +40,17 @@ from gon_jax.state import setup  # pylint: disable=wrong-import-position
 from gon_jax.train import compile_train_step  # pylint: disable=wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.')
+_ALL = flags.DEFINE_bool('all', False, 'Benchmark every config of ALL_CONFIGS, one process each.')
+_DEVICES = flags.DEFINE_integer('devices', 1, 'Also run with data parallelism over this many '
+                                'devices (host devices on CPU).')
 _STEPS = flags.DEFINE_integer('steps', 50, 'Timed steps.')
 _WARMUP = flags.DEFINE_integer('warmup', 5, 'Untimed steps after compiling.')
 _DATA = flags.DEFINE_bool('data', False, 'Also time steps fed by the real data pipeline '
                           '(config.data); otherwise random images stand in.')
-flags.mark_flag_as_required('config')
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+# config -> (timed steps, warm-up steps): the SIREN's step takes over a second on a CPU.
+ALL_CONFIGS = {'conv_mnist': (50, 5), 'vgon_mnist': (50, 5), 'siren_mnist': (10, 2)}
 
 
 def _timed_steps(step_fn, state, next_batch, num_steps):
@@ -104,9 +117,35 @@ def benchmark(config) -> dict:
   return result
 
 
+def _in_subprocess(config_args: list[str], devices: int) -> None:
+  """Runs this script on one config with `devices` host devices; echoes its JSON line."""
+  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+  result = subprocess.run([sys.executable, __file__, *config_args], env=env, check=True,
+                          capture_output=True, text=True)
+  print(result.stdout.strip().splitlines()[-1], flush=True)
+
+
 def main(argv):
   del argv
-  print(json.dumps(benchmark(_CONFIG.value)))
+  device_counts = sorted({1, _DEVICES.value})
+  if _ALL.value:
+    for name, (steps, warmup) in ALL_CONFIGS.items():
+      for devices in device_counts:
+        _in_subprocess(['--config', str(REPO / 'configs' / f'{name}.py'), f'--steps={steps}',
+                        f'--warmup={warmup}'], devices)
+  elif _CONFIG.value is None:
+    raise app.UsageError('give --config FILE or --all')
+  elif _DEVICES.value > 1 and jax.device_count() == 1:
+    args, config_args = iter(sys.argv[1:]), []
+    for arg in args:
+      if arg == '--devices':
+        next(args)  # its value
+      elif not arg.startswith('--devices='):
+        config_args.append(arg)
+    for devices in device_counts:
+      _in_subprocess(config_args, devices)
+  else:
+    print(json.dumps(benchmark(_CONFIG.value)))
 
 
 if __name__ == '__main__':

@@ -59,6 +59,7 @@ def main():
   parser.add_argument('--seed', type=int, default=0, help='seeds the kill times')
   args = parser.parse_args()
   logging.set_verbosity(logging.ERROR)  # orbax warns about read-only managers
+  os.makedirs(args.workdir, exist_ok=True)
   rng = random.Random(args.seed)
   interrupted = pathlib.Path(args.workdir) / 'interrupted'
   reference = pathlib.Path(args.workdir) / 'uninterrupted'
