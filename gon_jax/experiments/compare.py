@@ -22,6 +22,7 @@ metrics.jsonl); a finished run is not repeated, an unfinished one resumes,
 so an interrupted comparison continues where it stopped.
 """
 
+import ast
 import importlib
 import json
 import os
@@ -92,7 +93,7 @@ def _load_config(name: str) -> ml_collections.ConfigDict:
 
 
 def _parse_value(text: str):
-  import ast  # pylint: disable=import-outside-toplevel
+  """A Python literal (1e-3, True, (16, 16)), else the text itself."""
   try:
     return ast.literal_eval(text)
   except (ValueError, SyntaxError):
