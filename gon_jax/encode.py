@@ -215,14 +215,12 @@ def reconstruct(model: nn.Module, variables: dict, images: jax.Array, z0: jax.Ar
       kwargs['noise'] = noise
     return model.apply(variables, z, use_running_average, **kwargs)
 
-  if latents is not None:
-    pass
-  elif config.model.name in ENCODER_MODELS:
+  if latents is None and config.model.name in ENCODER_MODELS:
     latents = model.apply(variables, images, True, method='encode')
-  elif config.model.name in LATENT_TABLE_MODELS:
+  elif latents is None and config.model.name in LATENT_TABLE_MODELS:
     latents = fit_latents(lambda z: decode(z, None, None), images, z0, loss,
                           config.glo.test_steps, config.glo.test_learning_rate)
-  else:
+  elif latents is None:  # the GON
     mask = observation_mask(config)
     inner_target = _gather(images, draws.inner_points)
     inner_loss = loss
