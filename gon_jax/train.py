@@ -210,8 +210,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
           progress.set_postfix(loss=f"{scalars['train/loss']:.3f}", steps_per_s=f'{rate:.2f}')
           if writer:
             writer.write(step, {**scalars, 'train/steps_per_second': rate})
-        if config.nonfinite == 'stop' and step == config.num_steps:
-          _check_finite(step, metrics, placement, manager)
         if step % config.eval_every == 0 or step == config.num_steps:
           if is_main:
             state = placement.get(device_state)
@@ -224,8 +222,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
           last_time = time.perf_counter()  # steps/s counts training only
         signal_name = signals.received()
         if step % config.checkpoint_every == 0 or step == config.num_steps or signal_name:
-          if config.nonfinite == 'stop':
+          if config.nonfinite == 'stop':  # never save a step that was not finite
             _check_finite(step, metrics, placement, manager)
+            previous = None  # checked
           checkpoints.save(manager, step, placement.get(device_state))
         if signal_name and step < config.num_steps:
           manager.wait_until_finished()
