@@ -32,7 +32,9 @@ from absl import app, flags
 from ml_collections import config_flags
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
+import step_profile  # pylint: disable=wrong-import-position
 from gon_jax import data  # pylint: disable=wrong-import-position
 from gon_jax.flops import train_step_flops  # pylint: disable=wrong-import-position
 from gon_jax.parallel import make_placement  # pylint: disable=wrong-import-position
@@ -45,6 +47,8 @@ _DEVICES = flags.DEFINE_integer('devices', 1, 'Also run with data parallelism ov
                                 'devices (host devices on CPU).')
 _STEPS = flags.DEFINE_integer('steps', 50, 'Timed steps.')
 _WARMUP = flags.DEFINE_integer('warmup', 5, 'Untimed steps after compiling.')
+_PROFILE = flags.DEFINE_integer('profile', 0, 'Also trace this many steps and print where the '
+                                'time goes, by pass and kind of operation (benchmarks/step_profile.py).')
 _DATA = flags.DEFINE_bool('data', False, 'Also time steps fed by the real data pipeline '
                           '(config.data); otherwise random images stand in.')
 
@@ -74,7 +78,12 @@ def matmul_flops_per_second(size: int = 4096, repeats: int = 5) -> float:
   return 2 * size ** 3 / best
 
 
-def benchmark(config) -> dict:
+def compiled_step(config):
+  """The config's train step compiled, with its initial state and a fixed random batch on device.
+
+  Returns:
+    `(compiled step, device state, device batch, placement, compile seconds)`.
+  """
   placement = make_placement(config.parallel, config.batch_size)
   _, tx, host_state = setup(config)
   size, channels = config.data.image_size, config.model.channels
@@ -85,10 +94,13 @@ def benchmark(config) -> dict:
   step_fn = compile_train_step(config, placement, tx)
   state = placement.put_state(host_state)
   device_batch = placement.put_batch(fixed)
-
   start = time.perf_counter()
   compiled = step_fn.lower(state, device_batch).compile()
-  compile_seconds = time.perf_counter() - start
+  return compiled, state, device_batch, placement, time.perf_counter() - start
+
+
+def benchmark(config) -> dict:
+  compiled, state, device_batch, placement, compile_seconds = compiled_step(config)
   state, _ = _timed_steps(compiled, state, lambda: device_batch, _WARMUP.value)
   state, fixed_rate = _timed_steps(compiled, state, lambda: device_batch, _STEPS.value)
   result = {
@@ -104,6 +116,15 @@ def benchmark(config) -> dict:
     state, data_rate = _timed_steps(compiled, state,
                                     lambda: placement.put_batch(next(batches)), _STEPS.value)
     result['steps_per_second_real_data'] = round(data_rate, 3)
+  if _PROFILE.value:
+    breakdown = step_profile.profile(compiled, state, device_batch, _PROFILE.value)
+    print(step_profile.format_table(breakdown))
+    for name, step_pass, kind, ms in breakdown['top']:
+      print(f'{ms:8.3f} ms  {step_pass:20s} {kind:14s} {name}')
+    result['profile_ms'] = {key: (round(value, 3) if isinstance(value, float) else
+                                  {k: round(v, 3) for k, v in value.items()})
+                            for key, value in breakdown.items() if key in
+                            ('step_ms', 'ops_ms', 'by_pass', 'by_kind')}
   step_flops = train_step_flops(config)
   machine = matmul_flops_per_second()
   result.update(model_gflop_per_step=round(step_flops / 1e9, 3),

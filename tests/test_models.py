@@ -101,11 +101,33 @@ def test_transposed_convolution_matches_pytorch_semantics():
       expected[:, 2 * i:2 * i + 4, 2 * j:2 * j + 4] += np.einsum('bc,yxco->byxo', x[:, i, j], kernel)
   out = plain.apply(variables, x)
   chex.assert_trees_all_close(out, expected[:, 1:7, 1:7], atol=1e-5)
-  chex.assert_trees_all_close(UpConv(5, subpixel=True).apply(variables, x), out, atol=1e-5)
+  chex.assert_trees_all_close(UpConv(5, method='conv').apply(variables, x), out, atol=1e-5)
   first = UpConv(5, first=True)
   z = jax.random.normal(jax.random.key(2), (2, 2))
   chex.assert_trees_all_close(first.apply(variables, z),
                               np.einsum('bc,yxco->byxo', z, kernel), atol=1e-5)
+
+
+def test_matmul_transposed_convolutions_give_the_gon_step_of_the_plain_ones():
+  # The fast path (matrix product + overlap-add) against the dilated
+  # convolution, through the GON's second-order gradient.
+  from gon_jax.core import origin_latent, squared_error  # pylint: disable=import-outside-toplevel
+  images = jax.random.uniform(jax.random.key(0), (3, 16, 16, 2))
+
+  def gon_loss_and_grads(method):
+    model = ConvDecoder(latent_dim=6, features=4, channels=2, image_size=16, norm='layer',
+                        conv_method=method)
+    params = model.init(jax.random.key(1), jnp.zeros((1, 6)), True)['params']
+
+    def loss(params):
+      decode = lambda z: model.apply({'params': params}, z, True)
+      z = origin_latent(decode, images, jnp.zeros((3, 6)), squared_error)
+      return jnp.mean(squared_error(decode(z), images))
+    return jax.value_and_grad(loss)(params)
+
+  plain, fast = gon_loss_and_grads('conv'), gon_loss_and_grads('matmul')
+  chex.assert_trees_all_close(fast, plain, rtol=1e-4, atol=1e-5)
+  assert plain[0] > 0
 
 
 def test_official_inner_loss_scales():
