@@ -19,6 +19,8 @@ def base_config() -> ml_collections.ConfigDict:
   # Examples per step of a scan over each device's batch (0: the whole batch
   # at once). Same gradients; small chunks keep activations in cache.
   config.scan_chunk = 0
+  # XLA:CPU's YNNPACK fusions in the train step (off: faster for GONs; README "Performance").
+  config.cpu_ynn_fusions = False
 
   config.data = ml_collections.ConfigDict()
   config.data.source = 'tfds'  # or 'idx': a folder with the four IDX files

@@ -25,9 +25,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.log_every = 10
   config.train_eval_examples = 1000  # during training; eval.py uses the whole test split
 
-  # One image at a time: its 784x256 activations stay in cache (2.4x faster
-  # on a 2-core CPU; README "Performance").
-  config.scan_chunk = 1
+  # 16 images at a time: their activations stay in cache, and they share one
+  # forward pass at the origin (1.5x faster than 1 or 64 at a time on a
+  # 2-core CPU; README "Performance").
+  config.scan_chunk = 16
   config.eval_batch_size = 16
 
   config.model = ml_collections.ConfigDict()

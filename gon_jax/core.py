@@ -60,6 +60,7 @@ def origin_latent(
     loss_scale: float = 1.0,
     start_from_z0: bool = True,
     detach: bool = False,
+    shared_z0: bool = False,
 ) -> Array:
   """Latents of `target` as gradient steps on the inner loss from `z0`.
 
@@ -87,6 +88,11 @@ def origin_latent(
     detach: treat the latent as a constant in the outer gradient, so the
       decoder is never trained to make its own gradient a good encoding (the
       detached baseline of Fig. 2b).
+    shared_z0: every row of `z0` is the same (the origin) and `decode` maps
+      each row on its own: the first step decodes `z0` once for the whole
+      batch and only the backward pass to the latents runs per example. The
+      same latents, without a batch of identical forward passes (and their
+      share of the second-order backward pass).
 
   Returns:
     Latents `[batch, latent_dim]`, differentiable with respect to whatever
@@ -98,9 +104,24 @@ def origin_latent(
 
   z = z0
   for step in range(num_steps):
-    gradient = jax.grad(summed_inner_loss)(z)
+    if step == 0 and shared_z0:
+      gradient = _gradient_at_shared_z0(decode, target, z0, inner_loss, loss_scale)
+    else:
+      gradient = jax.grad(summed_inner_loss)(z)
     z = (z if step > 0 or start_from_z0 else 0.0) - step_size * gradient
   return jax.lax.stop_gradient(z) if detach else z
+
+
+def _gradient_at_shared_z0(decode: Decoder, target: Array, z0: Array,
+                           inner_loss: PerExampleLoss, loss_scale: float) -> Array:
+  """`grad_z [loss_scale * sum_i L_inner(target_i, decode(z)_i)]` at `z = z0`, all rows equal."""
+  outputs, decode_vjp = jax.vjp(decode, z0[:1])
+  batch = target.shape[0]
+  outputs = jax.tree.map(lambda o: jnp.broadcast_to(o, (batch, *o.shape[1:])), outputs)
+  output_grads = jax.grad(lambda o: loss_scale * jnp.sum(inner_loss(o, target)))(outputs)
+  # Example i's gradient is the backward pass of the one forward pass, fed its own error.
+  per_example = lambda g: decode_vjp(jax.tree.map(lambda a: a[None], g))[0][0]
+  return jax.vmap(per_example)(output_grads)
 
 
 def origin(batch_size: int, latent_dim: int, sigma: float = 0.0,

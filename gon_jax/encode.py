@@ -165,6 +165,16 @@ def kl_weight(config: ml_collections.ConfigDict, step: jax.Array) -> jax.Array:
   return jnp.float32(m.kl_weight) * ramp
 
 
+def shares_origin(config: ml_collections.ConfigDict, train: bool, draws: Draws) -> bool:
+  """Whether every example's inner pass decodes the same thing: the origin, on the same pixels.
+
+  True unless training draws z0 from N(0, sigma^2), or the inner pass sees
+  per-example pixel subsets or per-example noise (variational models).
+  """
+  return (not (train and config.gon.z0_sigma > 0) and draws.inner_points is None
+          and draws.inner_noise is None)
+
+
 def decoded_images(config: ml_collections.ConfigDict, outputs: Any) -> jax.Array:
   """The images in a decoder's outputs (variational decoders also return mu, logvar)."""
   return outputs[0] if config.model.name in VARIATIONAL_MODELS else outputs
@@ -188,7 +198,8 @@ def reconstruct(model: nn.Module, variables: dict, images: jax.Array, z0: jax.Ar
     model: decoder called as `model.apply(variables, z, use_running_average)`.
     variables: `{'params': ..., ['batch_stats': ...]}`.
     images: `[batch, height, width, channels]` in [0, 1].
-    z0: starting latents `[batch, latent_dim]`.
+    z0: starting latents `[batch, latent_dim]`: the origin, except in
+      training with `gon.z0_sigma > 0` (see `shares_origin`).
     config: experiment config (`gon.*`, `model.*`, `batch_size`, `data.image_size`).
     train: whether this is a training pass (updates BatchNorm statistics).
     draws: random choices (see `Draws`); the default decodes every pixel and
@@ -235,7 +246,8 @@ def reconstruct(model: nn.Module, variables: dict, images: jax.Array, z0: jax.Ar
     latents = origin_latent(
         lambda z: decode(z, draws.inner_points, draws.inner_noise), inner_target, z0,
         inner_loss, num_steps=gon.num_steps, step_size=gon.step_size, loss_scale=scale,
-        start_from_z0=gon.start_from_z0, detach=gon.detach)
+        start_from_z0=gon.start_from_z0, detach=gon.detach,
+        shared_z0=shares_origin(config, train, draws))
   target = _gather(images, draws.outer_points)
   batch_stats = variables.get('batch_stats', {})
   if train and batch_stats:

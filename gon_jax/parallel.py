@@ -36,14 +36,18 @@ class Placement:
     """The collective axis a step must name (pmap only)."""
     return AXIS if self.mode == 'pmap' else None
 
-  def compile(self, step: Callable) -> Callable:
-    """Compiles `step(state, batch) -> (state, metrics)`; the old state is donated."""
+  def compile(self, step: Callable, compiler_options: dict | None = None) -> Callable:
+    """Compiles `step(state, batch) -> (state, metrics)`; the old state is donated.
+
+    `compiler_options` (XLA debug options) apply under jit; jax.pmap takes none.
+    """
     if self.mode == 'pmap':
       return jax.pmap(step, axis_name=AXIS, donate_argnums=0)
     replicated = NamedSharding(self.mesh, PartitionSpec())
     sharded = NamedSharding(self.mesh, PartitionSpec(AXIS))
     return jax.jit(step, in_shardings=(replicated, sharded),
-                   out_shardings=(replicated, replicated), donate_argnums=0)
+                   out_shardings=(replicated, replicated), donate_argnums=0,
+                   compiler_options=compiler_options)
 
   def put_state(self, state: Any) -> Any:
     """Host state (the same on every process) -> replicated device state."""

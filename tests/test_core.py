@@ -86,3 +86,24 @@ def test_origin_sampling():
   z0 = origin(4000, 3, sigma=0.5, keys=jax.random.split(jax.random.key(0), 4000))
   chex.assert_shape(z0, (4000, 3))
   assert abs(float(jnp.std(z0)) - 0.5) < 0.02
+
+
+@pytest.mark.parametrize('num_steps', [1, 2])
+def test_shared_z0_gives_the_latents_and_gradients_of_per_example_passes(num_steps):
+  # One forward pass at the origin for the whole batch, against one per example,
+  # through the second-order gradient that trains the decoder.
+  k1, k2, k3 = jax.random.split(jax.random.key(3), 3)
+  params = {'w1': jax.random.normal(k1, (3, 8)), 'w2': jax.random.normal(k2, (8, 7)) / 3}
+  x = jax.random.normal(k3, (5, 7))
+
+  def outer_loss(params, shared_z0):
+    decode = lambda z: jnp.tanh(jnp.tanh(z @ params['w1'] + 0.1) @ params['w2'])
+    z = origin_latent(decode, x, origin(5, 3), squared_error, num_steps=num_steps,
+                      step_size=0.1, shared_z0=shared_z0)
+    return jnp.sum(squared_error(decode(z), x)), z
+
+  (plain, plain_z), plain_grads = jax.value_and_grad(outer_loss, has_aux=True)(params, False)
+  (shared, shared_z), shared_grads = jax.value_and_grad(outer_loss, has_aux=True)(params, True)
+  chex.assert_trees_all_close((shared, shared_z, shared_grads), (plain, plain_z, plain_grads),
+                              rtol=1e-5, atol=1e-6)
+  assert float(jnp.max(jnp.abs(plain_z))) > 0.1  # the latents moved from the origin
