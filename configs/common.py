@@ -19,6 +19,9 @@ def base_config() -> ml_collections.ConfigDict:
   # Examples per step of a scan over each device's batch (0: the whole batch
   # at once). Same gradients; small chunks keep activations in cache.
   config.scan_chunk = 0
+  # Rematerialise the decoder (jax.checkpoint): its activations are recomputed
+  # in the backward passes instead of kept, for images too large to fit.
+  config.remat = False
   # XLA:CPU's YNNPACK fusions in the train step (off: faster for GONs; README "Performance").
   config.cpu_ynn_fusions = False
 

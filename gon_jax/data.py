@@ -10,7 +10,9 @@ from __future__ import annotations
 import functools
 import gzip
 import pathlib
-from typing import Any, Iterator
+import queue
+import threading
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -231,3 +233,58 @@ def train_batches(images: np.ndarray,
     yield {'image': images[index], 'label': labels[index],  # Fancy indexing copies.
            'index': index.astype(np.int32)}
     step += 1
+
+
+def prefetch(batches: Iterator[Any], put: Callable[[Any], Any], size: int = 2) -> Iterator[Any]:
+  """`put(batch)` for each batch, computed `size` batches ahead on a background thread.
+
+  The host work of a batch (gathering its rows, the copy to the devices)
+  overlaps the device's work on the steps before it, so the training loop
+  does no per-batch work but hand the step an array already on device.
+
+  Args:
+    batches: host batches, e.g. `train_batches(...)`.
+    put: places a host batch on devices, e.g. `Placement.put_batch`.
+    size: batches in flight.
+
+  Yields:
+    `put(batch)` for each batch, in order; an exception raised reading or
+    placing a batch is raised here. Close the generator (`.close()`) when
+    done with it: that stops and joins the thread.
+  """
+  ready: queue.Queue = queue.Queue(maxsize=size)
+  done = threading.Event()
+
+  def offer(item) -> bool:
+    """Queues `item` unless the consumer has stopped; False once it has."""
+    while not done.is_set():
+      try:
+        ready.put(item, timeout=0.1)
+        return True
+      except queue.Full:
+        pass
+    return False
+
+  def fill():
+    try:
+      for batch in batches:
+        if not offer((put(batch), None)):
+          return
+    except Exception as error:  # pylint: disable=broad-except  # re-raised in the consumer
+      offer((None, error))
+      return
+    offer((None, StopIteration()))
+
+  thread = threading.Thread(target=fill, daemon=True, name='prefetch')
+  thread.start()
+  try:
+    while True:
+      item, error = ready.get()
+      if isinstance(error, StopIteration):
+        return
+      if error is not None:
+        raise error
+      yield item
+  finally:  # the consumer stopped or ended: the thread ends before we return, so that
+    done.set()  # it is not inside a JAX call when the interpreter exits
+    thread.join()

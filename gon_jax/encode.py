@@ -219,12 +219,17 @@ def reconstruct(model: nn.Module, variables: dict, images: jax.Array, z0: jax.Ar
   num_pixels = images.shape[1] * images.shape[2]
   loss = outer_loss_fn(config, kl_weight)
 
-  def decode(z, points, noise, use_running_average=True, **kwargs):
+  def decode(z, points, noise, use_running_average=True, mutable=False):
+    inputs = {}
     if points is not None:
-      kwargs['coordinates'] = jnp.asarray(grid(config.data.image_size))[points]
+      inputs['coordinates'] = jnp.asarray(grid(config.data.image_size))[points]
     if noise is not None:
-      kwargs['noise'] = noise
-    return model.apply(variables, z, use_running_average, **kwargs)
+      inputs['noise'] = noise
+    apply = lambda variables, z, inputs: model.apply(variables, z, use_running_average,
+                                                     mutable=mutable, **inputs)
+    if config.remat:  # keep only the decoder's inputs; recompute its activations when needed
+      apply = jax.checkpoint(apply)
+    return apply(variables, z, inputs)
 
   if latents is None and config.model.name in ENCODER_MODELS:
     latents = model.apply(variables, images, True, method='encode')
@@ -252,7 +257,7 @@ def reconstruct(model: nn.Module, variables: dict, images: jax.Array, z0: jax.Ar
   batch_stats = variables.get('batch_stats', {})
   if train and batch_stats:
     outputs, updates = decode(latents, draws.outer_points, draws.outer_noise, False,
-                              mutable=['batch_stats'])
+                              mutable=('batch_stats',))
     batch_stats = updates['batch_stats']
   else:
     outputs = decode(latents, draws.outer_points, draws.outer_noise)

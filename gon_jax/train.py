@@ -201,9 +201,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   step_fn = compile_train_step(config, placement, tx)
   device_state = placement.put_state(state)
   evaluator = evaluate.make_evaluator(model, config)
-  batches = data.train_batches(
+  batches = data.prefetch(data.train_batches(
       train_images, train_labels, config.batch_size, config.seed, start_step,
-      jax.process_index(), jax.process_count())
+      jax.process_index(), jax.process_count()), placement.put_batch)
 
   progress = _progress_bar(start_step, config.num_steps, is_main)
   last_time, last_step = time.perf_counter(), start_step
@@ -211,7 +211,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   try:
     with StopSignals() as signals:
       for step in range(start_step + 1, config.num_steps + 1):
-        device_state, metrics = step_fn(device_state, placement.put_batch(next(batches)))
+        device_state, metrics = step_fn(device_state, next(batches))
         if previous and config.nonfinite == 'stop':
           _check_finite(*previous, placement, manager)
         previous = (step, metrics)
@@ -246,6 +246,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                            f'command to resume', 128 + getattr(signal, signal_name))
     manager.wait_until_finished()
   finally:
+    batches.close()
     progress.close()
     if writer:
       writer.close()

@@ -165,6 +165,37 @@ def test_train_batches_resume_and_processes():
       np.concatenate([h['label'] for h in halves]), uninterrupted[7]['label'])
 
 
+def test_prefetch_yields_put_batches_in_order_and_raises_their_errors():
+  images, labels = np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1), np.arange(10)
+  plain = data.train_batches(images, labels, 2, seed=0)
+  fetched = data.prefetch(data.train_batches(images, labels, 2, seed=0),
+                          lambda b: {k: v * 10 for k, v in b.items()}, size=2)
+  for _ in range(12):  # over an epoch boundary
+    expected, got = next(plain), next(fetched)
+    np.testing.assert_array_equal(got['image'], expected['image'] * 10)
+  fetched.close()  # the consumer stops early: the thread must end
+
+  def failing():
+    yield {'image': np.zeros(1)}
+    raise data.DataError('bad batch 1')
+  errors = data.prefetch(failing(), lambda b: b)
+  assert next(errors)['image'].shape == (1,)
+  with pytest.raises(data.DataError, match='bad batch 1'):
+    next(errors)
+  assert list(data.prefetch(iter([1, 2, 3]), lambda b: b + 1)) == [2, 3, 4]
+
+
+def test_prefetch_thread_ends_when_the_consumer_stops():
+  import threading  # pylint: disable=import-outside-toplevel
+  fetched = data.prefetch(iter(range(1000)), lambda b: b, size=1)
+  assert next(fetched) == 0
+  fetched.close()
+  deadline = time.time() + 5
+  while any(t.name == 'prefetch' for t in threading.enumerate()) and time.time() < deadline:
+    time.sleep(0.05)
+  assert not any(t.name == 'prefetch' for t in threading.enumerate())
+
+
 def test_tfds_mock(monkeypatch):
   tfds = pytest.importorskip('tensorflow_datasets')
   from tensorflow_datasets.core.data_sources import array_record
