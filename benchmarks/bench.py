@@ -1,7 +1,7 @@
 """Benchmarks a config's train step; prints one JSON line per measurement.
 
   python benchmarks/bench.py --config configs/conv_mnist.py [--config.batch_size=128]
-  python benchmarks/bench.py --all [--devices 2]
+  python benchmarks/bench.py --all [--devices 2] [--data --config.data.source=idx ...]
 
 `--all` measures conv_mnist, vgon_mnist and siren_mnist at batch 64, each in
 its own process (so that peak memory is the config's); `--devices N` also
@@ -148,25 +148,33 @@ def _in_subprocess(config_args: list[str], devices: int) -> None:
   print(result.stdout.strip().splitlines()[-1], flush=True)
 
 
+def _argv_without(*names: str) -> list[str]:
+  """This command's arguments without the flags `names` (and their values)."""
+  args, kept = iter(sys.argv[1:]), []
+  for arg in args:
+    name = arg.split('=', 1)[0]
+    if name in names:
+      if '=' not in arg and name != '--all':  # a value-taking flag: skip its value too
+        next(args, None)
+      continue
+    kept.append(arg)
+  return kept
+
+
 def main(argv):
   del argv
   device_counts = sorted({1, _DEVICES.value})
-  if _ALL.value:
+  if _ALL.value:  # the other flags (--data, --profile, --config.x=y) go to every run
+    shared_args = _argv_without('--all', '--devices', '--steps', '--warmup', '--config')
     for name, (steps, warmup) in ALL_CONFIGS.items():
       for devices in device_counts:
         _in_subprocess(['--config', str(REPO / 'configs' / f'{name}.py'), f'--steps={steps}',
-                        f'--warmup={warmup}'], devices)
+                        f'--warmup={warmup}', *shared_args], devices)
   elif _CONFIG.value is None:
     raise app.UsageError('give --config FILE or --all')
   elif _DEVICES.value > 1 and jax.device_count() == 1:
-    args, config_args = iter(sys.argv[1:]), []
-    for arg in args:
-      if arg == '--devices':
-        next(args)  # its value
-      elif not arg.startswith('--devices='):
-        config_args.append(arg)
     for devices in device_counts:
-      _in_subprocess(config_args, devices)
+      _in_subprocess(_argv_without('--devices'), devices)
   else:
     print(json.dumps(benchmark(_CONFIG.value)))
 

@@ -110,7 +110,7 @@ TINY_FLAGS = ['--config.data.source=idx', '--config.data.image_size=16',
 # The same for configs/siren_mnist_tiny.py: 8x8 images, two layers of 16.
 TINY_SIREN_FLAGS = ['--config.data.source=idx', '--config.data.image_size=8',
                     '--config.model.latent_dim=4', '--config.model.widths=(16,16)',
-                    '--config.batch_size=8', '--config.num_steps=3', '--config.log_every=1',
+                    '--config.batch_size=8', '--config.scan_chunk=2', '--config.num_steps=3', '--config.log_every=1',
                     '--config.eval_every=3', '--config.checkpoint_every=3',
                     '--config.eval_batch_size=16', '--config.grid_size=2',
                     '--config.num_fit_examples=32', '--config.superres_size=20']
