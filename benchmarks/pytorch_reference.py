@@ -105,7 +105,7 @@ def main():
                     'device': torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu',
                     'threads': torch.get_num_threads(), 'torch': torch.__version__,
                     'batch_size': batch, 'steps_per_second': round(rate, 3),
-                    'final_loss': round(float(loss), 3)}))
+                    'final_loss': round(float(loss.detach()), 3)}))
 
 
 if __name__ == '__main__':
