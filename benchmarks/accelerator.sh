@@ -2,15 +2,16 @@
 # The performance table's accelerator rows, in one run (README "Performance"):
 # bench.py --all with real MNIST; the SIREN without the scan that suits CPUs,
 # at batch 64 and 256, with and without rematerialisation; the eager PyTorch
-# reference on the same device; a profile of the conv GON step.
+# reference on the same device.
 #
 #   bash benchmarks/accelerator.sh MNIST_IDX_FOLDER
 set -uo pipefail
 cd "$(dirname "$0")/.."
-data=(--data --config.data.source=idx "--config.data.dir=$1")
+data=(--data "--data_dir=$1")
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c 'import jax; print("jax", jax.__version__, jax.devices())'
 python3 benchmarks/bench.py --all "${data[@]}"
+python3 benchmarks/bench.py --config configs/siren_mnist.py --config.scan_chunk=0 --steps 50 "${data[@]}"
 for args in "--config.batch_size=64" "--config.batch_size=256" \
             "--config.batch_size=64 --config.remat=True" "--config.batch_size=256 --config.remat=True"; do
   python3 benchmarks/bench.py --config configs/siren_mnist.py --config.scan_chunk=0 --steps 30 $args
@@ -18,4 +19,3 @@ done
 python3 benchmarks/pytorch_reference.py --model conv --norm batch --steps 100
 python3 benchmarks/pytorch_reference.py --model conv --norm layer --steps 100
 python3 benchmarks/pytorch_reference.py --model siren --steps 30
-python3 benchmarks/bench.py --config configs/conv_mnist.py --steps 100 --profile 20

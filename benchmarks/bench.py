@@ -1,7 +1,7 @@
 """Benchmarks a config's train step; prints one JSON line per measurement.
 
   python benchmarks/bench.py --config configs/conv_mnist.py [--config.batch_size=128]
-  python benchmarks/bench.py --all [--devices 2] [--data --config.data.source=idx ...]
+  python benchmarks/bench.py --all [--devices 2] [--data --data_dir ../shared/data/mnist]
 
 `--all` measures conv_mnist, vgon_mnist and siren_mnist at batch 64, each in
 its own process (so that peak memory is the config's); `--devices N` also
@@ -51,6 +51,8 @@ _PROFILE = flags.DEFINE_integer('profile', 0, 'Also trace this many steps and pr
                                 'time goes, by pass and kind of operation (benchmarks/step_profile.py).')
 _DATA = flags.DEFINE_bool('data', False, 'Also time steps fed by the real data pipeline '
                           '(config.data); otherwise random images stand in.')
+_DATA_DIR = flags.DEFINE_string('data_dir', None, 'With --data: read the four IDX files in this '
+                                'folder (config.data.source=idx), e.g. ../shared/data/mnist.')
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # config -> (timed steps, warm-up steps): the SIREN's step takes over a second on a CPU.
@@ -111,6 +113,8 @@ def benchmark(config) -> dict:
       'steps_per_second': round(fixed_rate, 3),
   }
   if _DATA.value:
+    if _DATA_DIR.value:
+      config.data.source, config.data.dir = 'idx', _DATA_DIR.value
     images, labels = data.load_split(config.data, 'train', config.data.image_size)
     batches = data.prefetch(data.train_batches(images, labels, config.batch_size, config.seed),
                             placement.put_batch)
@@ -164,7 +168,7 @@ def _argv_without(*names: str) -> list[str]:
 def main(argv):
   del argv
   device_counts = sorted({1, _DEVICES.value})
-  if _ALL.value:  # the other flags (--data, --profile, --config.x=y) go to every run
+  if _ALL.value:  # the other flags (--data, --data_dir, --profile) go to every run
     shared_args = _argv_without('--all', '--devices', '--steps', '--warmup', '--config')
     for name, (steps, warmup) in ALL_CONFIGS.items():
       for devices in device_counts:
