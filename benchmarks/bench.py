@@ -123,6 +123,9 @@ def benchmark(config) -> dict:
     batches.close()
     result['steps_per_second_real_data'] = round(data_rate, 3)
   if _PROFILE.value:
+    if jax.default_backend() != 'cpu':
+      raise app.UsageError('--profile reads the XLA:CPU trace (one event per operation run); '
+                           f'on {jax.default_backend()} events time kernel launches, not kernels')
     breakdown = step_profile.profile(compiled, state, device_batch, _PROFILE.value)
     print(step_profile.format_table(breakdown))
     for name, step_pass, kind, ms in breakdown['top']:

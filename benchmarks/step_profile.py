@@ -13,9 +13,9 @@ whose metadata holds the JAX transformations and Flax module it came from:
   through the inner gradient. Operations outside the decoder are the
   optimiser and everything else (random numbers, loss sums, the non-finite
   guard).
-* kind: matrix products, convolutions, sines and cosines, normalisation,
-  the transposed convolutions' overlap-add and other data movement, other
-  elementwise work.
+* kind: matrix products, convolutions, the transposed convolutions'
+  overlap-add (everything but their matrix product), sines and cosines,
+  normalisation, other data movement, other elementwise work.
 """
 
 import collections
@@ -31,7 +31,8 @@ import jax
 
 PASSES = ('inner forward', 'inner backward', 'outer forward', 'outer backward',
           'second order', 'optimiser and other')
-KINDS = ('matmul', 'convolution', 'sin/cos', 'normalisation', 'data movement', 'elementwise')
+KINDS = ('matmul', 'convolution', 'overlap-add', 'sin/cos', 'normalisation', 'data movement',
+         'elementwise')
 _PASS_OF_TRANSFORMS = {
     ('jvp', 'jvp'): 'inner forward',
     ('jvp', 'transpose', 'jvp'): 'inner backward',
@@ -66,6 +67,8 @@ def classify(op_name: str, opcode: str) -> tuple[str, str]:
     kind = 'matmul'
   elif opcode == 'convolution' or primitive == 'conv_general_dilated':
     kind = 'convolution'
+  elif '/UpConv_' in op_name:  # the transposed convolutions' adds, pads and slices
+    kind = 'overlap-add'
   elif primitive in ('sin', 'cos', 'sincos') or 'sincos' in op_name or '/sin' in op_name:
     kind = 'sin/cos'
   elif any(norm in op_name for norm in ('GroupNorm', 'BatchNorm', 'LayerNorm')):
