@@ -107,7 +107,7 @@ def profile(compiled, state, batch, num_steps: int) -> dict:
   """Traces `num_steps` steps of `compiled(state, batch)`; milliseconds per step.
 
   Returns:
-    `{'step_ms': wall time per step, 'ops_ms': summed operation time,
+    `{'step_ms': wall time per step while tracing, 'ops_ms': summed operation time,
     'by_pass': {pass: ms}, 'by_kind': {kind: ms}, 'table': {pass: {kind: ms}},
     'top': [(operation, pass, kind, ms), ...] the ten most expensive}`.
   """

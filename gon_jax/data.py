@@ -261,8 +261,8 @@ def prefetch(batches: Iterator[Any], put: Callable[[Any], Any], size: int = 2) -
       try:
         ready.put(item, timeout=0.1)
         return True
-      except queue.Full:
-        pass
+      except queue.Full:  # the consumer is behind: look again whether it stopped
+        continue
     return False
 
   def fill():

@@ -76,9 +76,6 @@ class UpConv(nn.Module):
     return transposed_conv(x, kernel, self.first, self.method) + bias
 
 
-TRANSPOSED_CONV_METHODS = ('matmul', 'conv')
-
-
 def transposed_conv(x: jax.Array, kernel: jax.Array, first: bool,
                     method: str = 'matmul') -> jax.Array:
   """UpConv without its bias: a linear map of `x` (see UpConv).

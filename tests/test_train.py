@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh
 
-from gon_jax.models import ConfigError
+from gon_jax.encode import reconstruct
+from gon_jax.models import ConfigError, get_model
 from gon_jax.parallel import AXIS, Placement, make_placement
 from gon_jax.train import train_and_evaluate
 
@@ -29,6 +30,27 @@ def test_pmap_and_jit_match_one_device(blob_dir, norm, z0_sigma):
     np.testing.assert_allclose(mode_losses, losses, rtol=1e-5)
     chex.assert_trees_all_close(state.params, reference.params, rtol=1e-4, atol=1e-6)
     chex.assert_trees_all_close(state.batch_stats, reference.batch_stats, rtol=1e-4, atol=1e-6)
+
+
+
+@pytest.mark.parametrize('norm', ['batch', 'layer'])
+def test_rematerialised_and_cpu_option_steps_match_the_plain_step(blob_dir, norm):
+  # jax.checkpoint of the decoder and XLA:CPU's YNNPACK fusions change how the
+  # step is computed, not what: the same losses and parameters.
+  one_device = Placement('jit', Mesh(np.array(jax.devices()[:1]), (AXIS,)))
+  config = tiny_config(blob_dir, norm)
+  reference, losses = run_steps(config, one_device)
+  config.remat = True
+  config.cpu_ynn_fusions = True
+  state, remat_losses = run_steps(config, one_device)
+  np.testing.assert_allclose(remat_losses, losses, rtol=1e-5)
+  chex.assert_trees_all_close(state.params, reference.params, rtol=1e-4, atol=1e-6)
+  chex.assert_trees_all_close(state.batch_stats, reference.batch_stats, rtol=1e-4, atol=1e-6)
+  model = get_model(config)
+  images, z0 = jax.numpy.zeros((2, 16, 16, 1)), jax.numpy.zeros((2, 8))
+  jaxpr = jax.make_jaxpr(lambda v: reconstruct(model, v, images, z0, config, False)[2])(
+      {'params': reference.params, 'batch_stats': reference.batch_stats})
+  assert 'checkpoint' in str(jaxpr) or 'remat' in str(jaxpr)  # the option took effect
 
 
 def test_scanning_over_chunks_gives_the_batch_gradients(blob_dir):
