@@ -33,19 +33,26 @@ PASSES = ('inner forward', 'inner backward', 'outer forward', 'outer backward',
           'second order', 'optimiser and other')
 KINDS = ('matmul', 'convolution', 'overlap-add', 'sin/cos', 'normalisation', 'data movement',
          'elementwise')
-_PASS_OF_TRANSFORMS = {
-    ('jvp', 'jvp'): 'inner forward',
-    ('jvp', 'transpose', 'jvp'): 'inner backward',
-    ('jvp',): 'outer forward',
-    ('transpose', 'jvp'): 'outer backward',
-    ('transpose', 'jvp', 'jvp'): 'second order',
-    ('transpose', 'jvp', 'transpose', 'jvp'): 'second order',
-}
 _DECODERS = ('ConvDecoder', 'SirenDecoder', 'VariationalDecoder', 'LatentClassifier')
 _DATA_MOVEMENT = ('pad', 'slice', 'transpose', 'reshape', 'concatenate', 'copy', 'gather',
                   'broadcast_in_dim', 'dynamic_slice', 'dynamic_update_slice', 'rev')
 # Container operations whose events enclose the events of the operations they run.
 _CONTAINERS = ('while', 'call', 'conditional')
+
+
+def _pass_of(transforms: list[str]) -> str:
+  """The pass of the step from the decoder's enclosing transformations, outermost first.
+
+  The outer value_and_grad is a jvp, then a transpose of it; the inner
+  gradient adds a jvp (and a transpose for its backward pass) inside.
+  """
+  if transforms[:1] == ['jvp']:
+    if len(transforms) == 1:
+      return 'outer forward'
+    return 'inner backward' if 'transpose' in transforms else 'inner forward'
+  if transforms[:1] == ['transpose']:
+    return 'outer backward' if transforms == ['transpose', 'jvp'] else 'second order'
+  return PASSES[-1]
 
 
 def classify(op_name: str, opcode: str) -> tuple[str, str]:
@@ -59,9 +66,8 @@ def classify(op_name: str, opcode: str) -> tuple[str, str]:
   if decoder is None:
     step_pass = PASSES[-1]
   else:
-    prefix = op_name[:op_name.index(decoder)]
-    transforms = tuple(t for t in re.findall(r'(jvp|transpose)\(', prefix))
-    step_pass = _PASS_OF_TRANSFORMS.get(transforms, PASSES[-1])
+    transforms = re.findall(r'(jvp|transpose)\(', op_name[:op_name.index(decoder)])
+    step_pass = _pass_of(transforms)
   primitive = op_name.rsplit('/', 1)[-1]
   if opcode == 'dot' or primitive in ('dot_general', 'matmul') or '->' in primitive:
     kind = 'matmul'

@@ -58,11 +58,12 @@ def sincos(x: jax.Array) -> tuple[jax.Array, jax.Array]:
   of the same pre-activations; XLA's separate `sin` and `cos` each redo the
   range reduction and dominate the step on CPU.
   """
-  k = jnp.round(x * _INV_PI)
-  r = ((x - k * _PI_PARTS[0]) - k * _PI_PARTS[1]) - k * _PI_PARTS[2]
-  r2 = r * r
-  sign = 1.0 - 2.0 * (k - 2.0 * jnp.floor(0.5 * k))
-  return (r + r * r2 * _polynomial(_SIN, r2)) * sign, (1.0 + r2 * _polynomial(_COS, r2)) * sign
+  with jax.named_scope('sincos'):  # names its operations in profiles
+    k = jnp.round(x * _INV_PI)
+    r = ((x - k * _PI_PARTS[0]) - k * _PI_PARTS[1]) - k * _PI_PARTS[2]
+    r2 = r * r
+    sign = 1.0 - 2.0 * (k - 2.0 * jnp.floor(0.5 * k))
+    return (r + r * r2 * _polynomial(_SIN, r2)) * sign, (1.0 + r2 * _polynomial(_COS, r2)) * sign
 
 
 @sincos.defjvp

@@ -19,6 +19,10 @@ def test_transformations_name_the_pass_of_the_gon_step():
           'second order',
       'jit(train_step)/transpose(jvp(jvp(SirenDecoder)))/Dense_0/dot_general': 'second order',
       'jit(train_step)/while/body/jvp(SirenDecoder)/sincos/mul': 'outer forward',
+      # the shared origin: the examples' backward passes, vmapped, differentiated again
+      'jit(train_step)/transpose(jvp(vmap(transpose(jvp(jvp(SirenDecoder))))))/Dense_1/mul':
+          'second order',
+      'jit(train_step)/jvp(vmap(transpose(jvp(jvp(ConvDecoder)))))/UpConv_1/pad': 'inner backward',
       'jit(train_step)/add': 'optimiser and other',
   }
   for op_name, expected in cases.items():
