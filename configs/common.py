@@ -49,6 +49,9 @@ def base_config() -> ml_collections.ConfigDict:
   # What the inner loss observes: 'all', 'lowres:K' (every K-th row and
   # column), 'hole:S' (all but a centred SxS square). The outer loss sees all.
   config.gon.observe = 'all'
+  # Decode the origin once for the batch when every example starts there
+  # (same latents, fewer passes; README "Performance"). False: once per example.
+  config.gon.shared_origin = True
 
   # A linear softmax classifier on the latents (Eq. 13): num_classes > 0 adds
   # it to GON models; the training loss is reconstruction_weight times the

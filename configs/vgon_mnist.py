@@ -26,6 +26,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.channels = 1
   config.model.activation = 'elu'
   config.model.norm = 'layer'
+  # Transposed convolutions as matrix products ('matmul') or dilated
+  # convolutions ('conv'): the same function, 'matmul' faster (README "Performance").
+  config.model.conv_method = 'matmul'
   config.model.likelihood = 'bernoulli'  # or 'gaussian' (fixed gaussian_sigma)
   config.model.gaussian_sigma = 0.1
   config.model.kl_weight = 1.0  # beta

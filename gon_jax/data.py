@@ -235,6 +235,9 @@ def train_batches(images: np.ndarray,
     step += 1
 
 
+_END = object()  # prefetch's marker: the batches ran out
+
+
 def prefetch(batches: Iterator[Any], put: Callable[[Any], Any], size: int = 2) -> Iterator[Any]:
   """`put(batch)` for each batch, computed `size` batches ahead on a background thread.
 
@@ -273,14 +276,14 @@ def prefetch(batches: Iterator[Any], put: Callable[[Any], Any], size: int = 2) -
     except Exception as error:  # pylint: disable=broad-except  # re-raised in the consumer
       offer((None, error))
       return
-    offer((None, StopIteration()))
+    offer((None, _END))
 
   thread = threading.Thread(target=fill, daemon=True, name='prefetch')
   thread.start()
   try:
     while True:
       item, error = ready.get()
-      if isinstance(error, StopIteration):
+      if error is _END:
         return
       if error is not None:
         raise error

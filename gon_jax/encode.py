@@ -168,11 +168,12 @@ def kl_weight(config: ml_collections.ConfigDict, step: jax.Array) -> jax.Array:
 def shares_origin(config: ml_collections.ConfigDict, train: bool, draws: Draws) -> bool:
   """Whether every example's inner pass decodes the same thing: the origin, on the same pixels.
 
-  True unless training draws z0 from N(0, sigma^2), or the inner pass sees
-  per-example pixel subsets or per-example noise (variational models).
+  True, if `gon.shared_origin`, unless training draws z0 from N(0, sigma^2),
+  or the inner pass sees per-example pixel subsets or per-example noise
+  (variational models).
   """
-  return (not (train and config.gon.z0_sigma > 0) and draws.inner_points is None
-          and draws.inner_noise is None)
+  return (config.gon.shared_origin and not (train and config.gon.z0_sigma > 0)
+          and draws.inner_points is None and draws.inner_noise is None)
 
 
 def decoded_images(config: ml_collections.ConfigDict, outputs: Any) -> jax.Array:

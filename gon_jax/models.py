@@ -28,6 +28,7 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     'sin': jnp.sin,
 }
 NORMS = ('batch', 'layer', 'group', 'none')
+CONV_METHODS = ('matmul', 'conv')  # how transposed convolutions are computed (transposed_conv)
 MODELS = ('conv', 'siren', 'vgon', 'vae', 'ae', 'tied_ae', 'glo')
 IMPLICIT_MODELS = ('siren',)  # decoders over coordinates
 VARIATIONAL_MODELS = ('vgon', 'vae')  # decoders returning (decoded, mu, logvar)
@@ -182,12 +183,13 @@ class VariationalDecoder(nn.Module):
   activation: str = 'elu'
   norm: str = 'layer'
   axis_name: str | None = None
+  conv_method: str = 'matmul'
 
   def setup(self):
     self.mu = nn.Dense(self.latent_dim)
     self.logvar = nn.Dense(self.latent_dim)
     self.decoder = ConvDecoder(self.latent_dim, self.features, self.channels, self.image_size,
-                               self.activation, self.norm, self.axis_name)
+                               self.activation, self.norm, self.axis_name, self.conv_method)
 
   def __call__(self, z: jax.Array, use_running_average: bool,
                noise: jax.Array | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -370,12 +372,13 @@ def get_model(config: ml_collections.ConfigDict,
   else:
     _choose('activation', m.activation, ACTIVATIONS)
     _choose('norm', m.norm, NORMS)
+    _choose('model.conv_method', m.conv_method, CONV_METHODS)
     num_conv_upsamplings(config.data.image_size)
     module = {'conv': ConvDecoder, 'glo': ConvDecoder, 'vgon': VariationalDecoder, 'vae': VAE,
               'ae': Autoencoder, 'tied_ae': TiedAutoencoder}[m.name]
     decoder = module(latent_dim=m.latent_dim, features=m.features, channels=m.channels,
                      image_size=config.data.image_size, activation=m.activation, norm=m.norm,
-                     axis_name=axis_name)
+                     axis_name=axis_name, conv_method=m.conv_method)
   return LatentClassifier(decoder, num_classes) if num_classes else decoder
 
 

@@ -40,6 +40,10 @@ def test_config_errors_name_the_valid_choices():
   with pytest.raises(ConfigError, match='valid: elu'):
     get_model(config)
   config = conv_mnist.get_config()
+  config.model.conv_method = 'fft'
+  with pytest.raises(ConfigError, match='valid: matmul, conv'):
+    get_model(config)
+  config = conv_mnist.get_config()
   config.data.image_size = 28
   with pytest.raises(ConfigError, match='image size 28'):
     get_model(config)
