@@ -151,8 +151,8 @@ def compiler_options(config: ml_collections.ConfigDict) -> dict | None:
   XLA:CPU hands dots, reductions and the elementwise work around them to
   YNNPACK as fused library calls. For GON steps, whose layers are narrow
   (16 to 64 channels), XLA's own loops and Eigen's matrix products are
-  faster: 1.6x for conv_mnist on a 2-core CPU, the same for siren_mnist
-  (README "Performance").
+  faster: about 1.5x for conv_mnist on a 2-core CPU, the same for
+  siren_mnist (README "Performance").
   """
   if jax.default_backend() != 'cpu' or config.cpu_ynn_fusions:
     return None
