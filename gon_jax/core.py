@@ -44,9 +44,48 @@ def squared_error(prediction: Array, target: Array) -> Array:
 
   Returns:
     `[batch]`: sum over all non-batch axes of `(prediction - target)**2`.
+
+  Raises:
+    ValueError: the shapes differ (broadcasting would compare every
+      prediction with every target) or either is not floating point (integer
+      images would wrap around, or be on a 0-255 scale).
   """
+  check_same_shape(prediction, target, 'squared_error')
+  for name, value in (('prediction', prediction), ('target', target)):
+    _check_floating(value, f'squared_error: {name}')
   error = jnp.square(prediction - target)
   return jnp.sum(error.reshape(error.shape[0], -1), axis=1)
+
+
+def check_same_shape(prediction: Array, target: Array, where: str) -> None:
+  """Raises ValueError unless `prediction` and `target` have the same shape (at trace time)."""
+  if jnp.shape(prediction) != jnp.shape(target):
+    raise ValueError(f'{where}: prediction {list(jnp.shape(prediction))} and target '
+                     f'{list(jnp.shape(target))} differ in shape; make the decoder return the '
+                     "target's shape (e.g. add the channel axis)")
+
+
+def _check_floating(value: Array, what: str) -> None:
+  dtype = jnp.result_type(value)
+  if not jnp.issubdtype(dtype, jnp.floating):
+    raise ValueError(f'{what} has dtype {dtype}, expected floating point; convert it first, '
+                     'e.g. images.astype(np.float32) / 255 for [0, 1] pixels')
+
+
+def _check_latent_inputs(target: Array, z0: Array, num_steps: int) -> None:
+  """Shape and dtype errors of `origin_latent`'s inputs, raised at trace time."""
+  if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+    raise ValueError(f'num_steps must be a positive integer (gradient steps from z0), '
+                     f'got {num_steps!r}')
+  if jnp.ndim(z0) != 2:
+    raise ValueError(f'z0 must be [batch, latent_dim], got shape {list(jnp.shape(z0))}')
+  if jnp.ndim(target) < 1 or jnp.shape(target)[0] != jnp.shape(z0)[0]:
+    raise ValueError(f'z0 has {jnp.shape(z0)[0]} rows but target has shape '
+                     f'{list(jnp.shape(target))}: give one starting latent per example, '
+                     f'e.g. origin({jnp.shape(target)[0] if jnp.ndim(target) else "batch"}, '
+                     f'{jnp.shape(z0)[1]})')
+  _check_floating(z0, 'z0')
+  _check_floating(target, 'target')
 
 
 def origin_latent(
@@ -95,12 +134,19 @@ def origin_latent(
       share of the second-order backward pass).
 
   Returns:
-    Latents `[batch, latent_dim]`, differentiable with respect to whatever
-    `decode` closes over (unless `detach`).
+    Latents `[batch, latent_dim]` of `z0`'s dtype, differentiable with
+    respect to whatever `decode` closes over (unless `detach`).
+
+  Raises:
+    ValueError, when tracing (free at run time): `num_steps` < 1; `z0` not
+    `[batch, latent_dim]` with one row per example of `target`; `z0` or
+    `target` not floating point; `inner_loss` not returning `[batch]`; and
+    from `squared_error`, outputs shaped unlike `target`.
   """
+  _check_latent_inputs(target, z0, num_steps)
 
   def summed_inner_loss(z: Array) -> Array:
-    return loss_scale * jnp.sum(inner_loss(decode(z), target))
+    return loss_scale * jnp.sum(_per_example(inner_loss, decode(z), target))
 
   z = z0
   for step in range(num_steps):
@@ -118,14 +164,24 @@ def _gradient_at_shared_z0(decode: Decoder, target: Array, z0: Array,
   outputs, decode_vjp = jax.vjp(decode, z0[:1])
   batch = target.shape[0]
   outputs = jax.tree.map(lambda o: jnp.broadcast_to(o, (batch, *o.shape[1:])), outputs)
-  output_grads = jax.grad(lambda o: loss_scale * jnp.sum(inner_loss(o, target)))(outputs)
+  output_grads = jax.grad(
+      lambda o: loss_scale * jnp.sum(_per_example(inner_loss, o, target)))(outputs)
   # Example i's gradient is the backward pass of the one forward pass, fed its own error.
   per_example = lambda g: decode_vjp(jax.tree.map(lambda a: a[None], g))[0][0]
   return jax.vmap(per_example)(output_grads)
 
 
+def _per_example(inner_loss: PerExampleLoss, outputs, target: Array) -> Array:
+  """`inner_loss(outputs, target)`, checked to be one loss per example (at trace time)."""
+  losses = inner_loss(outputs, target)
+  if jnp.shape(losses) != jnp.shape(target)[:1]:
+    raise ValueError(f'inner_loss must return one loss per example, shape '
+                     f'[{jnp.shape(target)[0]}], got {list(jnp.shape(losses))}')
+  return losses
+
+
 def origin(batch_size: int, latent_dim: int, sigma: float = 0.0,
-           keys: Array | None = None) -> Array:
+           keys: Array | None = None, dtype=None) -> Array:
   """Starting latents z0: the origin, or N(0, sigma^2) samples (App. C).
 
   Args:
@@ -134,10 +190,17 @@ def origin(batch_size: int, latent_dim: int, sigma: float = 0.0,
     sigma: standard deviation; 0 gives the origin.
     keys: one PRNG key per example, `[batch_size]`, needed when `sigma > 0`;
       per-example keys keep an example's z0 independent of its batch.
+    dtype: floating dtype of z0; by default JAX's default float (float32, or
+      float64 with `jax_enable_x64`), as `jnp.zeros` gives.
 
   Returns:
-    `[batch_size, latent_dim]` float32.
+    `[batch_size, latent_dim]` of `dtype`.
   """
+  dtype = jnp.dtype(float) if dtype is None else dtype
+  dtype = jax.dtypes.canonicalize_dtype(dtype)
   if sigma == 0.0:
-    return jnp.zeros((batch_size, latent_dim), jnp.float32)
-  return sigma * jax.vmap(lambda key: jax.random.normal(key, (latent_dim,)))(keys)
+    return jnp.zeros((batch_size, latent_dim), dtype)
+  if keys is None or jnp.shape(keys)[:1] != (batch_size,):
+    raise ValueError(f'origin with sigma {sigma} needs one PRNG key per example, '
+                     f'[{batch_size}] keys; got {None if keys is None else list(jnp.shape(keys))}')
+  return sigma * jax.vmap(lambda key: jax.random.normal(key, (latent_dim,), dtype))(keys)

@@ -79,6 +79,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   observation_mask(config)
   gon, m = config.gon, config.model
   pixels = config.data.image_size ** 2
+  if gon.num_steps < 1:
+    raise ConfigError(f'gon.num_steps={gon.num_steps}: the latent needs at least 1 gradient step')
   for name in ('inner_points', 'outer_points'):
     if gon[name] and m.name not in IMPLICIT_MODELS:
       raise ConfigError(f'gon.{name} (coordinate subsets) needs an implicit model '

@@ -5,7 +5,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from gon_jax.core import squared_error
+from gon_jax.core import check_same_shape, squared_error
 
 LIKELIHOODS = ('bernoulli', 'gaussian')
 
@@ -23,6 +23,7 @@ def binary_cross_entropy(probabilities: jax.Array, target: jax.Array) -> jax.Arr
   Returns:
     `[batch]` nats.
   """
+  check_same_shape(probabilities, target, 'binary_cross_entropy')
   log_p = jnp.maximum(jnp.log(probabilities), -100.0)
   log_not_p = jnp.maximum(jnp.log1p(-probabilities), -100.0)
   return -_per_example_sum(target * log_p + (1.0 - target) * log_not_p)

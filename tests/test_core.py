@@ -1,5 +1,7 @@
 """The gradient-origin transform against closed forms and finite differences."""
 
+import re
+
 import chex
 import jax
 import jax.flatten_util
@@ -107,3 +109,87 @@ def test_shared_z0_gives_the_latents_and_gradients_of_per_example_passes(num_ste
   chex.assert_trees_all_close((shared, shared_z, shared_grads), (plain, plain_z, plain_grads),
                               rtol=1e-5, atol=1e-6)
   assert float(jnp.max(jnp.abs(plain_z))) > 0.1  # the latents moved from the origin
+
+
+def _conv_like_problem(batch=32):
+  """A decoder of 32x32 images and targets `[batch, 32, 32, 1]`."""
+  w = jax.random.normal(jax.random.key(0), (3, 32 * 32)) / 10
+  x = jax.random.uniform(jax.random.key(1), (batch, 32, 32, 1))
+  return (lambda z: (z @ w).reshape(-1, 32, 32, 1)), x
+
+
+# Inputs that used to run and give wrong latents: each must raise one clear error when traced.
+MISUSE = {  # case: (arguments changed, text the error must contain)
+    'z0_rows': (dict(z0=jnp.zeros((1, 3))), 'z0 has 1 rows but target has shape [8, 32, 32, 1]'),
+    'z0_rank': (dict(z0=jnp.zeros((8,))), 'z0 must be [batch, latent_dim]'),
+    'output_shape': (dict(decode='no_channel_axis'), 'differ in shape'),
+    'uint8_target': (dict(target='uint8'), 'dtype uint8, expected floating point'),
+    'integer_z0': (dict(z0=jnp.zeros((8, 3), jnp.int32)), 'z0 has dtype int32'),
+    'zero_steps': (dict(num_steps=0), 'num_steps must be a positive integer'),
+    'float_steps': (dict(num_steps=1.0), 'num_steps must be a positive integer'),
+    'loss_not_per_example': (dict(inner_loss=lambda p, t: jnp.mean(jnp.square(p - t))),
+                             'one loss per example, shape [8], got []'),
+}
+
+
+@pytest.mark.parametrize('jit', [False, True])
+@pytest.mark.parametrize('case', list(MISUSE))
+def test_origin_latent_refuses_inputs_that_give_wrong_latents(case, jit):
+  decode, x = _conv_like_problem(batch=8)
+  arguments = dict(decode=decode, target=x, z0=jnp.zeros((8, 3)), inner_loss=squared_error,
+                   num_steps=1)
+  changes, message = MISUSE[case]
+  arguments.update(changes)
+  if arguments['decode'] == 'no_channel_axis':
+    arguments['decode'] = lambda z: decode(z)[..., 0]  # [B, 32, 32] against [B, 32, 32, 1]
+  if arguments['target'] == 'uint8':
+    arguments['target'] = (x * 255).astype(jnp.uint8)
+  a = arguments
+  encode = lambda target, z0: origin_latent(a['decode'], target, z0, a['inner_loss'],
+                                            num_steps=a['num_steps'])
+  with pytest.raises(ValueError, match=re.escape(message)):
+    (jax.jit(encode) if jit else encode)(a['target'], a['z0'])
+
+
+def test_the_shape_error_is_the_broadcast_that_used_to_pass():
+  # Batch 32 against 32 channels: [32, 32, 32] - [32, 32, 32, 1] broadcasts to
+  # [32, 32, 32, 32] without the check, and the latents were far off.
+  decode, x = _conv_like_problem(batch=32)
+  with pytest.raises(ValueError, match='prediction \\[32, 32, 32\\] and target \\[32, 32, 32, 1\\]'):
+    origin_latent(lambda z: decode(z)[..., 0], x, origin(32, 3))
+  chex.assert_shape(origin_latent(decode, x, origin(32, 3)), (32, 3))
+
+
+def test_squared_error_refuses_integers_and_shape_mismatch():
+  a = jnp.array([[200, 10]], jnp.uint8)
+  with pytest.raises(ValueError, match='dtype uint8'):
+    squared_error(a, jnp.zeros_like(a))  # uint8 differences wrap around
+  with pytest.raises(ValueError, match='differ in shape'):
+    squared_error(jnp.zeros((4, 3)), jnp.zeros((4, 3, 1)))
+
+
+def test_binary_cross_entropy_refuses_shape_mismatch():
+  from gon_jax.losses import binary_cross_entropy  # pylint: disable=import-outside-toplevel
+  with pytest.raises(ValueError, match='binary_cross_entropy: prediction'):
+    binary_cross_entropy(jnp.full((2, 4, 4), 0.5), jnp.zeros((2, 4, 4, 1)))
+
+
+def test_origin_and_latents_follow_x64():
+  with jax.enable_x64(True):
+    z0 = origin(4, 2)
+    assert z0.dtype == jnp.float64
+    assert origin(4, 2, 0.5, jax.random.split(jax.random.key(0), 4)).dtype == jnp.float64
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 5)))  # float64
+    w = jnp.asarray(np.random.default_rng(1).normal(size=(2, 5)))
+    z = origin_latent(lambda z: z @ w, x, z0)
+    assert z.dtype == jnp.float64
+    np.testing.assert_allclose(z, 2 * x @ w.T, rtol=1e-12)  # exact in float64
+  assert origin(4, 2).dtype == jnp.float32
+  assert origin(4, 2, dtype=jnp.bfloat16).dtype == jnp.bfloat16
+
+
+def test_origin_with_sigma_needs_one_key_per_example():
+  with pytest.raises(ValueError, match='one PRNG key per example'):
+    origin(4, 2, 0.5)
+  with pytest.raises(ValueError, match='one PRNG key per example'):
+    origin(4, 2, 0.5, jax.random.split(jax.random.key(0), 3))
