@@ -1,7 +1,7 @@
 """Benchmarks a config's train step; prints one JSON line per measurement.
 
   python benchmarks/bench.py --config configs/conv_mnist.py [--config.batch_size=128]
-  python benchmarks/bench.py --all [--devices 2] [--data --data_dir ../shared/data/mnist]
+  python benchmarks/bench.py --all [--devices 2] [--data [--data_dir DIR]]
 
 `--all` measures conv_mnist, vgon_mnist and siren_mnist at batch 64, each in
 its own process (so that peak memory is the config's); `--devices N` also
@@ -52,7 +52,7 @@ _PROFILE = flags.DEFINE_integer('profile', 0, 'Also trace this many steps and pr
 _DATA = flags.DEFINE_bool('data', False, 'Also time steps fed by the real data pipeline '
                           '(config.data); otherwise random images stand in.')
 _DATA_DIR = flags.DEFINE_string('data_dir', None, 'With --data: read the four IDX files in this '
-                                'folder (config.data.source=idx), e.g. ../shared/data/mnist.')
+                                'folder (config.data.source=idx); unset: the config\'s data (MNIST downloads into the cache).')
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # config -> (timed steps, warm-up steps): the SIREN's step takes over a second on a CPU.

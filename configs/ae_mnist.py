@@ -1,8 +1,7 @@
 """The autoencoder baseline of Table 1: conv_mnist's decoder after a mirrored
 convolutional encoder (148,673 parameters, twice the GON's). Run:
 
-  python train.py --config configs/ae_mnist.py --workdir runs/ae_mnist \
-      --config.data.source=idx --config.data.dir=../shared/data/mnist
+  python train.py --config configs/ae_mnist.py --workdir runs/ae_mnist
 """
 
 from configs import conv_mnist

@@ -26,11 +26,17 @@ def base_config() -> ml_collections.ConfigDict:
   config.cpu_ynn_fusions = False
 
   config.data = ml_collections.ConfigDict()
-  config.data.source = 'tfds'  # or 'idx': a folder with the four IDX files
+  # 'idx': the four IDX files of an MNIST-like set in a folder; 'tfds': a TFDS data set.
+  config.data.source = 'idx'
   config.data.name = 'mnist'
-  config.data.dir = ''  # tfds data_dir, or the IDX folder
+  # idx: the folder with the IDX files; '' = the cache folder, $XDG_CACHE_HOME/gon_jax/<name>
+  # or ~/.cache/gon_jax/<name>. tfds: its data_dir; '' = tfds's default.
+  config.data.dir = ''
   config.data.image_size = 32
-  config.data.download = True  # tfds only: may tfds download and prepare it?
+  # May the data arrive by itself? idx: mnist and fashion_mnist are downloaded (checksummed)
+  # into a folder holding no IDX files; tfds: tfds may download and prepare the set.
+  config.data.download = True
+  config.data.mirror = ''  # idx: a base URL holding the IDX .gz files; '' = the usual mirrors
 
   config.gon = ml_collections.ConfigDict()
   config.gon.num_steps = 1  # latent gradient steps

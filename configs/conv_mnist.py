@@ -1,13 +1,12 @@
 """Convolutional GON on MNIST (32x32), the recipe of the official GON.py.
 
-Run (offline, with MNIST as the four IDX files in a folder):
+Run (the first run downloads MNIST's four IDX files, 11 MB, into ~/.cache/gon_jax/mnist):
 
-  python train.py --config configs/conv_mnist.py --workdir runs/conv_mnist \
-      --config.data.source=idx --config.data.dir=../shared/data/mnist
-  python eval.py --config configs/conv_mnist.py --workdir runs/conv_mnist \
-      --config.data.source=idx --config.data.dir=../shared/data/mnist
+  python train.py --config configs/conv_mnist.py --workdir runs/conv_mnist
+  python eval.py --config configs/conv_mnist.py --workdir runs/conv_mnist
 
-With tfds data prepared on this machine, leave out the two data flags.
+Offline, point --config.data.dir at a folder holding the four IDX files; with MNIST
+prepared by tfds on this machine, add --config.data.source=tfds instead.
 """
 
 import ml_collections

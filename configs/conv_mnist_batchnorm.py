@@ -5,8 +5,7 @@ examples are identical at the origin, their batch variance is zero); the outer
 pass normalises with batch statistics in training and running averages at
 evaluation. Run:
 
-  python train.py --config configs/conv_mnist_batchnorm.py --workdir runs/conv_mnist_bn \
-      --config.data.source=idx --config.data.dir=../shared/data/mnist
+  python train.py --config configs/conv_mnist_batchnorm.py --workdir runs/conv_mnist_bn
 """
 
 from configs import conv_mnist

@@ -3,10 +3,8 @@ latent per training image, optimised jointly (Adam, learning rate
 glo.learning_rate); test latents are fitted with glo.test_steps Adam steps.
 Run:
 
-  python train.py --config configs/glo_mnist.py --workdir runs/glo_mnist \
-      --config.data.source=idx --config.data.dir=../shared/data/mnist
-  python eval.py --config configs/glo_mnist.py --workdir runs/glo_mnist \
-      --config.data.source=idx --config.data.dir=../shared/data/mnist
+  python train.py --config configs/glo_mnist.py --workdir runs/glo_mnist
+  python eval.py --config configs/glo_mnist.py --workdir runs/glo_mnist
 """
 
 from configs import conv_mnist

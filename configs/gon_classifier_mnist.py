@@ -3,10 +3,8 @@ layer on the latent, trained with cross-entropy and the reconstruction loss
 (set classifier.reconstruction_weight=0 for a classifier only). eval.py
 reports test accuracy. Run:
 
-  python train.py --config configs/gon_classifier_mnist.py --workdir runs/gon_classifier \
-      --config.data.source=idx --config.data.dir=../shared/data/mnist
-  python eval.py --config configs/gon_classifier_mnist.py --workdir runs/gon_classifier \
-      --config.data.source=idx --config.data.dir=../shared/data/mnist
+  python train.py --config configs/gon_classifier_mnist.py --workdir runs/gon_classifier
+  python eval.py --config configs/gon_classifier_mnist.py --workdir runs/gon_classifier
 """
 
 from configs import conv_mnist

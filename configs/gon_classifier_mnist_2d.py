@@ -1,10 +1,8 @@
 """The GON classifier with a 2-D latent (Fig. 12): eval.py saves eval/latents.png,
 the test latents coloured by class. Run:
 
-  python train.py --config configs/gon_classifier_mnist_2d.py --workdir runs/gon_classifier_2d \
-      --config.data.source=idx --config.data.dir=../shared/data/mnist
-  python eval.py --config configs/gon_classifier_mnist_2d.py --workdir runs/gon_classifier_2d \
-      --config.data.source=idx --config.data.dir=../shared/data/mnist
+  python train.py --config configs/gon_classifier_mnist_2d.py --workdir runs/gon_classifier_2d
+  python eval.py --config configs/gon_classifier_mnist_2d.py --workdir runs/gon_classifier_2d
 """
 
 from configs import gon_classifier_mnist

@@ -8,6 +8,7 @@ from configs import siren_mnist
 
 def get_config():
   config = siren_mnist.get_config()
+  config.data.source = 'tfds'  # CIFAR-10 ships no IDX files
   config.data.name = 'cifar10'
   config.data.image_size = 32
   config.model.channels = 3

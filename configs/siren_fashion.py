@@ -1,8 +1,10 @@
-"""Implicit GON on Fashion-MNIST, 28x28, the siren_mnist recipe. Run (Debian's
-`apt-get install dataset-fashion-mnist` ships the IDX files):
+"""Implicit GON on Fashion-MNIST, 28x28, the siren_mnist recipe. Run (the first run
+downloads Fashion-MNIST's IDX files into ~/.cache/gon_jax/fashion_mnist):
 
-  python train.py --config configs/siren_fashion.py --workdir runs/siren_fashion \
-      --config.data.source=idx --config.data.dir=/usr/share/datasets/fashion-mnist
+  python train.py --config configs/siren_fashion.py --workdir runs/siren_fashion
+
+Offline, Debian's `apt-get install dataset-fashion-mnist` ships the IDX files: add
+--config.data.dir=/usr/share/datasets/fashion-mnist
 """
 
 from configs import siren_mnist

@@ -3,10 +3,8 @@
 The recipe of the official Implicit-GON.py: latent 32, w0 = 30, batch 64,
 Adam 1e-4, 206,593 parameters. Run:
 
-  python train.py --config configs/siren_mnist.py --workdir runs/siren_mnist \
-      --config.data.source=idx --config.data.dir=../shared/data/mnist
-  python eval.py --config configs/siren_mnist.py --workdir runs/siren_mnist \
-      --config.data.source=idx --config.data.dir=../shared/data/mnist
+  python train.py --config configs/siren_mnist.py --workdir runs/siren_mnist
+  python eval.py --config configs/siren_mnist.py --workdir runs/siren_mnist
 
 eval.py also writes super-resolved (256x256), interpolation and sample grids.
 """

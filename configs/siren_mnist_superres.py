@@ -2,8 +2,7 @@
 (every 2nd row and column) while the outer loss sees all of it (section 3.5):
 the latent of a low-resolution image decodes to the full-resolution one. Run:
 
-  python train.py --config configs/siren_mnist_superres.py --workdir runs/siren_superres \
-      --config.data.source=idx --config.data.dir=../shared/data/mnist
+  python train.py --config configs/siren_mnist_superres.py --workdir runs/siren_superres
 
 For inpainting instead, hide a centred square: --config.gon.observe=hole:10
 """

@@ -3,8 +3,7 @@
 Four sine layers of width 32 over 2 coordinates plus a 34-dimensional latent,
 and a linear output: 36*32+32 + 3*(32*32+32) + 33 = 4,385 parameters. Run:
 
-  python train.py --config configs/siren_mnist_tiny.py --workdir runs/siren_tiny \
-      --config.data.source=idx --config.data.dir=../shared/data/mnist
+  python train.py --config configs/siren_mnist_tiny.py --workdir runs/siren_tiny
 """
 
 from configs import siren_mnist

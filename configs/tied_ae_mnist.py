@@ -2,8 +2,7 @@
 applying its transposed convolutions transposed (74,689 parameters: the
 GON's 74,321 plus the encoder's biases and norms). Run:
 
-  python train.py --config configs/tied_ae_mnist.py --workdir runs/tied_ae_mnist \
-      --config.data.source=idx --config.data.dir=../shared/data/mnist
+  python train.py --config configs/tied_ae_mnist.py --workdir runs/tied_ae_mnist
 """
 
 from configs import conv_mnist

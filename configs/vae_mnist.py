@@ -2,10 +2,8 @@
 
 Same loss, data, batch and steps as configs/vgon_mnist.py. Run:
 
-  python train.py --config configs/vae_mnist.py --workdir runs/vae_mnist \
-      --config.data.source=idx --config.data.dir=../shared/data/mnist
-  python eval.py --config configs/vae_mnist.py --workdir runs/vae_mnist \
-      --config.data.source=idx --config.data.dir=../shared/data/mnist
+  python train.py --config configs/vae_mnist.py --workdir runs/vae_mnist
+  python eval.py --config configs/vae_mnist.py --workdir runs/vae_mnist
 """
 
 from configs import vgon_mnist

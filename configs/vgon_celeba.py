@@ -9,6 +9,7 @@ from configs import vgon_mnist
 
 def get_config():
   config = vgon_mnist.get_config()
+  config.data.source = 'tfds'  # CelebA ships no IDX files
   config.data.name = 'celeb_a'
   config.data.image_size = 64
   config.model.channels = 3

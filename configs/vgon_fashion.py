@@ -1,7 +1,10 @@
-"""Variational GON on Fashion-MNIST. Run (Debian's dataset-fashion-mnist ships the IDX files):
+"""Variational GON on Fashion-MNIST. Run (the first run downloads Fashion-MNIST's IDX
+files into ~/.cache/gon_jax/fashion_mnist):
 
-  python train.py --config configs/vgon_fashion.py --workdir runs/vgon_fashion \
-      --config.data.source=idx --config.data.dir=/usr/share/datasets/fashion-mnist
+  python train.py --config configs/vgon_fashion.py --workdir runs/vgon_fashion
+
+Offline, Debian's `apt-get install dataset-fashion-mnist` ships the IDX files: add
+--config.data.dir=/usr/share/datasets/fashion-mnist
 """
 
 from configs import vgon_mnist

@@ -4,10 +4,8 @@ Latent 48, features 32, 32x32, Bernoulli likelihood on [0, 1] pixels, KL
 weight 1, batch 64, Adam 1e-4. eval.py reports the test negative ELBO in
 bits/dim and writes a grid of samples from N(0, I). Run:
 
-  python train.py --config configs/vgon_mnist.py --workdir runs/vgon_mnist \
-      --config.data.source=idx --config.data.dir=../shared/data/mnist
-  python eval.py --config configs/vgon_mnist.py --workdir runs/vgon_mnist \
-      --config.data.source=idx --config.data.dir=../shared/data/mnist
+  python train.py --config configs/vgon_mnist.py --workdir runs/vgon_mnist
+  python eval.py --config configs/vgon_mnist.py --workdir runs/vgon_mnist
 """
 
 import ml_collections

@@ -1,7 +1,9 @@
 """Orbax checkpoints of the train state in `<workdir>/checkpoints`."""
 
+import contextlib
+import logging
 import os
-from typing import Any
+from typing import Any, Iterator
 
 import jax
 import ml_collections
@@ -13,11 +15,44 @@ from gon_jax.models import ConfigError
 
 def manager(workdir: str, config: ml_collections.ConfigDict,
             read_only: bool = False) -> ocp.CheckpointManager:
-  """A manager keeping the last three checkpoints; saves happen in the background."""
+  """A manager keeping the last three checkpoints; saves happen in the background.
+
+  `read_only` (eval.py, tests): nothing is created, saved or deleted.
+  """
+  del config  # the same manager for every config
   directory = os.path.abspath(os.path.join(workdir, 'checkpoints'))
-  options = ocp.CheckpointManagerOptions(max_to_keep=3, create=not read_only,
-                                         read_only=read_only)
-  return ocp.CheckpointManager(directory, options=options)
+  if not read_only:
+    return ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(max_to_keep=3))
+  # Orbax warns (absl WARNING) that a read-only manager neither saves nor
+  # deletes, which is what read_only means: options that agree with it, and
+  # a filter for the warning it always gives, keep eval.py's output clean.
+  options = ocp.CheckpointManagerOptions(max_to_keep=None, save_interval_steps=0,
+                                         create=False, read_only=True)
+  with _dropping_absl_warnings('Given directory is read only'):
+    return ocp.CheckpointManager(directory, options=options)
+
+
+class _MessageFilter(logging.Filter):
+  """Drops log records whose message starts with one of `prefixes`."""
+
+  def __init__(self, prefixes: tuple[str, ...]):
+    super().__init__()
+    self._prefixes = prefixes
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith(self._prefixes)
+
+
+@contextlib.contextmanager
+def _dropping_absl_warnings(*prefixes: str) -> Iterator[None]:
+  """Within `with`, absl log records starting with `prefixes` are dropped; others pass."""
+  absl_logger = logging.getLogger('absl')  # absl.logging's python logger, which orbax uses
+  dropping = _MessageFilter(prefixes)
+  absl_logger.addFilter(dropping)
+  try:
+    yield
+  finally:
+    absl_logger.removeFilter(dropping)
 
 
 def restore_latest(manager_: ocp.CheckpointManager, template: Any) -> tuple[Any, int]:
@@ -26,23 +61,78 @@ def restore_latest(manager_: ocp.CheckpointManager, template: Any) -> tuple[Any,
   Returns `(template, 0)` when there is none.
 
   Raises:
-    ConfigError: the checkpoint does not fit the template (another model).
+    ConfigError: the checkpoint does not fit the template (another model);
+      the message names the first parameter that differs.
   """
   step = manager_.latest_step()
   if step is None:
     return template, 0
+  here = _shapes(template)
   mismatch = f'{manager_.directory} holds a checkpoint (step {step}) of another model'
+  advice = 'use another --workdir or the config it was trained with'
+  # The stored shapes, read before restoring: orbax restores stored shapes
+  # whatever the template says, and fails on other trees with long messages.
+  try:
+    there = _stored_shapes(manager_, step)
+  except Exception:  # pylint: disable=broad-except  # an unexpected layout: compare after restoring
+    there = None
+  if there is not None and there != here:
+    raise ConfigError(f'{mismatch}: {_first_difference(there, here)}; {advice}')
   try:
     state = manager_.restore(step, args=ocp.args.StandardRestore(template))
   except (ValueError, KeyError, TypeError) as err:
-    raise ConfigError(f'{mismatch} ({str(err).splitlines()[0][:160]}); use another '
-                      '--workdir or the config it was trained with') from None
-  # Orbax restores stored shapes whatever the template says, so compare them.
-  shapes = lambda tree: jax.tree.map(np.shape, tree)
-  if jax.tree.structure(state) != jax.tree.structure(template) or shapes(state) != shapes(template):
-    raise ConfigError(f'{mismatch}: its parameters differ from this config\'s; use another '
-                      '--workdir or the config it was trained with')
+    raise ConfigError(f'{mismatch} ({str(err).splitlines()[0][:160]}); {advice}') from None
+  there = _shapes(state)
+  if there != here or jax.tree.structure(state) != jax.tree.structure(template):
+    difference = _first_difference(there, here) or 'its tree differs from this config\'s'
+    raise ConfigError(f'{mismatch}: {difference}; {advice}')
   return state, step
+
+
+def _path_name(path: tuple) -> str:
+  """'params/Dense_0/kernel' for a jax key path, whatever kinds of keys it has."""
+  parts = []
+  for key in path:
+    for attribute in ('key', 'name', 'idx'):  # DictKey, GetAttrKey, SequenceKey
+      if hasattr(key, attribute):
+        parts.append(str(getattr(key, attribute)))
+        break
+    else:
+      parts.append(str(key))
+  return '/'.join(parts)
+
+
+def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+  """`{path name: shape}` of a tree's arrays, in the tree's order."""
+  leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+  return {_path_name(path): tuple(np.shape(leaf)) for path, leaf in leaves}
+
+
+def _stored_shapes(manager_: ocp.CheckpointManager, step: int) -> dict[str, tuple[int, ...]]:
+  """`{path name: shape}` of the arrays of step `step`'s checkpoint, from its metadata."""
+  handler = ocp.StandardCheckpointHandler()
+  try:
+    metadata = handler.metadata(manager_.directory / str(step) / 'default')
+  finally:
+    handler.close()
+  leaves, _ = jax.tree_util.tree_flatten_with_path(
+      metadata, is_leaf=lambda x: hasattr(x, 'shape'))
+  return {_path_name(path): tuple(leaf.shape) for path, leaf in leaves}
+
+
+def _first_difference(there: dict[str, tuple], here: dict[str, tuple]) -> str | None:
+  """Names the first parameter (this config's order; model parameters first) that differs."""
+  shape = lambda dims: f'[{", ".join(map(str, dims))}]'
+  differences = [f'{name} is {shape(there[name])} there, {shape(dims)} here'
+                 if name in there else f'{name} {shape(dims)} is not there'
+                 for name, dims in here.items() if there.get(name) != dims]
+  differences += [f'{name} {shape(dims)} is there, not here'
+                  for name, dims in there.items() if name not in here]
+  if not differences:
+    return None
+  differences.sort(key=lambda text: not text.startswith('params/'))  # stable: order kept
+  more = f' (and {len(differences) - 1} more arrays)' if len(differences) > 1 else ''
+  return differences[0] + more
 
 
 def save(manager_: ocp.CheckpointManager, step: int, state: Any) -> None:

@@ -1,9 +1,10 @@
-"""What train.py and eval.py share: flags, multi-process start-up, one-line errors."""
+"""What train.py and eval.py share: flags, help, multi-process start-up, one-line errors."""
 
 import os
+import signal
 import sys
 import traceback
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import ml_collections
@@ -23,7 +24,20 @@ _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in a mul
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process in a multi-process run.')
 _DISTRIBUTED = flags.DEFINE_bool('distributed', False,
                                  'Call jax.distributed.initialize() (auto-detected clusters).')
-flags.mark_flags_as_required(['config', 'workdir'])
+_REQUIRED = ('config', 'workdir')
+flags.mark_flags_as_required(_REQUIRED)
+
+# absl's --help lists the flags of the main module only (train.py has none),
+# and absl's help flags exit with status 1: these print our help, exit 0.
+_HELP_ARGS = ('-h', '--help', '-help', '-?', '--helpshort', '-helpshort')
+_HELPFULL_ARGS = ('--helpfull', '-helpfull')
+_HELP_SECTIONS = (
+    ('flags', (('config', 'FILE'), ('workdir', 'DIR'))),
+    ('multi-process runs (leave these out for one process)',
+     (('coordinator_address', 'HOST:PORT'), ('num_processes', 'N'), ('process_id', 'I'),
+      ('distributed', None))),
+)
+
 
 def initialize_distributed() -> None:
   """Joins a multi-process run when the flags ask for one."""
@@ -37,15 +51,89 @@ def initialize_distributed() -> None:
                              process_id=_PROCESS_ID.value)
 
 
-def run(main: Callable[[ml_collections.ConfigDict, str], Any]) -> None:
-  """Runs `main(config, workdir)` as an absl app."""
+def help_text() -> str:
+  """--help: the main script's docstring, the flags a user needs, and config overrides."""
+  lines = [(sys.modules['__main__'].__doc__ or '').strip(), '']
+  for title, names in _HELP_SECTIONS:
+    lines.append(f'{title}:')
+    for name, metavar in names:
+      flag = flags.FLAGS[name]
+      usage = f'--{name} {metavar}' if metavar else f'--[no]{name}'
+      required = ' (required)' if name in _REQUIRED else ''
+      lines.append(flags.text_wrap(f'{usage}: {flag.help}{required}', indent='      ',
+                                   firstline_indent='  '))
+    lines.append('')
+  lines += ['config overrides:',
+            flags.text_wrap('--config.KEY=VALUE: sets any value of the config, e.g. '
+                            '--config.num_steps=100 or --config.model.latent_dim=64; an '
+                            'unknown KEY is an error that lists the valid ones.',
+                            indent='      ', firstline_indent='  '),
+            '', '--helpfull lists every flag, those of absl (logging, debugging) too.']
+  return '\n'.join(lines)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """app.run's flags_parser: help exits 0; anything wrong is one `error:` line, exit 1."""
+  args = argv[1:argv.index('--')] if '--' in argv else argv[1:]
+  if any(arg in _HELP_ARGS for arg in args):
+    try:
+      print(help_text(), flush=True)
+    except BrokenPipeError:  # `train.py --help | head`: the rest is not wanted
+      os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
+    sys.exit(0)
+  if any(arg in _HELPFULL_ARGS for arg in args):
+    app.usage(writeto_stdout=True)  # absl's own, but exit 0: asking for help is no error
+    sys.exit(0)
+  return parse_flags_or_exit(argv)
+
+
+def _interrupted_default(workdir: str | None) -> str:
+  """run's `interrupted` for scripts that save nothing along the way (eval.py)."""
+  del workdir
+  return 'interrupted (Ctrl-C)'
+
+
+def training_interrupted(workdir: str | None) -> str:
+  """The `stopped:` line of train.py for a Ctrl-C outside the training loop's own
+  handling (start-up, or a second Ctrl-C in the loop): what the workdir keeps."""
+  if workdir is None:
+    return 'interrupted (Ctrl-C) before training started; nothing was saved'
+  folder = os.path.join(workdir, 'checkpoints')
+  # Committed checkpoints are folders named by their step; orbax writes into
+  # temporary folders with longer names and renames them when complete.
+  steps = [int(name) for name in (os.listdir(folder) if os.path.isdir(folder) else ())
+           if name.isdigit()]
+  if not steps:
+    return 'interrupted (Ctrl-C); no checkpoint was saved'
+  return (f'interrupted (Ctrl-C); the last checkpoint (step {max(steps)}) is kept: run the '
+          'same command to resume')
+
+
+def run(main: Callable[[ml_collections.ConfigDict, str], Any],
+        interrupted: Callable[[str | None], str] = _interrupted_default,
+        ctrl_c: Sequence[Any] = ()) -> None:
+  """Runs `main(config, workdir)` as an absl app.
+
+  Args:
+    main: the script's work.
+    interrupted: given the workdir (None if `main` had not started), the line
+      printed after `stopped: ` when Ctrl-C interrupts the script outside
+      `main`'s own handling of SIGINT; the exit code is then 130.
+    ctrl_c: not empty if Ctrl-C was pressed before (the scripts note it while
+      they import gon_jax, see train.py): stops at once.
+  """
+
+  started = []  # not empty once main runs
 
   def _main(argv):
-    if len(argv) > 1:
-      raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+    if len(argv) > 1:  # absl's UsageError would print the whole usage too
+      print(f'error: unexpected arguments: {" ".join(argv[1:])} (flags take the form '
+            '--name=VALUE; see --help)', file=sys.stderr)
+      sys.exit(1)
     if not flags.FLAGS['verbosity'].present:
       logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     initialize_distributed()
+    started.append(True)
     try:
       run_reporting_errors(main, _CONFIG.value, _WORKDIR.value)
     except Exception as err:  # pylint: disable=broad-except
@@ -65,4 +153,20 @@ def run(main: Callable[[ml_collections.ConfigDict, str], Any]) -> None:
             file=sys.stderr, flush=True)
       os._exit(1)  # pylint: disable=protected-access
 
-  app.run(_main, flags_parser=parse_flags_or_exit)
+  try:
+    # From here Ctrl-C raises KeyboardInterrupt, so that start-up work (a
+    # data download, say) stops at once and `finally` blocks run; absl lets
+    # it through to here.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if ctrl_c:
+      raise KeyboardInterrupt
+    app.run(_main, flags_parser=_parse_flags)
+  except KeyboardInterrupt:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C ends the exit at once
+    print(f'stopped: {interrupted(_WORKDIR.value if started else None)}', file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Not sys.exit: after a compilation was interrupted, the interpreter's
+    # clean-up can crash in jax (segmentation fault, exit -11), and in a
+    # multi-process run it would wait at jax's shutdown barrier.
+    os._exit(130)  # pylint: disable=protected-access

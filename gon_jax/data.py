@@ -1,7 +1,8 @@
 """Data: whole data sets held in host memory as numpy, and deterministic, resumable batches.
 
-Two sources: 'idx' reads the four IDX files of MNIST-like sets (no network, no TensorFlow);
-'tfds' reads a prepared TFDS data set through `tfds.data_source` (array_record, no TensorFlow).
+Two sources: 'idx' reads the four IDX files of MNIST-like sets (no TensorFlow), downloading
+MNIST and Fashion-MNIST into a cache folder the first time (gon_jax.download); 'tfds' reads a
+prepared TFDS data set through `tfds.data_source` (array_record, no TensorFlow).
 Images come back as float32 [num_examples, height, width, channels] in [0, 1].
 """
 
@@ -11,11 +12,14 @@ import functools
 import gzip
 import pathlib
 import queue
+import socket
 import threading
+import urllib.error
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from gon_jax import download
 from gon_jax.errors import DataError
 
 
@@ -40,7 +44,7 @@ _CHUNK = 4096  # Examples per resize / tfds read: bounds the temporary memory.
 _idx_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
 
-def _idx_file(folder: pathlib.Path, split: str, kind: str) -> pathlib.Path:
+def _find_idx(folder: pathlib.Path, split: str, kind: str) -> pathlib.Path | None:
   """Finds e.g. train-images-idx3-ubyte[.gz] (or the dotted train-images.idx3-ubyte) in folder."""
   stem = f"{_IDX_PREFIX[split]}-{kind}"
   dims = 'idx3' if kind == 'images' else 'idx1'
@@ -48,10 +52,20 @@ def _idx_file(folder: pathlib.Path, split: str, kind: str) -> pathlib.Path:
     for suffix in ('.gz', ''):
       if (folder / (name + suffix)).is_file():
         return folder / (name + suffix)
+  return None
+
+
+def _idx_file(folder: pathlib.Path, split: str, kind: str, hint: str = '') -> pathlib.Path:
+  """_find_idx's file, or a DataError saying what the folder lacks (and `hint`, a way out)."""
+  path = _find_idx(folder, split, kind)
+  if path is not None:
+    return path
+  dims = 'idx3' if kind == 'images' else 'idx1'
   expected = ', '.join(f'{p}-{k}-{d}-ubyte[.gz]' for p in ('train', 't10k')
                        for k, d in (('images', 'idx3'), ('labels', 'idx1')))
-  state = 'is empty' if not any(folder.iterdir()) else f'has no {stem}-{dims}-ubyte[.gz]'
-  raise DataError(f"IDX folder {folder} {state}; put the four IDX files there ({expected})")
+  state = ('is empty' if not any(folder.iterdir()) else
+           f'has no {_IDX_PREFIX[split]}-{kind}-{dims}-ubyte[.gz]')
+  raise DataError(f"IDX folder {folder} {state}; put the four IDX files there ({expected}){hint}")
 
 
 def _read_idx(path: pathlib.Path, kind: str) -> np.ndarray:
@@ -104,11 +118,41 @@ def _to_float(images: np.ndarray, image_size: int | None) -> np.ndarray:
   return np.clip(out, 0.0, 1.0, out=out)  # Guards against float rounding just past 1.
 
 
-def _load_idx(folder: pathlib.Path, split: str, image_size: int | None):
+def _idx_folder(data_config: Any) -> tuple[pathlib.Path, str]:
+  """The IDX folder of `data_config`, with a known set's files downloaded into it if it has none.
+
+    Returns:
+      (the folder, a hint for messages about missing files: how to let them download, or '').
+    """
+  name = data_config.name
+  known = name in download.KNOWN
+  if data_config.dir:  # The user's folder: used as it is when it holds the files.
+    folder = pathlib.Path(data_config.dir).expanduser()
+  elif known:
+    folder = download.cache_dir(name)
+  else:
+    raise DataError(
+        f"the idx source needs a folder for data set {name!r} (only "
+        f"{', '.join(download.KNOWN)} download by themselves): "
+        "--config.data.dir=/path/to/folder-with-IDX-files")
+  if not known:
+    return folder, ''
+  if not getattr(data_config, 'download', True):
+    return folder, f', or set --config.data.download=True to download {name}'
+  # Download only into a folder holding none of the four files: a partial set is the user's
+  # (a download is all or nothing), and mixing in another set's files would be silent garbage.
+  if not (folder.is_dir() and any(_find_idx(folder, split, kind) for split in SPLITS
+                                  for kind in ('images', 'labels'))):
+    mirror = getattr(data_config, 'mirror', '')
+    download.download_idx(folder, name, mirrors=[mirror] if mirror else ())
+  return folder, f', or empty the folder: {name} then downloads by itself'
+
+
+def _load_idx(folder: pathlib.Path, split: str, image_size: int | None, hint: str = ''):
   if not folder.is_dir():
     raise DataError(f"IDX folder {folder} does not exist; set --config.data.dir to the folder "
-                    "holding the four IDX files (e.g. MNIST's train-images-idx3-ubyte.gz)")
-  paths = [_idx_file(folder, split, kind) for kind in ('images', 'labels')]
+                    f"holding the four IDX files (e.g. MNIST's train-images-idx3-ubyte.gz){hint}")
+  paths = [_idx_file(folder, split, kind, hint) for kind in ('images', 'labels')]
   key = (tuple((str(p.resolve()), p.stat().st_mtime_ns) for p in paths), image_size)
   if key not in _idx_cache:  # Parsing + resizing 60k images once per process is enough.
     images, labels = (_read_idx(p, kind) for p, kind in zip(paths, ('images', 'labels')))
@@ -125,11 +169,12 @@ def _load_idx(folder: pathlib.Path, split: str, image_size: int | None):
   return _idx_cache[key]
 
 
-def _load_tfds(name: str, split: str, data_dir: str | None, image_size: int | None, download: bool):
+def _load_tfds(name: str, split: str, data_dir: str | None, image_size: int | None,
+               may_download: bool):
   import tensorflow_datasets as tfds  # Imported lazily: heavy, and unneeded for idx.
 
   try:
-    source = tfds.data_source(DATASETS[name], split=split, data_dir=data_dir, download=download)
+    source = tfds.data_source(DATASETS[name], split=split, data_dir=data_dir, download=may_download)
     num = len(source)
     images, labels = [], []
     for start in range(0, num, _CHUNK):
@@ -139,13 +184,43 @@ def _load_tfds(name: str, split: str, data_dir: str | None, image_size: int | No
       key = next((k for k in _LABEL_KEYS if k in records[0]), None)
       labels.append(np.array([r[key] if key else 0 for r in records], np.int32))
   except Exception as e:  # tfds raises many types (NotImplementedError, ImportError, OSError...).
-    reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
-    raise DataError(f"tfds could not load {name!r} split {split!r} ({reason[:160]}); offline, "
-                    "use the idx source: --config.data.source=idx "
-                    "--config.data.dir=/path/to/folder-with-IDX-files") from None
+    text = ' '.join(str(e).split())  # One line, whatever tfds put in it.
+    reason = _shorten(f"{type(e).__name__}: {text}" if text else type(e).__name__, 160)
+    if _is_network_error(e):
+      way_out = ("no network? prepare it with tfds on a machine online, or for MNIST-like sets "
+                 "use the idx source: --config.data.source=idx "
+                 "--config.data.dir=/path/to/folder-with-IDX-files")
+    else:
+      way_out = ("for MNIST-like sets use the idx source instead: --config.data.source=idx "
+                 f"(downloads {', '.join(download.KNOWN)} by itself, or reads "
+                 "--config.data.dir=/path/to/folder-with-IDX-files)")
+    raise DataError(f"tfds could not load {name!r} split {split!r} ({reason}); {way_out}") from None
   if not images:
     raise DataError(f"tfds data set {name!r} split {split!r} is empty")
   return np.concatenate(images), np.concatenate(labels)
+
+
+def _shorten(text: str, limit: int) -> str:
+  """`text` cut to at most `limit` characters at a word boundary, with '...' if cut."""
+  if len(text) <= limit:
+    return text
+  cut = text[:limit - 3].rsplit(' ', 1)[0] if ' ' in text[:limit - 3] else text[:limit - 3]
+  return cut.rstrip(' ,;:') + '...'
+
+
+def _is_network_error(error: BaseException) -> bool:
+  """Whether `error`, or an error it was raised from, is a failed network access."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, (ConnectionError, TimeoutError, socket.gaierror, urllib.error.URLError)):
+      return True
+    # requests' and tfds' own types, without importing them.
+    if type(error).__name__ in ('ConnectionError', 'ConnectTimeout', 'ReadTimeout',
+                                'NewConnectionError', 'MaxRetryError', 'DownloadError'):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
 
 
 def load_split(data_config: Any, split: str,
@@ -153,9 +228,12 @@ def load_split(data_config: Any, split: str,
   """Loads a whole split into host memory.
 
     Args:
-      data_config: object with attributes `source` ('idx' or 'tfds'), `name` (data set name; for
-        idx only used in messages), `dir` (idx: the folder with the IDX files; tfds: data_dir, None or
-        '' for the default) and optionally `download` (tfds only, default True: let tfds prepare it).
+      data_config: object with attributes `source` ('idx' or 'tfds'), `name` (data set name),
+        `dir` (idx: the folder with the IDX files, None or '' for the cache folder of a set that
+        downloads, download.cache_dir(name); tfds: data_dir, None or '' for the default), and
+        optionally `download` (default True: idx downloads mnist and fashion_mnist into a folder
+        without IDX files; tfds may download and prepare the set) and `mirror` (idx: a base URL
+        to download from instead of the default mirrors; '' for those).
       split: 'train' or 'test'.
       image_size: if set and different from the stored size, images are resized once to
         image_size x image_size with bilinear interpolation (like torchvision Resize).
@@ -167,10 +245,8 @@ def load_split(data_config: Any, split: str,
   if split not in SPLITS:
     raise DataError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
   if source == 'idx':
-    if not data_config.dir:
-      raise DataError(
-          "the idx source needs a folder: --config.data.dir=/path/to/folder-with-IDX-files")
-    return _load_idx(pathlib.Path(data_config.dir).expanduser(), split, image_size)
+    folder, hint = _idx_folder(data_config)
+    return _load_idx(folder, split, image_size, hint)
   if source == 'tfds':
     if name not in DATASETS:
       raise DataError(f"unknown data set {name!r}; use one of {', '.join(sorted(DATASETS))}")

@@ -12,16 +12,23 @@ import numpy as np
 
 from gon_jax import checkpoints, data, generate, images
 from gon_jax.core import origin
+from gon_jax.errors import ConfigError
 from gon_jax.encode import Draws, model_variables, reconstruct
 from gon_jax.generate import in_batches, make_encoder
 from gon_jax.losses import bits_per_dim
+from gon_jax.metric_writer import MetricWriter
 from gon_jax.models import IMPLICIT_MODELS, VARIATIONAL_MODELS
 from gon_jax.state import setup
 
 
+# Metrics that count things (images, samples): in metrics.json, not TensorBoard's scalars.
+COUNTS = ('num_images', 'elbo_samples')
+
+
 def make_evaluator(model: nn.Module, config: ml_collections.ConfigDict
                    ) -> Callable[..., tuple[dict, np.ndarray, np.ndarray]]:
-  """Builds `evaluate(variables, images, labels=None) -> (metrics, reconstructions, latents)`.
+  """Builds `evaluate(variables, images, labels=None, progress=None) -> (metrics,
+  reconstructions, latents)`.
 
   Images are encoded from the origin (z0 = 0 even when training samples z0,
   App. C), in fixed-size batches so that one compilation serves every call;
@@ -31,14 +38,15 @@ def make_evaluator(model: nn.Module, config: ml_collections.ConfigDict
   image (the paper's Table 1 metric), and `psnr`, the mean over images of
   10 log10(1 / mean squared error), on [0, 1] pixels; for variational models
   also `negative_elbo_nats` and `bits_per_dim` (see `make_elbo`); with a
-  classifier and labels `[n]`, `accuracy`.
+  classifier and labels `[n]`, `accuracy`; `num_images` (see `COUNTS`).
+  `progress`: a progress bar's description for the encoding (`in_batches`).
   """
   encode = make_encoder(model, config)
   classify = jax.jit(lambda variables, z: model.apply(variables, z, method='classify'))
 
-  def evaluate(variables: dict, images: np.ndarray, labels: np.ndarray | None = None
-               ) -> tuple[dict, np.ndarray, np.ndarray]:
-    latents, recon = encode(variables, images)
+  def evaluate(variables: dict, images: np.ndarray, labels: np.ndarray | None = None,
+               progress: str | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
+    latents, recon = encode(variables, images, progress)
     recon = np.clip(recon, 0.0, 1.0)
     sse = np.sum(np.square(recon - images).reshape(len(images), -1), axis=1)
     mse = sse / np.prod(images.shape[1:])
@@ -54,9 +62,9 @@ def make_evaluator(model: nn.Module, config: ml_collections.ConfigDict
     return evaluate
   elbo = make_elbo(model, config)
 
-  def evaluate_variational(variables, images, labels=None):
-    metrics, recon, latents = evaluate(variables, images, labels)
-    nats = elbo(variables, images)
+  def evaluate_variational(variables, images, labels=None, progress=None):
+    metrics, recon, latents = evaluate(variables, images, labels, progress)
+    nats = elbo(variables, images, progress and f'{progress}: ELBO')
     metrics.update(negative_elbo_nats=float(np.mean(nats)), elbo_samples=config.elbo_samples,
                    bits_per_dim=float(np.mean(bits_per_dim(nats, np.prod(images.shape[1:])))))
     return metrics, recon, latents
@@ -65,8 +73,9 @@ def make_evaluator(model: nn.Module, config: ml_collections.ConfigDict
 
 
 def make_elbo(model: nn.Module, config: ml_collections.ConfigDict
-              ) -> Callable[[dict, np.ndarray], np.ndarray]:
-  """Builds `elbo(variables, images) -> negative ELBO [n]` in nats, for variational models.
+              ) -> Callable[..., np.ndarray]:
+  """Builds `elbo(variables, images, progress=None) -> negative ELBO [n]` in nats, for
+  variational models (`progress` as for `in_batches`).
 
   Each of `config.elbo_samples` samples (fixed keys) draws the stochastic
   layer's noise for the GON's inner pass, which gives the latent and so a
@@ -92,8 +101,21 @@ def make_elbo(model: nn.Module, config: ml_collections.ConfigDict
     keys = jax.random.split(jax.random.key(config.seed), config.elbo_samples)
     return (jnp.mean(jax.vmap(one_sample)(keys), axis=0),)
 
-  return lambda variables, images: in_batches(
-      lambda batch: batch_elbo(variables, batch), images, config.eval_batch_size)[0]
+  return lambda variables, images, progress=None: in_batches(
+      lambda batch: batch_elbo(variables, batch), images, config.eval_batch_size, progress)[0]
+
+
+def check_labels(config: ml_collections.ConfigDict, *labels: np.ndarray) -> None:
+  """Raises ConfigError if a classifier's `num_classes` does not cover the labels.
+
+  A label outside [0, num_classes) makes the cross-entropy NaN at the first
+  step, which looks like a learning rate problem; this says what it is.
+  """
+  num_classes = config.classifier.num_classes
+  top = max((int(np.max(split)) for split in labels if len(split)), default=-1)
+  if num_classes and top >= num_classes:
+    raise ConfigError(f'labels of {config.data.name} go up to {top} but classifier.num_classes '
+                      f'is {num_classes}; set --config.classifier.num_classes={top + 1}')
 
 
 def write_json(path: str, metrics: dict) -> str:
@@ -115,48 +137,68 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   draws of a Gaussian fitted to training latents, App. D); for implicit
   models `superres.png` (test images, reconstructions, and the latents
   rendered at `superres_size`, Fig. 5); for 2-D latents `latents.png`
-  (test latents coloured by class, Fig. 12).
+  (test latents coloured by class, Fig. 12). The grids, titled, also go to
+  TensorBoard (`workdir/tensorboard`, tags `eval/<name>`) at the
+  checkpoint's step. Progress bars on stderr follow the slow parts.
 
   Raises:
-    FileNotFoundError: `workdir` holds no checkpoint.
+    FileNotFoundError: `workdir` holds no checkpoint (said before loading anything).
+    ConfigError: the config does not fit the data or the checkpoint.
   """
-  train_images, _ = data.load_split(config.data, 'train', config.data.image_size)
+  manager = checkpoints.manager(workdir, config, read_only=True)
+  folder = os.path.join(workdir, 'checkpoints')
+  if manager.latest_step() is None:
+    raise FileNotFoundError(f'no checkpoint in {folder}; train first: train.py with the same '
+                            '--config and --workdir')
+  train_images, train_labels = data.load_split(config.data, 'train', config.data.image_size)
   test_images, test_labels = data.load_split(config.data, 'test', config.data.image_size)
+  check_labels(config, train_labels, test_labels)
   model, _, template = setup(config, len(train_images))
-  if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
-    raise FileNotFoundError(f'no checkpoints in {workdir}; train first with train.py')
-  state, step = checkpoints.restore_latest(
-      checkpoints.manager(workdir, config, read_only=True), template)
-  if step == 0:
-    raise FileNotFoundError(f'no checkpoints in {workdir}; train first with train.py')
+  state, step = checkpoints.restore_latest(manager, template)
   variables = model_variables(state.params, state.batch_stats)
   evaluator = make_evaluator(model, config)
-  metrics, recon, latents = evaluator(variables, test_images, test_labels)
+  metrics, recon, latents = evaluator(variables, test_images, test_labels,
+                                      progress='encoding test images')
   metrics['step'] = step
   out = os.path.join(workdir, 'eval')
   line = write_json(os.path.join(out, 'metrics.json'), metrics)
 
   g = config.grid_size
-  images.save_reconstructions(os.path.join(out, 'reconstructions.png'), test_images, recon, g)
+  grids = {'reconstructions': images.save_reconstructions(
+      os.path.join(out, 'reconstructions.png'), test_images, recon, g)}
   path = generate.slerp(latents[:g], latents[g:2 * g], np.linspace(0, 1, g))
-  images.save_grid(os.path.join(out, 'interpolation.png'),
-                   [generate.decode(model, variables, np.asarray(path).reshape(g * g, -1), config)], g)
+  grids['interpolation'] = images.save_grid(
+      os.path.join(out, 'interpolation.png'),
+      [generate.decode(model, variables, np.asarray(path).reshape(g * g, -1), config)], g,
+      titles=['interpolation (slerp)'])
   key = jax.random.key(config.seed)
   if config.model.name in VARIATIONAL_MODELS:  # the prior N(0, I) of the stochastic layer
     codes = np.asarray(jax.random.normal(key, (g * g, config.model.latent_dim)))
     samples = generate.decode(model, variables, codes, config, method='generate')
+    title = 'samples (prior)'
   else:  # a Gaussian fitted to training latents (App. D)
-    _, _, train_latents = evaluator(variables, train_images[:config.num_fit_examples])
+    _, _, train_latents = evaluator(variables, train_images[:config.num_fit_examples],
+                                    progress='encoding training images for sampling')
     codes = generate.sample_gaussian(key, *generate.fit_gaussian(train_latents), g * g)
     samples = generate.decode(model, variables, codes, config)
-  images.save_grid(os.path.join(out, 'samples.png'), [samples], g)
+    title = 'samples (Gaussian fit)'
+  grids['samples'] = images.save_grid(os.path.join(out, 'samples.png'), [samples], g,
+                                      titles=[title])
   if config.model.name in IMPLICIT_MODELS:
     n, size = min(g * g, 16, len(test_images)), config.superres_size
-    high = generate.render(model, variables, latents[:n], size)
-    images.save_grid(os.path.join(out, 'superres.png'),
-                     [images.upscale(test_images[:n], size), images.upscale(recon[:n], size), high],
-                     columns=int(np.sqrt(n)))
+    high = generate.render(model, variables, latents[:n], size,
+                           progress=f'rendering at {size}x{size}')
+    grids['superres'] = images.save_grid(
+        os.path.join(out, 'superres.png'),
+        [images.upscale(test_images[:n], size), images.upscale(recon[:n], size), high],
+        columns=int(np.sqrt(n)),
+        titles=['test image', 'reconstruction', f'rendered at {size}x{size}'])
   if config.model.latent_dim == 2:
     images.save_scatter(os.path.join(out, 'latents.png'), latents, test_labels)
+  if jax.process_index() == 0:
+    writer = MetricWriter(workdir, jsonl=False)
+    for name, grid in grids.items():
+      writer.write_image(step, f'eval/{name}', grid)
+    writer.close()
   print(line)
   return metrics

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import tqdm
 
 from gon_jax.core import origin
 from gon_jax.encode import decoded_images, reconstruct
@@ -15,7 +16,7 @@ from gon_jax.siren import grid
 
 
 def in_batches(fn: Callable[[np.ndarray], tuple], inputs: np.ndarray,
-               batch_size: int) -> tuple[np.ndarray, ...]:
+               batch_size: int, progress: str | None = None) -> tuple[np.ndarray, ...]:
   """Applies `fn` to fixed-size batches of `inputs` and concatenates its outputs.
 
   The last batch is padded with zeros, so a jitted `fn` compiles once.
@@ -24,26 +25,32 @@ def in_batches(fn: Callable[[np.ndarray], tuple], inputs: np.ndarray,
     fn: maps `[batch_size, ...]` to a tuple of arrays `[batch_size, ...]`.
     inputs: `[n, ...]`.
     batch_size: rows per call.
+    progress: if set, a progress bar on stderr with this description counts
+      the rows done (encoding a test set can take minutes).
 
   Returns:
     The tuple of `fn`'s outputs over all n rows, as host arrays.
   """
   parts = []
-  for start in range(0, len(inputs), batch_size):
-    chunk = np.asarray(inputs[start:start + batch_size])
-    padded = np.concatenate([chunk, np.zeros((batch_size - len(chunk), *chunk.shape[1:]),
-                                             chunk.dtype)])
-    parts.append([np.asarray(out)[:len(chunk)] for out in jax.device_get(fn(padded))])
+  with tqdm.tqdm(total=len(inputs), desc=progress, disable=progress is None,
+                 dynamic_ncols=True, unit='image') as bar:
+    for start in range(0, len(inputs), batch_size):
+      chunk = np.asarray(inputs[start:start + batch_size])
+      padded = np.concatenate([chunk, np.zeros((batch_size - len(chunk), *chunk.shape[1:]),
+                                               chunk.dtype)])
+      parts.append([np.asarray(out)[:len(chunk)] for out in jax.device_get(fn(padded))])
+      bar.update(len(chunk))
   return tuple(np.concatenate(outs) for outs in zip(*parts))
 
 
 def make_encoder(model: nn.Module, config: ml_collections.ConfigDict
-                 ) -> Callable[[dict, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-  """Builds `encode(variables, images) -> (latents, reconstructions)`, from z0 = 0.
+                 ) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+  """Builds `encode(variables, images, progress=None) -> (latents, reconstructions)`, from z0 = 0.
 
   Args of the result: variables of the decoder; images `[n, height, width,
-  channels]`. Returns latents `[n, latent_dim]` and reconstructions like
-  images. BatchNorm uses running averages; batches of `config.eval_batch_size`.
+  channels]`; progress, a progress bar's description as for `in_batches`.
+  Returns latents `[n, latent_dim]` and reconstructions like images.
+  BatchNorm uses running averages; batches of `config.eval_batch_size`.
   """
 
   @jax.jit
@@ -52,20 +59,22 @@ def make_encoder(model: nn.Module, config: ml_collections.ConfigDict
     outputs, latents, _, _ = reconstruct(model, variables, images, z0, config, train=False)
     return latents, decoded_images(config, outputs)
 
-  return lambda variables, images: in_batches(
-      lambda batch: encode_batch(variables, batch), images, config.eval_batch_size)
+  return lambda variables, images, progress=None: in_batches(
+      lambda batch: encode_batch(variables, batch), images, config.eval_batch_size, progress)
 
 
 def render(model: nn.Module, variables: dict, latents: np.ndarray, size: int,
-           batch_size: int = 4) -> np.ndarray:
+           batch_size: int = 4, progress: str | None = None) -> np.ndarray:
   """Decodes latents of an implicit model on a `size x size` grid (super-resolution).
+
+  `progress`: a progress bar's description, as for `in_batches`.
 
   Returns:
     `[n, size, size, channels]`.
   """
   coordinates = jnp.asarray(grid(size))
   decode = jax.jit(lambda z: (model.apply(variables, z, True, coordinates=coordinates),))
-  (pixels,) = in_batches(decode, latents, batch_size)
+  (pixels,) = in_batches(decode, latents, batch_size, progress)
   return pixels.reshape(len(latents), size, size, -1)
 
 

@@ -3,7 +3,7 @@
 import os
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 
 def tile(images: np.ndarray, columns: int) -> np.ndarray:
@@ -16,31 +16,94 @@ def tile(images: np.ndarray, columns: int) -> np.ndarray:
       rows * h, columns * w, c)
 
 
-def save_grid(path: str, panels: list[np.ndarray], columns: int, gap: int = 2) -> None:
-  """Saves panels of images in [0, 1] side by side as one PNG.
+# Pixels of the white strip above each panel of a grid that holds its title:
+# the default bitmap font's 11-pixel line and a margin.
+TITLE_HEIGHT = 14
+_TITLE_MARGIN = 3  # pixels either side of a title wider than its panel
+
+
+def _font() -> ImageFont.ImageFont:
+  # Pillow's built-in bitmap font: no font file to find, the same pixels everywhere.
+  load = getattr(ImageFont, 'load_default_imagefont', ImageFont.load_default)
+  return load()
+
+
+def title_width(title: str) -> int:
+  """Pixels a panel of a titled grid is at least wide to fit `title` (see `grid_image`)."""
+  left, _, right, _ = _font().getbbox(title)
+  return right - left + 2 * _TITLE_MARGIN
+
+
+def grid_image(panels: list[np.ndarray], columns: int, titles: list[str] | None = None,
+               gap: int = 2) -> np.ndarray:
+  """Panels of images in [0, 1] side by side, each under its title, as one image.
+
+  Args:
+    panels: each `[n, height, width, channels]`, tiled with `columns` columns.
+    columns: images per row within a panel.
+    titles: one per panel, written in a strip `TITLE_HEIGHT` pixels high above
+      it; a panel narrower than its title is centred in a column as wide as
+      the title (`title_width`). None: no strip.
+    gap: white pixels between panels.
+
+  Returns:
+    uint8 `[height, width, channels]`: `TITLE_HEIGHT` (with titles) plus the
+    tallest panel high; panels shorter than that are padded with black below.
+  """
+  if titles is not None and len(titles) != len(panels):
+    raise ValueError(f'{len(titles)} titles for {len(panels)} panels')
+  # A diverged model's NaN pixels show black (and cast to uint8 without a warning).
+  tiles = [tile(np.clip(np.nan_to_num(np.asarray(p, np.float32)), 0, 1), columns)
+           for p in panels]
+  top = TITLE_HEIGHT if titles else 0
+  height = max(t.shape[0] for t in tiles)
+  widths = [max(t.shape[1], title_width(title)) if titles else t.shape[1]
+            for t, title in zip(tiles, titles or [''] * len(tiles))]
+  grid = np.ones((top + height, sum(widths) + gap * (len(tiles) - 1), tiles[0].shape[-1]),
+                 np.float32)
+  lefts = np.cumsum([0] + [w + gap for w in widths[:-1]])
+  for t, left, width in zip(tiles, lefts, widths):
+    left += (width - t.shape[1]) // 2
+    grid[top:, left:left + t.shape[1]] = np.pad(t, ((0, height - t.shape[0]), (0, 0), (0, 0)))
+  grid = (grid * 255).round().astype(np.uint8)
+  if not titles:
+    return grid
+  image = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
+  draw, font = ImageDraw.Draw(image), _font()
+  for title, left, width in zip(titles, lefts, widths):
+    text_left, _, text_right, _ = font.getbbox(title)
+    draw.text((left + (width - (text_right - text_left)) // 2 - text_left, 2), title,
+              fill=0 if image.mode == 'L' else (0,) * len(image.mode), font=font)
+  return np.asarray(image).reshape(grid.shape)
+
+
+def save_grid(path: str, panels: list[np.ndarray], columns: int, gap: int = 2,
+              titles: list[str] | None = None) -> np.ndarray:
+  """Saves `grid_image(panels, columns, titles, gap)` as a PNG and returns it.
 
   Args:
     path: output file; its folder is created.
-    panels: each `[n, height, width, channels]`, tiled with `columns` columns.
-    columns: images per row within a panel.
-    gap: white pixels between panels.
+    panels, columns, titles, gap: as for `grid_image`.
+
+  Returns:
+    The uint8 `[height, width, channels]` image saved (for TensorBoard).
   """
-  tiles = [tile(np.clip(np.asarray(p, np.float32), 0, 1), columns) for p in panels]
-  height = max(t.shape[0] for t in tiles)
-  spacer = np.ones((height, gap, tiles[0].shape[-1]), np.float32)
-  parts = []
-  for t in tiles:
-    parts += [np.pad(t, ((0, height - t.shape[0]), (0, 0), (0, 0))), spacer]
-  grid = (np.concatenate(parts[:-1], axis=1) * 255).round().astype(np.uint8)
+  grid = grid_image(panels, columns, titles, gap)
   os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
   Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path)
+  return grid
 
 
 def save_reconstructions(path: str, originals: np.ndarray, reconstructions: np.ndarray,
-                         grid_size: int) -> None:
-  """Originals (left) next to their reconstructions (right), `grid_size**2` of each."""
+                         grid_size: int) -> np.ndarray:
+  """Originals (left) next to their reconstructions (right), `grid_size**2` of each, titled.
+
+  Returns:
+    The uint8 image saved, as `save_grid`.
+  """
   n = min(grid_size ** 2, len(originals), len(reconstructions))
-  save_grid(path, [originals[:n], reconstructions[:n]], grid_size)
+  return save_grid(path, [originals[:n], reconstructions[:n]], grid_size,
+                   titles=['test images', 'reconstructions'])
 
 
 def upscale(images: np.ndarray, size: int) -> np.ndarray:

@@ -1,12 +1,12 @@
 """Training a GON: the one train step and the training loop."""
 
 import functools
-import json
 import os
 import signal
+import sys
 import threading
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -16,13 +16,13 @@ import numpy as np
 import optax
 import tqdm
 from jax.experimental import multihost_utils
-from tensorboardX import SummaryWriter
 
 from gon_jax import checkpoints, data, evaluate, images
 from gon_jax.core import origin
 from gon_jax.errors import RunStopped
 from gon_jax.encode import draw, kl_weight, model_variables, reconstruct
 from gon_jax.glo import sparse_adam_update
+from gon_jax.metric_writer import MetricWriter
 from gon_jax.models import LATENT_TABLE_MODELS, ConfigError, get_model
 from gon_jax.parallel import Placement, make_placement
 from gon_jax.state import TrainState, setup
@@ -188,6 +188,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                       f'valid: {", ".join(NONFINITE_POLICIES)}')
   train_images, train_labels = data.load_split(config.data, 'train', config.data.image_size)
   test_images, test_labels = data.load_split(config.data, 'test', config.data.image_size)
+  evaluate.check_labels(config, train_labels, test_labels)
   if config.train_eval_examples > 0:
     test_images = test_images[:config.train_eval_examples]
     test_labels = test_labels[:config.train_eval_examples]
@@ -196,6 +197,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   manager = checkpoints.manager(workdir, config)
   state, start_step = checkpoints.restore_latest(manager, state)
   is_main = jax.process_index() == 0
+  if start_step >= config.num_steps:
+    if is_main:
+      print(f'nothing to train: the checkpoint of step {start_step} in '
+            f'{os.path.join(workdir, "checkpoints")} has reached num_steps '
+            f'({config.num_steps}); raise --config.num_steps to train on', file=sys.stderr)
+    return state
   writer = MetricWriter(workdir) if is_main else None
 
   step_fn = compile_train_step(config, placement, tx)
@@ -205,35 +212,53 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       train_images, train_labels, config.batch_size, config.seed, start_step,
       jax.process_index(), jax.process_count()), placement.put_batch)
 
-  progress = _progress_bar(start_step, config.num_steps, is_main)
-  last_time, last_step = time.perf_counter(), start_step
-  previous = None  # (step, metrics) of the step before, checked once the next one is queued
+  progress = None
   try:
     with StopSignals() as signals:
+      # The first step, which compiles, runs before the progress bar starts
+      # its clock: timed by the bar, compilation would make its ETA hours long.
+      device_state, metrics, compile_seconds = _first_step(step_fn, device_state, next(batches),
+                                                           is_main)
+      progress = _progress_bar(start_step + 1, config.num_steps, is_main)
+      loop_start = last_time = time.perf_counter()
+      last_step, eval_seconds, results = start_step + 1, 0.0, None
+      previous = None  # (step, metrics) of the step before, checked once the next one is queued
+      postfix = {}
       for step in range(start_step + 1, config.num_steps + 1):
-        device_state, metrics = step_fn(device_state, next(batches))
+        if step > start_step + 1:
+          device_state, metrics = step_fn(device_state, next(batches))
+          progress.update(1)
         if previous and config.nonfinite == 'stop':
           _check_finite(*previous, placement, manager)
         previous = (step, metrics)
-        progress.update(1)
         if step % config.log_every == 0 or step == config.num_steps:
           scalars = {f'train/{k}': float(v) for k, v in placement.get(metrics).items()}
-          now = time.perf_counter()
-          rate = (step - last_step) / (now - last_time)
-          last_time, last_step = now, step
-          progress.set_postfix(loss=f"{scalars['train/loss']:.3f}", steps_per_s=f'{rate:.2f}')
+          postfix = dict(loss=f"{scalars['train/loss']:.3f}")
+          if step > last_step:  # the first step's time was compilation: no rate
+            now = time.perf_counter()
+            scalars['train/steps_per_second'] = (step - last_step) / (now - last_time)
+            last_time, last_step = now, step
+            postfix['steps_per_s'] = f"{scalars['train/steps_per_second']:.2f}"
+          progress.set_postfix(postfix)
           if writer:
-            writer.write(step, {**scalars, 'train/steps_per_second': rate})
+            writer.write(step, scalars)
         if step % config.eval_every == 0 or step == config.num_steps:
+          eval_start = time.perf_counter()
           if is_main:
+            # The bar stands still meanwhile (minutes for a large test set): say why.
+            progress.set_postfix_str(f'evaluating {len(test_images)} test images', refresh=True)
             state = placement.get(device_state)
             results, recon, _ = evaluator(model_variables(state.params, state.batch_stats),
                                           test_images, test_labels)
-            writer.write(step, {f'test/{k}': v for k, v in results.items()})
-            images.save_reconstructions(
+            writer.write(step, {f'test/{k}': v for k, v in results.items()
+                                if k not in evaluate.COUNTS})
+            grid = images.save_reconstructions(
                 os.path.join(workdir, 'images', f'reconstructions_{step:07d}.png'),
                 test_images, recon, config.grid_size)
+            writer.write_image(step, 'test/reconstructions', grid)
+            progress.set_postfix(postfix)
           last_time = time.perf_counter()  # steps/s counts training only
+          eval_seconds += last_time - eval_start
         signal_name = signals.received()
         if step % config.checkpoint_every == 0 or step == config.num_steps or signal_name:
           if config.nonfinite == 'stop':  # never save a step that was not finite
@@ -245,12 +270,61 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
           raise RunStopped(f'{signal_name} at step {step}: saved a checkpoint; run the same '
                            f'command to resume', 128 + getattr(signal, signal_name))
     manager.wait_until_finished()
+    train_seconds = time.perf_counter() - loop_start - eval_seconds
   finally:
     batches.close()
-    progress.close()
+    if progress is not None:
+      progress.close()
     if writer:
       writer.close()
+  if is_main:
+    print(_summary(config.num_steps - start_step, start_step, train_seconds, compile_seconds,
+                   eval_seconds, results,
+                   os.path.join(workdir, 'checkpoints', str(config.num_steps))),
+          file=sys.stderr, flush=True)
   return placement.get(device_state)
+
+
+def _first_step(step_fn: Callable, state: Any, batch: Any,
+                announce: bool) -> tuple[Any, Any, float]:
+  """Runs the first step of a run, which compiles `step_fn`: `(state, metrics, seconds)`.
+
+  Announced on stderr when `announce` (process 0): compilation takes tens of
+  seconds on a CPU, before any step, and looks like a hang otherwise. (A
+  step compiled ahead of time, `.lower().compile()`, would not do: under
+  pmap with several processes the state's type changes after the first step.)
+  """
+  if announce:
+    print('compiling the train step (XLA; tens of seconds on a CPU, more for large models)...',
+          file=sys.stderr, flush=True)
+  start = time.perf_counter()
+  state, metrics = step_fn(state, batch)
+  jax.block_until_ready(metrics)
+  seconds = time.perf_counter() - start
+  if announce:
+    print(f'compiled the train step and ran its first step in {seconds:.1f} s',
+          file=sys.stderr, flush=True)
+  return state, metrics, seconds
+
+
+def _summary(steps: int, start_step: int, train_seconds: float, compile_seconds: float,
+             eval_seconds: float, results: dict | None, checkpoint: str) -> str:
+  """The line that ends a run: its speed, the last evaluation and where the checkpoint is.
+
+  `compile_seconds` is the first step's time, `train_seconds` the other steps'.
+  """
+  resumed = f' (from step {start_step})' if start_step else ''
+  rate = (f'{(steps - 1) / max(train_seconds, 1e-9):.1f} steps/s after ' if steps > 1 else '')
+  line = (f'trained {steps} step{"s" if steps > 1 else ""}{resumed} in {compile_seconds + train_seconds:.1f} s ({rate}'
+          f'{compile_seconds:.1f} s compiling; {eval_seconds:.1f} s evaluating besides)')
+  if results:
+    test = f'test SSE {results["sse"]:.2f}, PSNR {results["psnr"]:.2f} dB'
+    if 'bits_per_dim' in results:
+      test += f', {results["bits_per_dim"]:.3f} bits/dim'
+    if 'accuracy' in results:
+      test += f', accuracy {results["accuracy"]:.4f}'
+    line += f'; {test} on {results["num_images"]} images'
+  return f'{line}; checkpoint {checkpoint}'
 
 
 def _check_finite(step: int, metrics: dict, placement: Placement, manager) -> None:
@@ -310,21 +384,3 @@ class StopSignals:
 def _progress_bar(start: int, total: int, enabled: bool) -> tqdm.tqdm:
   return tqdm.tqdm(initial=start, total=total, disable=not enabled,
                    dynamic_ncols=True, unit='step')
-
-
-class MetricWriter:
-  """Scalars to TensorBoard event files and to `metrics.jsonl` in the workdir."""
-
-  def __init__(self, workdir: str):
-    self._summary = SummaryWriter(os.path.join(workdir, 'tensorboard'))
-    self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a', encoding='utf-8')
-
-  def write(self, step: int, scalars: dict[str, float]) -> None:
-    for name, value in scalars.items():
-      self._summary.add_scalar(name, value, step)
-    self._jsonl.write(json.dumps({'step': step, **scalars}) + '\n')
-    self._jsonl.flush()
-
-  def close(self) -> None:
-    self._summary.close()
-    self._jsonl.close()

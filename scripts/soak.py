@@ -1,6 +1,6 @@
 """Soak test: training killed again and again ends where an uninterrupted run ends.
 
-  python scripts/soak.py --steps 2000 --data_dir ../shared/data/mnist --workdir runs/soak
+  python scripts/soak.py --steps 2000 --workdir runs/soak
 
 Trains configs/siren_mnist_tiny.py on MNIST (IDX files) with train.py,
 killing it at random moments (SIGKILL, and now and then SIGTERM) and
@@ -52,7 +52,8 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--steps', type=int, default=2000)
   parser.add_argument('--checkpoint_every', type=int, default=100)
-  parser.add_argument('--data_dir', default=str(REPO.parent / 'shared' / 'data' / 'mnist'))
+  parser.add_argument('--data_dir', default='',
+                      help="folder of MNIST's IDX files; '' for the download cache")
   parser.add_argument('--workdir', default='runs/soak')
   parser.add_argument('--max_wait', type=float, default=30.0,
                       help='kill a uniform random 0..max_wait seconds after training resumed')

@@ -1,14 +1,21 @@
 """train.py and eval.py as a user runs them: end to end, and on bad input."""
 
+import ast
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
 from PIL import Image
 
-from testing_utils import TINY_SIREN_FLAGS, run_script, write_idx_folder
+from gon_jax import images
+
+from testing_utils import REPO, TINY_SIREN_FLAGS, run_script, write_idx_folder
 
 
 def snapshot(folder):
@@ -44,9 +51,13 @@ def test_implicit_gon_eval_writes_every_grid(blob_dir, tmp_path):
   assert metrics['num_images'] == 64 and metrics['psnr'] > 0
   sizes = {name: Image.open(tmp_path / 'eval' / f'{name}.png').size
            for name in ('reconstructions', 'interpolation', 'samples', 'superres')}
-  # 4 test images per panel at 20x20: three panels of 2x2 tiles and two gaps.
-  assert sizes['superres'] == (3 * 2 * 20 + 2 * 2, 2 * 20)
-  assert sizes['interpolation'] == (2 * 8, 2 * 8)
+  # 4 test images per panel at 20x20 under a title strip, each panel as wide as its title
+  # at least; two gaps between the three panels.
+  titles = ['test image', 'reconstruction', 'rendered at 20x20']
+  assert sizes['superres'] == (sum(max(2 * 20, images.title_width(t)) for t in titles) + 2 * 2,
+                               images.TITLE_HEIGHT + 2 * 20)
+  assert sizes['interpolation'] == (max(2 * 8, images.title_width('interpolation (slerp)')),
+                                    images.TITLE_HEIGHT + 2 * 8)
 
 
 def _idx_folder(folder, damage):
@@ -66,8 +77,9 @@ def _idx_folder(folder, damage):
 
 
 BAD_INPUT = {  # case: (flags, text the error line must contain)
-    'missing_folder': (['--config.data.dir={tmp}/nowhere'], 'nowhere'),
-    'empty_folder': (['--config.data.dir={empty}'], 'is empty'),
+    'missing_folder': (['--config.data.dir={tmp}/nowhere', '--config.data.download=False'],
+                       'nowhere'),
+    'empty_folder': (['--config.data.dir={empty}', '--config.data.download=False'], 'is empty'),
     'wrong_magic': (['--config.data.dir={magic}'], 'magic number'),
     'truncated_idx': (['--config.data.dir={truncated}'], 'truncated'),
     'images_labels_differ': (['--config.data.dir={count}'], '4 images but 3 labels'),
@@ -100,3 +112,106 @@ def test_bad_input_is_one_line_and_leaves_the_workdir_alone(case, trained, blob_
   lines = result.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith('error: ') and expected in lines[0], result.stderr
   assert snapshot(trained) == before
+
+
+# A newcomer's first mistakes at the command line: each is one line and exit 1,
+# found before anything is compiled or written.
+COMMAND_LINE_MISTAKES = {  # case: (run_script arguments, text the error line must contain)
+    'top_level_key_typo': (dict(flags=['--config.num_step=5']),
+                           "unknown config key 'num_step' in --config.num_step (did you mean "
+                           "--config.num_steps?); valid there: batch_size, "),
+    'value_is_no_group': (dict(flags=['--config.num_steps.x=5']),
+                          "unknown config key 'x' in --config.num_steps.x: config.num_steps "
+                          "is a value"),
+    'missing_config_file': (dict(config='configs/conv_mnst.py'),
+                            'conv_mnst.py not found (did you mean '),
+    'config_file_raises': (dict(config='{tmp}/raises.py'),
+                           "raises.py failed to load: ValueError: no such data set (line 5)"),
+    'config_syntax_error': (dict(config='{tmp}/syntax.py'),
+                            'syntax.py failed to load: SyntaxError: '),
+    'unexpected_argument': (dict(flags=['extra']), 'unexpected arguments: extra'),
+}
+
+
+@pytest.mark.parametrize('case', list(COMMAND_LINE_MISTAKES))
+def test_command_line_mistake_is_one_line(case, tmp_path):
+  arguments, expected = COMMAND_LINE_MISTAKES[case]
+  (tmp_path / 'raises.py').write_text(
+      'import ml_collections\n\n\ndef get_config():\n'
+      "  raise ValueError('no such data set')\n")
+  (tmp_path / 'syntax.py').write_text('def get_config(:\n  return None\n')
+  config = arguments.get('config', 'configs/conv_mnist.py').format(tmp=tmp_path)
+  result = run_script('train.py', tmp_path / 'run', *arguments.get('flags', []), config=config)
+  lines = result.stderr.strip().splitlines()
+  assert result.returncode == 1, result.stderr[-2000:]
+  assert len(lines) == 1 and lines[0].startswith('error: ') and expected in lines[0], result.stderr
+  assert not (tmp_path / 'run').exists()
+
+
+def _run_bare(script, *args):
+  """`python script args` as typed, without run_script's config and workdir."""
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  return subprocess.run([sys.executable, str(REPO / script), *args], capture_output=True,
+                        text=True, env=env, cwd=REPO, timeout=300)
+
+
+@pytest.mark.parametrize('script,flag', [('train.py', '--help'), ('train.py', '-h'),
+                                         ('eval.py', '--helpshort')])
+def test_help_shows_the_flags_a_user_needs(script, flag):
+  result = _run_bare(script, flag)
+  assert result.returncode == 0 and not result.stderr, result.stderr[-2000:]
+  docstring = ast.get_docstring(ast.parse((REPO / script).read_text()))
+  assert result.stdout.splitlines()[0] == docstring.splitlines()[0]
+  for text in ('--config FILE', '--workdir DIR', '--coordinator_address', '--num_processes',
+               '--process_id', '--[no]distributed', '--config.KEY=VALUE',
+               '--config.num_steps=100', '--helpfull'):
+    assert text in result.stdout, text
+  assert '--only_check_args' not in result.stdout  # absl's own flags are for --helpfull
+
+
+def test_helpfull_exits_0():
+  result = _run_bare('train.py', '--helpfull')
+  assert result.returncode == 0 and '--workdir' in result.stdout and '--verbosity' in result.stdout
+
+
+def _in_import_of_jax(process):
+  """True once the process has started loading jaxlib (its import takes a second or more)."""
+  try:
+    with open(f'/proc/{process.pid}/maps', encoding='utf-8') as maps:
+      return 'jaxlib' in maps.read()
+  except FileNotFoundError:  # the process is gone (its exit code tells why), or not Linux
+    return True
+
+
+INTERRUPTS = {  # case: (script, when to press Ctrl-C, the lines stderr may have)
+    'train_importing_jax': ('train.py', 'importing', {
+        'stopped: interrupted (Ctrl-C) before training started; nothing was saved'}),
+    'train_starting': ('train.py', 'starting', {
+        'stopped: interrupted (Ctrl-C) before training started; nothing was saved',
+        'stopped: interrupted (Ctrl-C); no checkpoint was saved'}),
+    'eval_importing_jax': ('eval.py', 'importing', {'stopped: interrupted (Ctrl-C)'}),
+}
+
+
+@pytest.mark.parametrize('case', list(INTERRUPTS))
+def test_ctrl_c_before_the_training_loop_is_one_line(case, blob_dir, tmp_path):
+  script, when, expected = INTERRUPTS[case]
+  workdir = tmp_path / 'run'
+  process = run_script(script, workdir, f'--config.data.dir={blob_dir}', '--config.num_steps=1000',
+                       background=True, stderr_path=tmp_path / 'stderr.txt')
+  start = time.time()
+  if when == 'importing':  # where a KeyboardInterrupt used to fail jax's import or crash
+    while not _in_import_of_jax(process):
+      assert time.time() - start < 60
+      time.sleep(0.005)
+  else:  # past the imports on most machines, and still loading data or initialising
+    time.sleep(3)
+    if (workdir / 'checkpoints').exists():  # created just before the training loop
+      process.kill()
+      process.wait()
+      pytest.skip('start-up took less than 3 s: the loop handles this Ctrl-C')
+  process.send_signal(signal.SIGINT)
+  assert process.wait(timeout=120) == 130
+  lines = (tmp_path / 'stderr.txt').read_text().strip().splitlines()
+  assert len(lines) == 1 and lines[0] in expected, lines
+  assert snapshot(workdir) == {}  # no file written, not even an empty one

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import gzip
+import re
 import time
 import types
 
 import numpy as np
 import pytest
 
-from gon_jax import data
+from gon_jax import data, download
 
 from testing_utils import IDX_NAMES, MNIST_DIR, NEEDS_MNIST, idx_bytes, write_idx_folder
 
 
 def config(source: str = 'idx', name: str = 'mnist', folder=None, **extra) -> types.SimpleNamespace:
-  """A stand-in for the ConfigDict `config.data`."""
-  return types.SimpleNamespace(
-      source=source, name=name, dir=None if folder is None else str(folder), **extra)
+  """A stand-in for the ConfigDict `config.data`, downloads off unless `download=True` is given
+  (tests/test_download.py tests them, against local servers)."""
+  return types.SimpleNamespace(source=source, name=name,
+                               dir=None if folder is None else str(folder),
+                               **{'download': False, **extra})
 
 
 @pytest.fixture
@@ -69,11 +72,17 @@ def test_idx_errors(tmp_path, tiny_set):
   assert_one_line_error(config(folder=tmp_path / 'nowhere'), 'does not exist')
   (tmp_path / 'empty').mkdir()
   assert_one_line_error(config(folder=tmp_path / 'empty'), 'is empty.*train-images-idx3-ubyte')
-  assert_one_line_error(config(folder=None), 'needs a folder')
+  # Downloads off: the way out is named for the sets that download, not for a user's own set.
+  assert_one_line_error(config(folder=tmp_path / 'empty'), r'download=True to download mnist$')
+  assert_one_line_error(config(name='my_set', folder=tmp_path / 'empty'), r'-ubyte\[\.gz\]\)$')
+  assert_one_line_error(config(name='my_set', folder=None), "needs a folder for data set 'my_set'")
 
   folder = write_idx_folder(tmp_path / 'partial', images, labels, gz=True)
   (folder / 'train-labels-idx1-ubyte.gz').unlink()
   assert_one_line_error(config(folder=folder), 'train-labels-idx1-ubyte')
+  # A partial set is the user's: never completed with downloaded files (no network here).
+  assert_one_line_error(config(folder=folder, download=True, mirror='http://127.0.0.1:9/'),
+                        'has no train-labels-idx1-ubyte.*empty the folder: mnist then downloads')
 
   # Labels file where the images file should be: magic 0x801 instead of 0x803.
   folder = write_idx_folder(tmp_path / 'magic', images, labels, gz=False)
@@ -92,6 +101,21 @@ def test_idx_errors(tmp_path, tiny_set):
   folder = write_idx_folder(tmp_path / 'badgz', images, labels, gz=True)
   (folder / 'train-images-idx3-ubyte.gz').write_bytes(b'\x1f\x8b' + b'not gzip')
   assert_one_line_error(config(folder=folder), 'cannot read')
+
+
+def test_known_sets_default_to_the_cache_folder(tmp_path, monkeypatch, tiny_set):
+  """data.dir '' means $XDG_CACHE_HOME/gon_jax/<name>; a folder holding the files is used as is."""
+  monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'cache'))
+  folder = tmp_path / 'cache' / 'gon_jax' / 'fashion_mnist'
+  assert_one_line_error(config(name='fashion_mnist', folder=None),
+                        f"IDX folder {re.escape(str(folder))} does not exist.*download=True")
+  images, labels = tiny_set
+  write_idx_folder(tmp_path / 'cache' / 'gon_jax' / 'mnist', images, labels, gz=True)
+  _, y = data.load_split(config(folder=None, download=True), 'test', None)  # No network: cached.
+  np.testing.assert_array_equal(y, labels['test'])
+  monkeypatch.delenv('XDG_CACHE_HOME')
+  monkeypatch.setenv('HOME', str(tmp_path / 'home'))
+  assert download.cache_dir('mnist') == tmp_path / 'home' / '.cache' / 'gon_jax' / 'mnist'
 
 
 def test_bad_config_values(tmp_path):
@@ -218,6 +242,7 @@ def test_tfds_not_prepared(tmp_path):
   with pytest.raises(data.DataError, match="tfds could not load 'mnist'.*source=idx") as info:
     data.load_split(config('tfds', 'mnist', tmp_path, download=False), 'train', None)
   assert '\n' not in str(info.value) and time.time() - start < 20
+  assert 'offline' not in str(info.value)  # Not a network error: no network advice.
 
 
 @pytest.mark.integration

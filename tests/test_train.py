@@ -1,7 +1,13 @@
-"""The train step under jit and pmap, checkpoints and exact resumption."""
+"""The train step under jit and pmap, checkpoints and exact resumption, and what
+a run shows: compilation, progress, its summary, TensorBoard."""
 
+import contextlib
+import io
 import json
 import os
+import pathlib
+import re
+import struct
 
 import chex
 import jax
@@ -9,12 +15,15 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh
 
+from tensorboardX.proto import event_pb2
+
+from gon_jax import train
 from gon_jax.encode import reconstruct
 from gon_jax.models import ConfigError, get_model
 from gon_jax.parallel import AXIS, Placement, make_placement
 from gon_jax.train import train_and_evaluate
 
-from testing_utils import run_steps, tiny_config
+from testing_utils import TINY_FLAGS, run_script, run_steps, tiny_config
 
 
 @pytest.mark.parametrize('norm,z0_sigma', [('batch', 0.0), ('layer', 0.1)])
@@ -92,12 +101,107 @@ def test_resumed_run_equals_uninterrupted_run(blob_dir, tmp_path):
   assert (workdir / 'images' / 'reconstructions_0000004.png').is_file()
 
 
-def test_checkpoint_of_another_model_is_refused(blob_dir, tmp_path):
+def read_summaries(folder) -> list[tuple[int, str, str]]:
+  """`(step, tag, kind)` of every summary value in the TensorBoard event files in `folder`.
+
+  An event file is a TFRecord file of Event protos: per record a little-endian
+  uint64 length, its CRC (4 bytes), the data, and the data's CRC (4 bytes).
+  kind is 'image', 'simple_value' (a scalar), ...
+  """
+  values = []
+  for path in sorted(pathlib.Path(folder).glob('events.out.tfevents.*')):
+    raw, position = path.read_bytes(), 0
+    while position < len(raw):
+      (length,) = struct.unpack('<Q', raw[position:position + 8])
+      event = event_pb2.Event.FromString(raw[position + 12:position + 12 + length])
+      position += 12 + length + 4
+      values += [(event.step, value.tag, value.WhichOneof('value'))
+                 for value in event.summary.value]
+  return values
+
+
+@pytest.fixture(scope='module')
+def run(blob_dir, tmp_path_factory):
+  """A 4-step run, as train.py makes it: its workdir, config, stderr, and its progress
+  bar's elapsed seconds at its first update."""
+  workdir = tmp_path_factory.mktemp('run')
   config = tiny_config(blob_dir)
-  config.num_steps = 2
-  train_and_evaluate(config, str(tmp_path))
-  before = sorted(os.listdir(tmp_path / 'checkpoints'))
-  config.model.features = 8
-  with pytest.raises(ConfigError, match='of another model'):
-    train_and_evaluate(config, str(tmp_path))
-  assert sorted(os.listdir(tmp_path / 'checkpoints')) == before
+  first_update = []
+  make_bar = train._progress_bar  # pylint: disable=protected-access
+
+  def recording_bar(*args):
+    bar = make_bar(*args)
+    update = bar.update
+
+    def first(n=1):
+      if not first_update:
+        first_update.append(bar.format_dict['elapsed'])
+      return update(n)
+
+    bar.update = first
+    return bar
+
+  stderr = io.StringIO()
+  with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stderr(stderr):
+    patch.setattr(train, '_progress_bar', recording_bar)
+    train_and_evaluate(config, str(workdir))
+  return workdir, config, stderr.getvalue(), first_update[0]
+
+
+def test_compilation_is_announced_and_not_in_the_progress_rate(run):
+  _, _, stderr, first_update_elapsed = run
+  assert stderr.startswith('compiling the train step (XLA; '), stderr[:300]
+  seconds = re.search(r'\ncompiled the train step and ran its first step in ([\d.]+) s\n',
+                      stderr)
+  assert seconds, stderr[:300]
+  assert stderr.index('compiled the train step') < stderr.index('step/s')  # before the bar
+  # The bar's clock starts after compiling: its first update came far sooner.
+  assert first_update_elapsed < float(seconds.group(1)), (first_update_elapsed, seconds.group(1))
+
+
+def test_run_ends_with_one_summary_line(run):
+  workdir, _, stderr, _ = run
+  last = re.split('[\r\n]', stderr.strip())[-1]
+  assert re.fullmatch(
+      r'trained 4 steps in [\d.]+ s \([\d.]+ steps/s after [\d.]+ s compiling; [\d.]+ s '
+      r'evaluating besides\); '
+      r'test SSE [\d.]+, PSNR [\d.]+ dB on 64 images; checkpoint (.*)', last), last
+  assert last.endswith(f'checkpoint {workdir}/checkpoints/4') and (workdir / 'checkpoints' / '4').is_dir()
+
+
+def test_tensorboard_has_reconstruction_images_and_no_counts(run):
+  workdir, _, _, _ = run
+  summaries = read_summaries(workdir / 'tensorboard')
+  assert (4, 'test/reconstructions', 'image') in summaries
+  assert (4, 'test/sse', 'simple_value') in summaries
+  assert not [tag for _, tag, _ in summaries if 'num_images' in tag]
+
+
+def test_checkpoint_of_another_model_is_refused(run):
+  workdir, config, _, _ = run
+  before = sorted(os.listdir(workdir / 'checkpoints'))
+  config = config.copy_and_resolve_references()
+  config.model.latent_dim = 6
+  config.num_steps = 6
+  with pytest.raises(ConfigError, match='of another model') as refused:
+    train_and_evaluate(config, str(workdir))
+  message = str(refused.value)
+  # The first parameter that differs, with both shapes; no numpy error leaking through.
+  assert (f'{workdir}/checkpoints holds a checkpoint (step 4) of another model: '
+          'params/UpConv_0/kernel is [4, 4, 8, 8] there, [4, 4, 6, 8] here') in message, message
+  assert 'truth value' not in message and '\n' not in message
+  assert message.endswith('use another --workdir or the config it was trained with')
+  assert sorted(os.listdir(workdir / 'checkpoints')) == before
+
+
+def test_labels_beyond_the_classifier_classes_are_refused_first(blob_dir, tmp_path):
+  # The blob set's labels are 0..4: with 3 classes the first step's loss would be NaN.
+  workdir = tmp_path / 'run'
+  result = run_script('train.py', workdir, f'--config.data.dir={blob_dir}',
+                      '--config.classifier.num_classes=3',
+                      config='configs/gon_classifier_mnist.py', tiny_flags=TINY_FLAGS)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines() == [
+      'error: labels of mnist go up to 4 but classifier.num_classes is 3; '
+      'set --config.classifier.num_classes=5'], result.stderr
+  assert not workdir.exists()

@@ -4,9 +4,11 @@ Table 1, single-step and multi-step baselines with the GON's decoder:
 
   python -m gon_jax.experiments.compare \
       --methods gon,ae,tied_ae,glo,detach_1,detach_10,steps_10 \
-      --datasets mnist,fashion_mnist --steps 1000 --seeds 3 --data_source idx \
-      --data_dir mnist=../shared/data/mnist \
-      --data_dir fashion_mnist=/usr/share/datasets/fashion-mnist --workdir runs/compare
+      --datasets mnist,fashion_mnist --steps 1000 --seeds 3 --workdir runs/compare
+
+MNIST and Fashion-MNIST download by themselves into the cache on first use;
+`--data_dir DATASET=PATH` reads a folder of IDX files instead (e.g.
+`--data_dir fashion_mnist=/usr/share/datasets/fashion-mnist`).
 
 The activation ablation (Fig. 3) and the z0 ablation (App. C) are
 `--ablation activation` and `--ablation z0_sigma` (with their own methods
@@ -75,9 +77,10 @@ _ABLATION = flags.DEFINE_enum('ablation', None, list(ABLATIONS),
 _DATASETS = flags.DEFINE_list('datasets', 'mnist', 'Data sets (data.name), e.g. mnist,fashion_mnist.')
 _STEPS = flags.DEFINE_integer('steps', 1000, 'Training steps of every run.')
 _SEEDS = flags.DEFINE_integer('seeds', 3, 'Runs per method and data set (seeds 0, 1, ...).')
-_DATA_SOURCE = flags.DEFINE_enum('data_source', 'tfds', ['tfds', 'idx'], 'As data.source.')
+_DATA_SOURCE = flags.DEFINE_enum('data_source', 'idx', ['idx', 'tfds'], 'As data.source.')
 _DATA_DIR = flags.DEFINE_multi_string(
-    'data_dir', [], 'As data.dir: DATASET=PATH for one data set, or PATH for all.')
+    'data_dir', [], 'As data.dir: DATASET=PATH for one data set, or PATH for all '
+    '(default: the download cache).')
 _OVERRIDES = flags.DEFINE_multi_string('override', [], 'KEY=VALUE config change for every run, '
                                        'e.g. batch_size=128 (values parsed as Python literals).')
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/compare', 'Folder for runs and results.')
@@ -133,8 +136,8 @@ def read_run(workdir: str, steps: int) -> dict | None:
   """A finished run's results from its metrics.jsonl, or None if unfinished.
 
   Returns:
-    `{'sse': final test SSE per image, 'seconds_per_step': median over log
-    intervals after the first (which holds compilation), 'curve': [(step,
+    `{'sse': final test SSE per image, 'seconds_per_step': median over the
+    logged rates (the training loop leaves compilation out), 'curve': [(step,
     training reconstruction loss)]}`.
   """
   path = os.path.join(workdir, 'metrics.jsonl')
@@ -146,7 +149,7 @@ def read_run(workdir: str, steps: int) -> dict | None:
   if not final:
     return None
   train = {r['step']: r for r in records if 'train/loss' in r}  # last write per step wins
-  rates = [train[s]['train/steps_per_second'] for s in sorted(train)[1:]]
+  rates = [r['train/steps_per_second'] for r in train.values() if 'train/steps_per_second' in r]
   curve = [(s, train[s].get('train/reconstruction', train[s]['train/loss'])) for s in sorted(train)]
   return {'sse': final[-1], 'seconds_per_step': float(1.0 / np.median(rates)) if rates else None,
           'curve': curve}
