@@ -10,6 +10,7 @@ files is used without touching the network.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
 import hashlib
@@ -160,10 +161,8 @@ def download_idx(folder: pathlib.Path,
     for part in parts.values():
       _unlink(part)
     for path in reversed(created):  # Deepest first; only folders left empty.
-      try:
+      with contextlib.suppress(OSError):  # not empty: another process's files are in it
         path.rmdir()
-      except OSError:
-        pass
     raise
 
 
@@ -261,14 +260,14 @@ def _make_folder(folder: pathlib.Path) -> list[pathlib.Path]:
     if not path.exists():
       try:
         path.mkdir()
-        created.append(path)
       except FileExistsError:  # Made by another process meanwhile: not ours to remove.
-        pass
+        continue
       except OSError as e:
         for made in reversed(created):
           made.rmdir()  # Empty: we just made it.
         raise DataError(f"cannot create the data folder {folder} ({_reason(e)}); set "
                         "--config.data.dir=FOLDER to a writable folder") from None
+      created.append(path)
   return created
 
 
@@ -276,18 +275,13 @@ def _delete_stale_parts(folder: pathlib.Path) -> None:
   """Deletes temporary files of dead runs (they are never read)."""
   now = time.time()
   for part in folder.glob('.*-ubyte.gz.part-*'):
-    try:
+    with contextlib.suppress(OSError):  # gone meanwhile, or not ours to delete
       if now - part.stat().st_mtime > STALE_PART_S:
         part.unlink()
-    except OSError:  # Gone meanwhile, or not ours to delete.
-      pass
 
 
 def _unlink(path: pathlib.Path) -> None:
-  try:
-    path.unlink()
-  except FileNotFoundError:
-    pass
+  path.unlink(missing_ok=True)
 
 
 def _size(num_bytes: int) -> str:

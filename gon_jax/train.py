@@ -247,15 +247,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
           if is_main:
             # The bar stands still meanwhile (minutes for a large test set): say why.
             progress.set_postfix_str(f'evaluating {len(test_images)} test images', refresh=True)
-            state = placement.get(device_state)
-            results, recon, _ = evaluator(model_variables(state.params, state.batch_stats),
-                                          test_images, test_labels)
-            writer.write(step, {f'test/{k}': v for k, v in results.items()
-                                if k not in evaluate.COUNTS})
-            grid = images.save_reconstructions(
-                os.path.join(workdir, 'images', f'reconstructions_{step:07d}.png'),
-                test_images, recon, config.grid_size)
-            writer.write_image(step, 'test/reconstructions', grid)
+            results = _evaluate_and_log(step, placement.get(device_state), evaluator,
+                                        test_images, test_labels, writer, workdir,
+                                        config.grid_size)
             progress.set_postfix(postfix)
           last_time = time.perf_counter()  # steps/s counts training only
           eval_seconds += last_time - eval_start
@@ -283,6 +277,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                    os.path.join(workdir, 'checkpoints', str(config.num_steps))),
           file=sys.stderr, flush=True)
   return placement.get(device_state)
+
+
+def _evaluate_and_log(step: int, state: TrainState, evaluator: Callable,
+                      test_images: np.ndarray, test_labels: np.ndarray,
+                      writer: MetricWriter, workdir: str, grid_size: int) -> dict:
+  """Evaluates `state` on the test images; logs the metrics and the reconstruction grid."""
+  results, recon, _ = evaluator(model_variables(state.params, state.batch_stats),
+                                test_images, test_labels)
+  writer.write(step, {f'test/{k}': v for k, v in results.items() if k not in evaluate.COUNTS})
+  grid = images.save_reconstructions(
+      os.path.join(workdir, 'images', f'reconstructions_{step:07d}.png'),
+      test_images, recon, grid_size)
+  writer.write_image(step, 'test/reconstructions', grid)
+  return results
 
 
 def _first_step(step_fn: Callable, state: Any, batch: Any,
@@ -315,8 +323,9 @@ def _summary(steps: int, start_step: int, train_seconds: float, compile_seconds:
   """
   resumed = f' (from step {start_step})' if start_step else ''
   rate = (f'{(steps - 1) / max(train_seconds, 1e-9):.1f} steps/s after ' if steps > 1 else '')
-  line = (f'trained {steps} step{"s" if steps > 1 else ""}{resumed} in {compile_seconds + train_seconds:.1f} s ({rate}'
-          f'{compile_seconds:.1f} s compiling; {eval_seconds:.1f} s evaluating besides)')
+  plural = 's' if steps > 1 else ''
+  line = (f'trained {steps} step{plural}{resumed} in {compile_seconds + train_seconds:.1f} s '
+          f'({rate}{compile_seconds:.1f} s compiling; {eval_seconds:.1f} s evaluating besides)')
   if results:
     test = f'test SSE {results["sse"]:.2f}, PSNR {results["psnr"]:.2f} dB'
     if 'bits_per_dim' in results:

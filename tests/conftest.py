@@ -1,11 +1,27 @@
 """Two CPU devices for every test, so data-parallel code runs for real."""
 
+import atexit
+import os
+import shutil
+import tempfile
+
 import chex
+import jax
 import pytest
 
 import testing_utils
 
 chex.set_n_cpu_devices(2)
+
+# One XLA compilation cache for the session, shared with the train.py and
+# eval.py processes the tests start (they inherit the environment): dozens of
+# them compile the same small programs, which is most of the suite's time.
+_CACHE = tempfile.mkdtemp(prefix='gon_jax_tests_xla_cache_')
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+os.environ.update(JAX_COMPILATION_CACHE_DIR=_CACHE,
+                  JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0.3')
+jax.config.update('jax_compilation_cache_dir', _CACHE)
+jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.3)
 
 
 @pytest.fixture(scope='session')

@@ -197,8 +197,11 @@ INTERRUPTS = {  # case: (script, when to press Ctrl-C, the lines stderr may have
 def test_ctrl_c_before_the_training_loop_is_one_line(case, blob_dir, tmp_path):
   script, when, expected = INTERRUPTS[case]
   workdir = tmp_path / 'run'
+  # A cold compilation cache of its own: with the session's warm one, start-up can
+  # end before the Ctrl-C below.
   process = run_script(script, workdir, f'--config.data.dir={blob_dir}', '--config.num_steps=1000',
-                       background=True, stderr_path=tmp_path / 'stderr.txt')
+                       background=True, stderr_path=tmp_path / 'stderr.txt',
+                       env={'JAX_COMPILATION_CACHE_DIR': str(tmp_path / 'xla_cache')})
   start = time.time()
   if when == 'importing':  # where a KeyboardInterrupt used to fail jax's import or crash
     while not _in_import_of_jax(process):
