@@ -118,6 +118,53 @@ def check_labels(config: ml_collections.ConfigDict, *labels: np.ndarray) -> None
                       f'is {num_classes}; set --config.classifier.num_classes={top + 1}')
 
 
+def load_data(config: ml_collections.ConfigDict
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+  """`(train images, train labels, test images, test labels)` of `config.data`, labels checked."""
+  train_images, train_labels = data.load_split(config.data, 'train', config.data.image_size)
+  test_images, test_labels = data.load_split(config.data, 'test', config.data.image_size)
+  check_labels(config, train_labels, test_labels)
+  return train_images, train_labels, test_images, test_labels
+
+
+def _write_grids(out: str, model: nn.Module, variables: dict, evaluator: Callable,
+                 config: ml_collections.ConfigDict, train_images: np.ndarray,
+                 test_images: np.ndarray, recon: np.ndarray, latents: np.ndarray
+                 ) -> dict[str, np.ndarray]:
+  """eval.py's titled PNG grids in `out`; returns them by name (for TensorBoard)."""
+  g = config.grid_size
+  grids = {'reconstructions': images.save_reconstructions(
+      os.path.join(out, 'reconstructions.png'), test_images, recon, g)}
+  path = generate.slerp(latents[:g], latents[g:2 * g], np.linspace(0, 1, g))
+  grids['interpolation'] = images.save_grid(
+      os.path.join(out, 'interpolation.png'),
+      [generate.decode(model, variables, np.asarray(path).reshape(g * g, -1), config)], g,
+      titles=['interpolation (slerp)'])
+  key = jax.random.key(config.seed)
+  if config.model.name in VARIATIONAL_MODELS:  # the prior N(0, I) of the stochastic layer
+    codes = np.asarray(jax.random.normal(key, (g * g, config.model.latent_dim)))
+    samples = generate.decode(model, variables, codes, config, method='generate')
+    title = 'samples (prior)'
+  else:  # a Gaussian fitted to training latents (App. D)
+    _, _, train_latents = evaluator(variables, train_images[:config.num_fit_examples],
+                                    progress='encoding training images for sampling')
+    codes = generate.sample_gaussian(key, *generate.fit_gaussian(train_latents), g * g)
+    samples = generate.decode(model, variables, codes, config)
+    title = 'samples (Gaussian fit)'
+  grids['samples'] = images.save_grid(os.path.join(out, 'samples.png'), [samples], g,
+                                      titles=[title])
+  if config.model.name in IMPLICIT_MODELS:
+    n, size = min(g * g, 16, len(test_images)), config.superres_size
+    high = generate.render(model, variables, latents[:n], size,
+                           progress=f'rendering at {size}x{size}')
+    grids['superres'] = images.save_grid(
+        os.path.join(out, 'superres.png'),
+        [images.upscale(test_images[:n], size), images.upscale(recon[:n], size), high],
+        columns=int(np.sqrt(n)),
+        titles=['test image', 'reconstruction', f'rendered at {size}x{size}'])
+  return grids
+
+
 def write_json(path: str, metrics: dict) -> str:
   """Writes metrics as JSON and returns the JSON line."""
   line = json.dumps(metrics, sort_keys=True)
@@ -150,9 +197,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   if manager.latest_step() is None:
     raise FileNotFoundError(f'no checkpoint in {folder}; train first: train.py with the same '
                             '--config and --workdir')
-  train_images, train_labels = data.load_split(config.data, 'train', config.data.image_size)
-  test_images, test_labels = data.load_split(config.data, 'test', config.data.image_size)
-  check_labels(config, train_labels, test_labels)
+  train_images, _, test_images, test_labels = load_data(config)
   model, _, template = setup(config, len(train_images))
   state, step = checkpoints.restore_latest(manager, template)
   variables = model_variables(state.params, state.batch_stats)
@@ -163,36 +208,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   out = os.path.join(workdir, 'eval')
   line = write_json(os.path.join(out, 'metrics.json'), metrics)
 
-  g = config.grid_size
-  grids = {'reconstructions': images.save_reconstructions(
-      os.path.join(out, 'reconstructions.png'), test_images, recon, g)}
-  path = generate.slerp(latents[:g], latents[g:2 * g], np.linspace(0, 1, g))
-  grids['interpolation'] = images.save_grid(
-      os.path.join(out, 'interpolation.png'),
-      [generate.decode(model, variables, np.asarray(path).reshape(g * g, -1), config)], g,
-      titles=['interpolation (slerp)'])
-  key = jax.random.key(config.seed)
-  if config.model.name in VARIATIONAL_MODELS:  # the prior N(0, I) of the stochastic layer
-    codes = np.asarray(jax.random.normal(key, (g * g, config.model.latent_dim)))
-    samples = generate.decode(model, variables, codes, config, method='generate')
-    title = 'samples (prior)'
-  else:  # a Gaussian fitted to training latents (App. D)
-    _, _, train_latents = evaluator(variables, train_images[:config.num_fit_examples],
-                                    progress='encoding training images for sampling')
-    codes = generate.sample_gaussian(key, *generate.fit_gaussian(train_latents), g * g)
-    samples = generate.decode(model, variables, codes, config)
-    title = 'samples (Gaussian fit)'
-  grids['samples'] = images.save_grid(os.path.join(out, 'samples.png'), [samples], g,
-                                      titles=[title])
-  if config.model.name in IMPLICIT_MODELS:
-    n, size = min(g * g, 16, len(test_images)), config.superres_size
-    high = generate.render(model, variables, latents[:n], size,
-                           progress=f'rendering at {size}x{size}')
-    grids['superres'] = images.save_grid(
-        os.path.join(out, 'superres.png'),
-        [images.upscale(test_images[:n], size), images.upscale(recon[:n], size), high],
-        columns=int(np.sqrt(n)),
-        titles=['test image', 'reconstruction', f'rendered at {size}x{size}'])
+  grids = _write_grids(out, model, variables, evaluator, config, train_images, test_images,
+                       recon, latents)
   if config.model.latent_dim == 2:
     images.save_scatter(os.path.join(out, 'latents.png'), latents, test_labels)
   if jax.process_index() == 0:

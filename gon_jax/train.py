@@ -186,9 +186,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   if config.nonfinite not in NONFINITE_POLICIES:
     raise ConfigError(f'unknown nonfinite {config.nonfinite!r}; '
                       f'valid: {", ".join(NONFINITE_POLICIES)}')
-  train_images, train_labels = data.load_split(config.data, 'train', config.data.image_size)
-  test_images, test_labels = data.load_split(config.data, 'test', config.data.image_size)
-  evaluate.check_labels(config, train_labels, test_labels)
+  train_images, train_labels, test_images, test_labels = evaluate.load_data(config)
   if config.train_eval_examples > 0:
     test_images = test_images[:config.train_eval_examples]
     test_labels = test_labels[:config.train_eval_examples]
