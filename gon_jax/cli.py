@@ -109,6 +109,20 @@ def training_interrupted(workdir: str | None) -> str:
           'same command to resume')
 
 
+class _RaiseOnCtrlC:
+  """The SIGINT handler from start-up on: raises KeyboardInterrupt, and notes
+  that it did, since Python loses an exception raised inside a callback that C
+  code calls (jax's garbage-collection hook): StopSignals checks `pressed`."""
+
+  def __init__(self):
+    self.pressed = False
+
+  def __call__(self, signum, frame):
+    del signum, frame
+    self.pressed = True
+    raise KeyboardInterrupt
+
+
 def run(main: Callable[[ml_collections.ConfigDict, str], Any],
         interrupted: Callable[[str | None], str] = _interrupted_default,
         ctrl_c: Sequence[Any] = ()) -> None:
@@ -157,7 +171,7 @@ def run(main: Callable[[ml_collections.ConfigDict, str], Any],
     # From here Ctrl-C raises KeyboardInterrupt, so that start-up work (a
     # data download, say) stops at once and `finally` blocks run; absl lets
     # it through to here.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, _RaiseOnCtrlC())
     if ctrl_c:
       raise KeyboardInterrupt
     app.run(_main, flags_parser=_parse_flags)

@@ -368,6 +368,9 @@ class StopSignals:
     if threading.current_thread() is threading.main_thread():  # signals need the main thread
       for name in self.SIGNALS:
         self._previous[name] = signal.signal(getattr(signal, name), self._note)
+      if getattr(self._previous['SIGINT'], 'pressed', False):  # a Ctrl-C in start-up was lost
+        self.__exit__()
+        raise KeyboardInterrupt
     return self
 
   def _note(self, signum, frame):
