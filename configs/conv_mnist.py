@@ -15,11 +15,8 @@ from configs import common
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = common.base_config()
+  config = common.base_config('conv')
   config.data.image_size = 32  # 28x28 MNIST is resized, as in GON.py
-
-  config.model = ml_collections.ConfigDict()
-  config.model.name = 'conv'
   config.model.latent_dim = 32
   config.model.features = 16
   config.model.channels = 1
@@ -27,7 +24,4 @@ def get_config() -> ml_collections.ConfigDict:
   # Per-example normalisation: latents and reconstructions of an image do not
   # depend on the rest of its batch (README: "BatchNorm and GONs").
   config.model.norm = 'layer'
-  # Transposed convolutions as matrix products ('matmul') or dilated
-  # convolutions ('conv'): the same function, 'matmul' faster (README "Performance").
-  config.model.conv_method = 'matmul'
   return config

@@ -15,7 +15,7 @@ from configs import common
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = common.base_config()
+  config = common.base_config('siren')
   config.data.image_size = 28  # the coordinate grid used in training
   config.num_steps = 500
   config.eval_every = 100
@@ -26,17 +26,13 @@ def get_config() -> ml_collections.ConfigDict:
   # 16 images at a time: their activations stay in cache, and they share one
   # forward pass at the origin (1.5x faster than 1 or 64 at a time on a
   # 2-core CPU; README "Performance").
-  config.scan_chunk = 16
+  config.performance.scan_chunk = 16
   config.eval_batch_size = 16
 
-  config.model = ml_collections.ConfigDict()
-  config.model.name = 'siren'
   config.model.latent_dim = 32
   config.model.widths = (256, 256, 256, 256)
   config.model.channels = 1
   config.model.w0 = 30.0
-  config.model.factorised = True  # the latent's share of layer 1 once per image
-  config.model.fast_sine = True  # sin and cos from one range reduction (gon_jax.siren.sincos)
 
   config.gon.inner_reduction = 'official'  # Implicit-GON.py: mean over the batch, sum over pixels
   return config

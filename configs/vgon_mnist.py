@@ -14,19 +14,14 @@ from configs import common
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = common.base_config()
+  config = common.base_config('vgon')
   config.data.image_size = 32
 
-  config.model = ml_collections.ConfigDict()
-  config.model.name = 'vgon'
   config.model.latent_dim = 48
   config.model.features = 32
   config.model.channels = 1
   config.model.activation = 'elu'
   config.model.norm = 'layer'
-  # Transposed convolutions as matrix products ('matmul') or dilated
-  # convolutions ('conv'): the same function, 'matmul' faster (README "Performance").
-  config.model.conv_method = 'matmul'
   config.model.likelihood = 'bernoulli'  # or 'gaussian' (fixed gaussian_sigma)
   config.model.gaussian_sigma = 0.1
   config.model.kl_weight = 1.0  # beta

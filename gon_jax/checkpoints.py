@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from gon_jax.models import ConfigError
+from gon_jax.errors import ConfigError
 
 
 def manager(workdir: str, config: ml_collections.ConfigDict,

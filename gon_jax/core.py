@@ -29,47 +29,10 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from gon_jax.losses import PerExampleLoss, check_floating, squared_error
+
 Array = jax.Array
-# (prediction, target) -> loss of each example, shape [batch].
-PerExampleLoss = Callable[[Array, Array], Array]
 Decoder = Callable[[Array], Array]
-
-
-def squared_error(prediction: Array, target: Array) -> Array:
-  """Summed squared error of each example.
-
-  Args:
-    prediction: `[batch, ...]`, e.g. `[batch, height, width, channels]`.
-    target: same shape as `prediction`.
-
-  Returns:
-    `[batch]`: sum over all non-batch axes of `(prediction - target)**2`.
-
-  Raises:
-    ValueError: the shapes differ (broadcasting would compare every
-      prediction with every target) or either is not floating point (integer
-      images would wrap around, or be on a 0-255 scale).
-  """
-  check_same_shape(prediction, target, 'squared_error')
-  for name, value in (('prediction', prediction), ('target', target)):
-    _check_floating(value, f'squared_error: {name}')
-  error = jnp.square(prediction - target)
-  return jnp.sum(error.reshape(error.shape[0], -1), axis=1)
-
-
-def check_same_shape(prediction: Array, target: Array, where: str) -> None:
-  """Raises ValueError unless `prediction` and `target` have the same shape (at trace time)."""
-  if jnp.shape(prediction) != jnp.shape(target):
-    raise ValueError(f'{where}: prediction {list(jnp.shape(prediction))} and target '
-                     f'{list(jnp.shape(target))} differ in shape; make the decoder return the '
-                     "target's shape (e.g. add the channel axis)")
-
-
-def _check_floating(value: Array, what: str) -> None:
-  dtype = jnp.result_type(value)
-  if not jnp.issubdtype(dtype, jnp.floating):
-    raise ValueError(f'{what} has dtype {dtype}, expected floating point; convert it first, '
-                     'e.g. images.astype(np.float32) / 255 for [0, 1] pixels')
 
 
 def _check_latent_inputs(target: Array, z0: Array, num_steps: int) -> None:
@@ -77,15 +40,16 @@ def _check_latent_inputs(target: Array, z0: Array, num_steps: int) -> None:
   if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
     raise ValueError(f'num_steps must be a positive integer (gradient steps from z0), '
                      f'got {num_steps!r}')
-  if jnp.ndim(z0) != 2:
-    raise ValueError(f'z0 must be [batch, latent_dim], got shape {list(jnp.shape(z0))}')
-  if jnp.ndim(target) < 1 or jnp.shape(target)[0] != jnp.shape(z0)[0]:
+  if jnp.ndim(z0) not in (1, 2):
+    raise ValueError(f'z0 must be [batch, latent_dim] or [latent_dim], got shape '
+                     f'{list(jnp.shape(z0))}')
+  if jnp.ndim(target) < 1 or (jnp.ndim(z0) == 2 and jnp.shape(target)[0] != jnp.shape(z0)[0]):
     raise ValueError(f'z0 has {jnp.shape(z0)[0]} rows but target has shape '
                      f'{list(jnp.shape(target))}: give one starting latent per example, '
                      f'e.g. origin({jnp.shape(target)[0] if jnp.ndim(target) else "batch"}, '
-                     f'{jnp.shape(z0)[1]})')
-  _check_floating(z0, 'z0')
-  _check_floating(target, 'target')
+                     f'{jnp.shape(z0)[-1]})')
+  check_floating(z0, 'z0')
+  check_floating(target, 'target')
 
 
 def origin_latent(
@@ -99,7 +63,6 @@ def origin_latent(
     loss_scale: float = 1.0,
     start_from_z0: bool = True,
     detach: bool = False,
-    shared_z0: bool = False,
 ) -> Array:
   """Latents of `target` as gradient steps on the inner loss from `z0`.
 
@@ -115,24 +78,23 @@ def origin_latent(
       returns mu and log-variance); closes over the decoder's parameters.
     target: the data, `[batch, ...]`.
     z0: starting latents `[batch, latent_dim]`: zeros (the paper) or samples of
-      N(0, sigma^2) (App. C).
+      N(0, sigma^2) (App. C); or one start `[latent_dim]` shared by every
+      example (e.g. the origin), when `decode` maps each row on its own: the
+      first step then decodes it once for the whole batch and only the
+      backward pass to the latents runs per example. The same latents as
+      from `[batch, latent_dim]` copies, without a batch of identical forward
+      passes (and their share of the second-order backward pass).
     inner_loss: per-example data-fitting loss `(outputs, target) -> [batch]`.
     num_steps: number of gradient steps (Fig. 2b).
     step_size: multiplier of each gradient.
     loss_scale: multiplier of the inner loss. 1.0 sums over pixels; the
       official GON.py averages over batch and pixels, i.e. `1 / (batch * pixels)`
-      (gon_jax.encode.inner_loss_scale).
+      (gon_jax.losses.inner_loss_scale).
     start_from_z0: `z = z0 - grad` if True, else `z = -grad` for the first step
       (App. C compares both; identical when z0 = 0).
     detach: treat the latent as a constant in the outer gradient, so the
       decoder is never trained to make its own gradient a good encoding (the
       detached baseline of Fig. 2b).
-    shared_z0: every row of `z0` is the same (the origin) and `decode` maps
-      each row on its own: the first step decodes `z0` once for the whole
-      batch and only the backward pass to the latents runs per example. The
-      same latents, without a batch of identical forward passes (and their
-      share of the second-order backward pass).
-
   Returns:
     Latents `[batch, latent_dim]` of `z0`'s dtype, differentiable with
     respect to whatever `decode` closes over (unless `detach`).
@@ -148,10 +110,11 @@ def origin_latent(
   def summed_inner_loss(z: Array) -> Array:
     return loss_scale * jnp.sum(_per_example(inner_loss, decode(z), target))
 
-  z = z0
+  shared = jnp.ndim(z0) == 1
+  z = jnp.broadcast_to(z0, (jnp.shape(target)[0], z0.shape[0])) if shared else z0
   for step in range(num_steps):
-    if step == 0 and shared_z0:
-      gradient = _gradient_at_shared_z0(decode, target, z0, inner_loss, loss_scale)
+    if step == 0 and shared:
+      gradient = _gradient_at_shared_z0(decode, target, z0[None], inner_loss, loss_scale)
     else:
       gradient = jax.grad(summed_inner_loss)(z)
     z = (z if step > 0 or start_from_z0 else 0.0) - step_size * gradient
@@ -160,8 +123,8 @@ def origin_latent(
 
 def _gradient_at_shared_z0(decode: Decoder, target: Array, z0: Array,
                            inner_loss: PerExampleLoss, loss_scale: float) -> Array:
-  """`grad_z [loss_scale * sum_i L_inner(target_i, decode(z)_i)]` at `z = z0`, all rows equal."""
-  outputs, decode_vjp = jax.vjp(decode, z0[:1])
+  """`grad_z [loss_scale * sum_i L_inner(target_i, decode(z)_i)]` at every row `z = z0` `[1, latent_dim]`."""
+  outputs, decode_vjp = jax.vjp(decode, z0)
   batch = target.shape[0]
   outputs = jax.tree.map(lambda o: jnp.broadcast_to(o, (batch, *o.shape[1:])), outputs)
   output_grads = jax.grad(

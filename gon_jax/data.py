@@ -1,4 +1,5 @@
-"""Data: whole data sets held in host memory as numpy, and deterministic, resumable batches.
+"""Data: whole data sets held in host memory as numpy, deterministic, resumable training
+batches, and fixed-size batches of any array through a function (`in_batches`).
 
 Two sources: 'idx' reads the four IDX files of MNIST-like sets (no TensorFlow), downloading
 MNIST and Fashion-MNIST into a cache folder the first time (gon_jax.download); 'tfds' reads a
@@ -17,7 +18,9 @@ import threading
 import urllib.error
 from typing import Any, Callable, Iterator
 
+import jax
 import numpy as np
+import tqdm
 
 from gon_jax import download
 from gon_jax.errors import DataError
@@ -367,3 +370,31 @@ def prefetch(batches: Iterator[Any], put: Callable[[Any], Any], size: int = 2) -
   finally:  # the consumer stopped or ended: the thread ends before we return, so that
     done.set()  # it is not inside a JAX call when the interpreter exits
     thread.join()
+
+
+def in_batches(fn: Callable[[np.ndarray], tuple], inputs: np.ndarray,
+               batch_size: int, progress: str | None = None) -> tuple[np.ndarray, ...]:
+  """Applies `fn` to fixed-size batches of `inputs` and concatenates its outputs.
+
+  The last batch is padded with zeros, so a jitted `fn` compiles once.
+
+  Args:
+    fn: maps `[batch_size, ...]` to a tuple of arrays `[batch_size, ...]`.
+    inputs: `[n, ...]`.
+    batch_size: rows per call.
+    progress: if set, a progress bar on stderr with this description counts
+      the rows done (encoding a test set can take minutes).
+
+  Returns:
+    The tuple of `fn`'s outputs over all n rows, as host arrays.
+  """
+  parts = []
+  with tqdm.tqdm(total=len(inputs), desc=progress, disable=progress is None,
+                 dynamic_ncols=True, unit='image') as bar:
+    for start in range(0, len(inputs), batch_size):
+      chunk = np.asarray(inputs[start:start + batch_size])
+      padded = np.concatenate([chunk, np.zeros((batch_size - len(chunk), *chunk.shape[1:]),
+                                               chunk.dtype)])
+      parts.append([np.asarray(out)[:len(chunk)] for out in jax.device_get(fn(padded))])
+      bar.update(len(chunk))
+  return tuple(np.concatenate(outs) for outs in zip(*parts))

@@ -146,6 +146,18 @@ def _load_config(path: str) -> tuple[Any, str | None]:
     return None, ' '.join(f'config file {file} failed to load: {reason}'.split())
 
 
+# Keys that moved to config.performance (gon_jax.config) with the redesign of 2026-11.
+_MOVED_KEYS = {
+    'scan_chunk': 'performance.scan_chunk',
+    'remat': 'performance.remat',
+    'cpu_ynn_fusions': 'performance.cpu_ynn_fusions',
+    'gon.shared_origin': 'performance.shared_origin',
+    'model.conv_method': 'performance.conv_method',
+    'model.factorised': 'performance.factorised',
+    'model.fast_sine': 'performance.fast_sine',
+}
+
+
 def _unknown_key_message(argv: list[str], config_files: dict[str, str],
                          err: Exception) -> str | None:
   """Names the override with an unknown key, a close key, and the keys valid in its
@@ -166,6 +178,10 @@ def _unknown_key_message(argv: list[str], config_files: dict[str, str],
         return (f'unknown config key {key!r} in --{name}: '
                 f'{".".join([root, *path[:depth]])} is a value, not a group of keys')
       if key not in node.keys():
+        moved = _MOVED_KEYS.get('.'.join(path[:depth + 1]))
+        if moved:
+          return (f'config key {".".join(path[:depth + 1])} has moved: use '
+                  f'--{root}.{moved} (speed switches live in the performance section)')
         keys = sorted(node.keys())
         close = difflib.get_close_matches(key, keys, n=1)
         hint = f' (did you mean --{".".join([root, *path[:depth], close[0]])}?)' if close else ''

@@ -11,13 +11,13 @@ import ml_collections
 import numpy as np
 
 from gon_jax import checkpoints, data, generate, images
+from gon_jax.config import validate
 from gon_jax.core import origin
+from gon_jax.data import in_batches
 from gon_jax.errors import ConfigError
-from gon_jax.encode import Draws, model_variables, reconstruct
-from gon_jax.generate import in_batches, make_encoder
 from gon_jax.losses import bits_per_dim
 from gon_jax.metric_writer import MetricWriter
-from gon_jax.models import IMPLICIT_MODELS, VARIATIONAL_MODELS
+from gon_jax.objectives import Draws, Objective, model_variables
 from gon_jax.state import setup
 
 
@@ -25,8 +25,21 @@ from gon_jax.state import setup
 COUNTS = ('num_images', 'elbo_samples')
 
 
-def make_evaluator(model: nn.Module, config: ml_collections.ConfigDict
-                   ) -> Callable[..., tuple[dict, np.ndarray, np.ndarray]]:
+def make_encoder(objective: Objective) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+  """Builds `encode(variables, images, progress=None) -> (latents, reconstructions)`, from z0 = 0.
+
+  Args of the result: variables of the module; images `[n, height, width,
+  channels]`; progress, a progress bar's description as for `in_batches`.
+  Returns latents `[n, latent_dim]` and reconstructions like images.
+  BatchNorm uses running averages; batches of `config.eval_batch_size`.
+  """
+  encode_batch = jax.jit(objective.encode)
+  return lambda variables, images, progress=None: in_batches(
+      lambda batch: encode_batch(variables, batch), images, objective.config.eval_batch_size,
+      progress)
+
+
+def make_evaluator(objective: Objective) -> Callable[..., tuple[dict, np.ndarray, np.ndarray]]:
   """Builds `evaluate(variables, images, labels=None, progress=None) -> (metrics,
   reconstructions, latents)`.
 
@@ -41,8 +54,9 @@ def make_evaluator(model: nn.Module, config: ml_collections.ConfigDict
   classifier and labels `[n]`, `accuracy`; `num_images` (see `COUNTS`).
   `progress`: a progress bar's description for the encoding (`in_batches`).
   """
-  encode = make_encoder(model, config)
-  classify = jax.jit(lambda variables, z: model.apply(variables, z, method='classify'))
+  config = objective.config
+  encode = make_encoder(objective)
+  classify = jax.jit(lambda variables, z: objective.model.apply(variables, z, method='classify'))
 
   def evaluate(variables: dict, images: np.ndarray, labels: np.ndarray | None = None,
                progress: str | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
@@ -58,9 +72,9 @@ def make_evaluator(model: nn.Module, config: ml_collections.ConfigDict
       metrics['accuracy'] = float(np.mean(predicted == labels))
     return metrics, recon, latents
 
-  if config.model.name not in VARIATIONAL_MODELS:
+  if not objective.variational:
     return evaluate
-  elbo = make_elbo(model, config)
+  elbo = make_elbo(objective)
 
   def evaluate_variational(variables, images, labels=None, progress=None):
     metrics, recon, latents = evaluate(variables, images, labels, progress)
@@ -72,8 +86,7 @@ def make_evaluator(model: nn.Module, config: ml_collections.ConfigDict
   return evaluate_variational
 
 
-def make_elbo(model: nn.Module, config: ml_collections.ConfigDict
-              ) -> Callable[..., np.ndarray]:
+def make_elbo(objective: Objective) -> Callable[..., np.ndarray]:
   """Builds `elbo(variables, images, progress=None) -> negative ELBO [n]` in nats, for
   variational models (`progress` as for `in_batches`).
 
@@ -84,6 +97,7 @@ def make_elbo(model: nn.Module, config: ml_collections.ConfigDict
   bound is averaged over the samples. The KL weight is 1 whatever training
   used.
   """
+  config = objective.config
   m = config.model
 
   @jax.jit
@@ -94,9 +108,8 @@ def make_elbo(model: nn.Module, config: ml_collections.ConfigDict
       # As in training, both passes sample the stochastic layer; each inner
       # sample gives a Gaussian posterior, and so a valid bound.
       inner, outer = jax.random.normal(key, (2, *z0.shape))
-      _, _, nats, _ = reconstruct(model, variables, images, z0, config, False,
-                                  Draws(inner_noise=inner, outer_noise=outer))
-      return nats
+      return objective.reconstruct(variables, images, z0,
+                                   Draws(inner_noise=inner, outer_noise=outer)).losses
 
     keys = jax.random.split(jax.random.key(config.seed), config.elbo_samples)
     return (jnp.mean(jax.vmap(one_sample)(keys), axis=0),)
@@ -127,7 +140,7 @@ def load_data(config: ml_collections.ConfigDict
   return train_images, train_labels, test_images, test_labels
 
 
-def _write_grids(out: str, model: nn.Module, variables: dict, evaluator: Callable,
+def _write_grids(out: str, objective: Objective, variables: dict, evaluator: Callable,
                  config: ml_collections.ConfigDict, train_images: np.ndarray,
                  test_images: np.ndarray, recon: np.ndarray, latents: np.ndarray
                  ) -> dict[str, np.ndarray]:
@@ -138,24 +151,24 @@ def _write_grids(out: str, model: nn.Module, variables: dict, evaluator: Callabl
   path = generate.slerp(latents[:g], latents[g:2 * g], np.linspace(0, 1, g))
   grids['interpolation'] = images.save_grid(
       os.path.join(out, 'interpolation.png'),
-      [generate.decode(model, variables, np.asarray(path).reshape(g * g, -1), config)], g,
+      [generate.decode(objective, variables, np.asarray(path).reshape(g * g, -1))], g,
       titles=['interpolation (slerp)'])
   key = jax.random.key(config.seed)
-  if config.model.name in VARIATIONAL_MODELS:  # the prior N(0, I) of the stochastic layer
+  if objective.variational:  # the prior N(0, I) of the stochastic layer
     codes = np.asarray(jax.random.normal(key, (g * g, config.model.latent_dim)))
-    samples = generate.decode(model, variables, codes, config, method='generate')
+    samples = generate.decode(objective, variables, codes, method='generate')
     title = 'samples (prior)'
   else:  # a Gaussian fitted to training latents (App. D)
     _, _, train_latents = evaluator(variables, train_images[:config.num_fit_examples],
                                     progress='encoding training images for sampling')
     codes = generate.sample_gaussian(key, *generate.fit_gaussian(train_latents), g * g)
-    samples = generate.decode(model, variables, codes, config)
+    samples = generate.decode(objective, variables, codes)
     title = 'samples (Gaussian fit)'
   grids['samples'] = images.save_grid(os.path.join(out, 'samples.png'), [samples], g,
                                       titles=[title])
-  if config.model.name in IMPLICIT_MODELS:
+  if objective.spec.implicit:
     n, size = min(g * g, 16, len(test_images)), config.superres_size
-    high = generate.render(model, variables, latents[:n], size,
+    high = generate.render(objective.model, variables, latents[:n], size,
                            progress=f'rendering at {size}x{size}')
     grids['superres'] = images.save_grid(
         os.path.join(out, 'superres.png'),
@@ -192,23 +205,24 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
     FileNotFoundError: `workdir` holds no checkpoint (said before loading anything).
     ConfigError: the config does not fit the data or the checkpoint.
   """
+  validate(config)
   manager = checkpoints.manager(workdir, config, read_only=True)
   folder = os.path.join(workdir, 'checkpoints')
   if manager.latest_step() is None:
     raise FileNotFoundError(f'no checkpoint in {folder}; train first: train.py with the same '
                             '--config and --workdir')
   train_images, _, test_images, test_labels = load_data(config)
-  model, _, template = setup(config, len(train_images))
+  objective, _, template = setup(config, len(train_images))
   state, step = checkpoints.restore_latest(manager, template)
   variables = model_variables(state.params, state.batch_stats)
-  evaluator = make_evaluator(model, config)
+  evaluator = make_evaluator(objective)
   metrics, recon, latents = evaluator(variables, test_images, test_labels,
                                       progress='encoding test images')
   metrics['step'] = step
   out = os.path.join(workdir, 'eval')
   line = write_json(os.path.join(out, 'metrics.json'), metrics)
 
-  grids = _write_grids(out, model, variables, evaluator, config, train_images, test_images,
+  grids = _write_grids(out, objective, variables, evaluator, config, train_images, test_images,
                        recon, latents)
   if config.model.latent_dim == 2:
     images.save_scatter(os.path.join(out, 'latents.png'), latents, test_labels)

@@ -1,66 +1,14 @@
 """What a trained GON can do beyond reconstruction: encode, render at any
 resolution, interpolate, sample (the paper's Figs. 5, 6, 15 and App. D)."""
 
-from typing import Callable
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
-import tqdm
 
-from gon_jax.core import origin
-from gon_jax.encode import decoded_images, reconstruct
-from gon_jax.siren import grid
-
-
-def in_batches(fn: Callable[[np.ndarray], tuple], inputs: np.ndarray,
-               batch_size: int, progress: str | None = None) -> tuple[np.ndarray, ...]:
-  """Applies `fn` to fixed-size batches of `inputs` and concatenates its outputs.
-
-  The last batch is padded with zeros, so a jitted `fn` compiles once.
-
-  Args:
-    fn: maps `[batch_size, ...]` to a tuple of arrays `[batch_size, ...]`.
-    inputs: `[n, ...]`.
-    batch_size: rows per call.
-    progress: if set, a progress bar on stderr with this description counts
-      the rows done (encoding a test set can take minutes).
-
-  Returns:
-    The tuple of `fn`'s outputs over all n rows, as host arrays.
-  """
-  parts = []
-  with tqdm.tqdm(total=len(inputs), desc=progress, disable=progress is None,
-                 dynamic_ncols=True, unit='image') as bar:
-    for start in range(0, len(inputs), batch_size):
-      chunk = np.asarray(inputs[start:start + batch_size])
-      padded = np.concatenate([chunk, np.zeros((batch_size - len(chunk), *chunk.shape[1:]),
-                                               chunk.dtype)])
-      parts.append([np.asarray(out)[:len(chunk)] for out in jax.device_get(fn(padded))])
-      bar.update(len(chunk))
-  return tuple(np.concatenate(outs) for outs in zip(*parts))
-
-
-def make_encoder(model: nn.Module, config: ml_collections.ConfigDict
-                 ) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
-  """Builds `encode(variables, images, progress=None) -> (latents, reconstructions)`, from z0 = 0.
-
-  Args of the result: variables of the decoder; images `[n, height, width,
-  channels]`; progress, a progress bar's description as for `in_batches`.
-  Returns latents `[n, latent_dim]` and reconstructions like images.
-  BatchNorm uses running averages; batches of `config.eval_batch_size`.
-  """
-
-  @jax.jit
-  def encode_batch(variables, images):
-    z0 = origin(images.shape[0], config.model.latent_dim)
-    outputs, latents, _, _ = reconstruct(model, variables, images, z0, config, train=False)
-    return latents, decoded_images(config, outputs)
-
-  return lambda variables, images, progress=None: in_batches(
-      lambda batch: encode_batch(variables, batch), images, config.eval_batch_size, progress)
+from gon_jax.coordinates import grid
+from gon_jax.data import in_batches
+from gon_jax.objectives import Objective
 
 
 def render(model: nn.Module, variables: dict, latents: np.ndarray, size: int,
@@ -78,17 +26,17 @@ def render(model: nn.Module, variables: dict, latents: np.ndarray, size: int,
   return pixels.reshape(len(latents), size, size, -1)
 
 
-def decode(model: nn.Module, variables: dict, latents: np.ndarray,
-           config: ml_collections.ConfigDict, method: str | None = None,
-           batch_size: int = 256) -> np.ndarray:
+def decode(objective: Objective, variables: dict, latents: np.ndarray,
+           method: str | None = None, batch_size: int = 256) -> np.ndarray:
   """Decodes latents at the training resolution: `[n, height, width, channels]`.
 
   `method='generate'` decodes codes of a variational model's prior instead.
   """
+  model = objective.model
   if method is not None:
     apply = jax.jit(lambda z: (model.apply(variables, z, True, method=method),))
   else:
-    apply = jax.jit(lambda z: (decoded_images(config, model.apply(variables, z, True)),))
+    apply = jax.jit(lambda z: (objective.images(model.apply(variables, z, True)),))
   return in_batches(apply, latents, batch_size)[0]
 
 

@@ -1,4 +1,5 @@
-"""GLO (Bojanowski et al., 2018), the multi-step baseline of Table 1.
+"""GLO (Bojanowski et al., 2018), the multi-step baseline of Table 1: its latent
+table (an optax-style init/update pair) and the fitting of test latents.
 
 Every training image owns a latent, a row of a table optimised jointly with
 the decoder; a batch's loss moves only its rows, each with its own Adam
@@ -8,32 +9,66 @@ frozen decoder. As in the paper's comparison, latents are not projected onto
 a sphere.
 """
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from gon_jax.core import PerExampleLoss
+from gon_jax.errors import ConfigError
+from gon_jax.losses import PerExampleLoss
 
 _B1, _B2, _EPS = 0.9, 0.999, 1e-8  # Adam's defaults
 
 
-def init_latent_table(key: jax.Array, num_examples: int, latent_dim: int,
-                      sigma: float) -> dict:
-  """The table and its Adam state.
+class LatentTable(NamedTuple):
+  """Per-example latents learnt with the decoder, as an optax-style pair of
+  pure functions over a state pytree (the train state's `latents`).
 
-  Returns:
-    `{'table': [num_examples, latent_dim] ~ N(0, sigma^2), 'mu', 'nu': zeros
-    like it, 'count': [num_examples] int32 zeros}`.
+  init(key, num_examples) -> state.
+  lookup(state, index [n]) -> the rows `[n, latent_dim]` of a batch, or None
+    (no table: the latents come from elsewhere).
+  update(state, index [n], row_grads [n, latent_dim], axis_name) -> state:
+    one optimiser step on the rows (over a pmap axis, every device's rows).
   """
-  table = sigma * jax.random.normal(key, (num_examples, latent_dim), jnp.float32)
-  return {'table': table, 'mu': jnp.zeros_like(table), 'nu': jnp.zeros_like(table),
-          'count': jnp.zeros((num_examples,), jnp.int32)}
+  init: Callable[[jax.Array, int], dict]
+  lookup: Callable[[dict, jax.Array], jax.Array | None]
+  update: Callable[[dict, jax.Array, jax.Array | None, str | None], dict]
 
 
-def sparse_adam_update(latents: dict, rows: jax.Array, grads: jax.Array,
-                       learning_rate: float) -> dict:
+NO_TABLE = LatentTable(init=lambda key, num_examples: {},
+                       lookup=lambda state, index: None,
+                       update=lambda state, index, row_grads, axis_name: state)
+
+
+def lazy_adam_table(latent_dim: int, init_sigma: float, learning_rate: float) -> LatentTable:
+  """GLO's table: rows ~ N(0, init_sigma^2), each row with its own Adam moments
+  and step count; a step moves only the batch's rows ("lazy" Adam).
+
+  The state is `{'table': [num_examples, latent_dim], 'mu', 'nu': like it,
+  'count': [num_examples] int32}`.
+  """
+
+  def init(key: jax.Array, num_examples: int) -> dict:
+    if num_examples <= 0:
+      raise ConfigError('a latent table (model glo) needs the number of training examples')
+    table = init_sigma * jax.random.normal(key, (num_examples, latent_dim), jnp.float32)
+    return {'table': table, 'mu': jnp.zeros_like(table), 'nu': jnp.zeros_like(table),
+            'count': jnp.zeros((num_examples,), jnp.int32)}
+
+  def update(state: dict, index: jax.Array, row_grads: jax.Array,
+             axis_name: str | None) -> dict:
+    if axis_name is not None:  # every device applies every device's rows: the tables stay equal
+      devices = jax.lax.psum(1, axis_name)
+      index = jax.lax.all_gather(index, axis_name).reshape(-1)
+      row_grads = jax.lax.all_gather(row_grads, axis_name).reshape(-1, latent_dim) / devices
+    return _sparse_adam_update(state, index, row_grads, learning_rate)
+
+  return LatentTable(init, lambda state, index: state['table'][index], update)
+
+
+def _sparse_adam_update(latents: dict, rows: jax.Array, grads: jax.Array,
+                        learning_rate: float) -> dict:
   """One Adam step on the rows `rows` `[n]` (distinct) with gradients `grads` `[n, latent_dim]`.
 
   Other rows, and their moments and counts, are unchanged.

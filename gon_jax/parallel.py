@@ -19,10 +19,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from gon_jax.models import ConfigError
-
 AXIS = 'batch'
-PARALLEL_MODES = ('jit', 'pmap')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,18 +83,7 @@ def _local_stack() -> NamedSharding:
   return NamedSharding(Mesh(np.array(jax.local_devices()), (AXIS,)), PartitionSpec(AXIS))
 
 
-def make_placement(mode: str, global_batch_size: int) -> Placement:
-  """Checks that the batch divides over the devices and builds the placement.
-
-  Raises:
-    ConfigError: unknown mode, or a batch that does not divide evenly.
-  """
-  if mode not in PARALLEL_MODES:
-    raise ConfigError(f'unknown parallel mode {mode!r}; valid: {", ".join(PARALLEL_MODES)}')
-  devices = jax.device_count()
-  if global_batch_size % devices:
-    raise ConfigError(f'batch_size {global_batch_size} does not divide over '
-                      f'{devices} devices; use a multiple of {devices}')
+def make_placement(mode: str) -> Placement:
+  """The placement of `mode` ('jit' or 'pmap', gon_jax.config.validate checks it) over every
+  device."""
   return Placement(mode, Mesh(np.array(jax.devices()), (AXIS,)))
-
-

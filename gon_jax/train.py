@@ -6,9 +6,8 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -18,12 +17,11 @@ import tqdm
 from jax.experimental import multihost_utils
 
 from gon_jax import checkpoints, data, evaluate, images
-from gon_jax.core import origin
+from gon_jax.config import validate
 from gon_jax.errors import RunStopped
-from gon_jax.encode import draw, kl_weight, model_variables, reconstruct
-from gon_jax.glo import sparse_adam_update
 from gon_jax.metric_writer import MetricWriter
-from gon_jax.models import LATENT_TABLE_MODELS, ConfigError, get_model
+from gon_jax.models import make_objective
+from gon_jax.objectives import Objective, model_variables
 from gon_jax.parallel import Placement, make_placement
 from gon_jax.state import TrainState, setup
 
@@ -44,84 +42,36 @@ def example_keys(seed: int, step: jax.Array, local_batch: int,
   return jax.vmap(lambda i: jax.random.fold_in(step_key, i))(first + jnp.arange(local_batch))
 
 
-def train_step(state: TrainState, batch: dict, *, model: nn.Module,
-               tx: optax.GradientTransformation,
-               config: ml_collections.ConfigDict,
+def train_step(state: TrainState, batch: dict, *, objective: Objective,
+               tx: optax.GradientTransformation, config: ml_collections.ConfigDict,
                axis_name: str | None = None) -> tuple[TrainState, dict]:
-  """One optimiser step on the outer loss, differentiated through the latents.
+  """One optimiser step on the objective's loss, differentiated through the latents.
 
   Args:
     state: current train state.
     batch: this device's share of the global batch: `{'image': [batch,
       height, width, channels], 'label': [batch], 'index': [batch]}` (labels
-      for the classifier, indices into GLO's latent table).
-    model, tx, config: bound with functools.partial before compiling.
+      for the classifier, indices into a latent table).
+    objective, tx, config: bound with functools.partial before compiling.
     axis_name: the pmap axis to average gradients over, or None under jit.
 
   Returns:
-    `(new state, metrics)`, means over the batch: 'reconstruction', the outer
-    loss per image (summed squared error, or the negative ELBO in nats for
-    variational models); 'loss', what is minimised (with a classifier also
-    'cross_entropy' and 'accuracy').
+    `(new state, metrics)`: the objective's metrics (means over the batch),
+    'grad_norm', and 'nonfinite' and 'skipped_steps' of the finite guard.
   """
-  x = batch['image']
-  batch_size = x.shape[0]
-  keys = jax.vmap(lambda key: jax.random.split(key))(
-      example_keys(config.seed, state.step, batch_size, axis_name))
-  z0 = origin(batch_size, config.model.latent_dim, config.gon.z0_sigma, keys[:, 0])
-  draws = draw(config, keys[:, 1], x.shape[1] * x.shape[2])
-  beta = kl_weight(config, state.step)
-  glo = config.model.name in LATENT_TABLE_MODELS
-  rows = state.latents['table'][batch['index']] if glo else None
-  classifier = config.classifier
-
-  def mean_loss(params, rows, x, z0, draws, labels):
-    variables = model_variables(params, state.batch_stats)
-    _, latents, losses, batch_stats = reconstruct(model, variables, x, z0, config, True, draws,
-                                                  beta, latents=rows)
-    metrics = {'reconstruction': jnp.sum(losses) / batch_size}
-    loss = metrics['reconstruction']
-    if classifier.num_classes:
-      logits = model.apply(variables, latents, method='classify')
-      metrics['cross_entropy'] = jnp.sum(
-          optax.softmax_cross_entropy_with_integer_labels(logits, labels)) / batch_size
-      metrics['accuracy'] = jnp.sum(jnp.argmax(logits, -1) == labels) / batch_size
-      loss = (classifier.reconstruction_weight * loss
-              + classifier.classification_weight * metrics['cross_entropy'])
-    metrics['loss'] = loss
-    return loss, (batch_stats, metrics)
-
-  loss_and_grads = jax.value_and_grad(mean_loss, argnums=(0, 1), has_aux=True)
-  inputs = (rows, x, z0, draws, batch['label'])
-  if not config.scan_chunk:
-    (_, (batch_stats, metrics)), (grads, row_grads) = loss_and_grads(state.params, *inputs)
-  else:
-    # Examples are independent (no batch statistics), so the batch can be
-    # processed a few examples at a time, summing gradients: each chunk's
-    # activations stay in cache, which on CPU is worth more than large matmuls.
-    chunks = jax.tree.map(lambda a: a.reshape(-1, config.scan_chunk, *a.shape[1:]), inputs)
-
-    def add_chunk(total, chunk):
-      (_, (_, chunk_metrics)), (chunk_grads, chunk_row_grads) = loss_and_grads(
-          state.params, *chunk)
-      return jax.tree.map(jnp.add, total, (chunk_metrics, chunk_grads)), chunk_row_grads
-
-    metric_shapes = jax.eval_shape(lambda c: mean_loss(state.params, *c)[1][1],
-                                   jax.tree.map(lambda a: a[0], chunks))
-    zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), (metric_shapes, state.params))
-    (metrics, grads), row_grads = jax.lax.scan(add_chunk, zeros, chunks)
-    row_grads = None if row_grads is None else row_grads.reshape(-1, row_grads.shape[-1])
-    batch_stats = state.batch_stats
-  index = batch['index']
+  batch_size = batch['image'].shape[0]
+  keys = example_keys(config.seed, state.step, batch_size, axis_name)
+  table = objective.latent_table
+  rows = table.lookup(state.latents, batch['index'])
+  loss_fn = functools.partial(objective.loss, batch_stats=state.batch_stats, step=state.step,
+                              mean_over=batch_size)
+  (metrics, batch_stats), (grads, row_grads) = _gradients(
+      loss_fn, state.params, rows, (batch, keys), config.performance.scan_chunk)
   if axis_name is not None:
     grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
-    if glo:  # every device applies every device's rows, so the tables stay equal
-      devices = jax.lax.psum(1, axis_name)
-      index = jax.lax.all_gather(index, axis_name).reshape(-1)
-      row_grads = jax.lax.all_gather(row_grads, axis_name).reshape(-1, rows.shape[-1]) / devices
+  batch_stats = state.batch_stats if batch_stats is None else batch_stats
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  latents = (sparse_adam_update(state.latents, index, row_grads, config.glo.learning_rate)
-             if glo else state.latents)
+  latents = table.update(state.latents, batch['index'], row_grads, axis_name)
   metrics['grad_norm'] = optax.tree.norm(grads)
   # A step whose loss or gradient is not finite changes nothing but the step
   # count (the data moves on), so the state stays usable and checkpointable;
@@ -137,11 +87,41 @@ def train_step(state: TrainState, batch: dict, *, model: nn.Module,
   return new_state, metrics
 
 
+def _gradients(loss_fn: Callable, params: Any, rows: Any, examples: Any,
+               chunk: int) -> tuple[tuple[dict, Any], tuple[Any, Any]]:
+  """`((metrics, batch_stats), (grads, row_grads))` of `loss_fn(params, rows, *examples)`.
+
+  `chunk` > 0 (performance.scan_chunk) processes the batch `chunk` examples
+  at a time, summing metrics and gradients: the same numbers when examples
+  are independent (no batch statistics: batch_stats come back as None, for
+  unchanged), and on CPU each chunk's activations stay in cache, which is worth
+  more than large matrix products. `examples` and `rows` have a leading batch axis.
+  """
+  loss_and_grads = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)
+  if not chunk:
+    (_, aux), grads = loss_and_grads(params, rows, *examples)
+    return aux, grads
+  chunks = jax.tree.map(lambda a: a.reshape(-1, chunk, *a.shape[1:]), (rows, examples))
+
+  def add_chunk(total, chunk_inputs):
+    chunk_rows, chunk_examples = chunk_inputs
+    (_, (chunk_metrics, _)), (chunk_grads, chunk_row_grads) = loss_and_grads(
+        params, chunk_rows, *chunk_examples)
+    return jax.tree.map(jnp.add, total, (chunk_metrics, chunk_grads)), chunk_row_grads
+
+  first = jax.tree.map(lambda a: a[0], chunks)
+  metric_shapes = jax.eval_shape(lambda c: loss_fn(params, c[0], *c[1])[1][0], first)
+  zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), (metric_shapes, params))
+  (metrics, grads), row_grads = jax.lax.scan(add_chunk, zeros, chunks)
+  row_grads = jax.tree.map(lambda g: g.reshape(-1, *g.shape[2:]), row_grads)
+  return (metrics, None), (grads, row_grads)
+
+
 def compile_train_step(config: ml_collections.ConfigDict, placement: Placement,
                        tx: optax.GradientTransformation) -> Callable:
-  """`train_step` bound to the config's model and compiled for `placement`."""
+  """`train_step` bound to the config's objective and compiled for `placement`."""
   return placement.compile(functools.partial(
-      train_step, model=get_model(config, axis_name=placement.axis_name), tx=tx,
+      train_step, objective=make_objective(config, axis_name=placement.axis_name), tx=tx,
       config=config, axis_name=placement.axis_name), compiler_options(config))
 
 
@@ -152,14 +132,11 @@ def compiler_options(config: ml_collections.ConfigDict) -> dict | None:
   YNNPACK as fused library calls. For GON steps, whose layers are narrow
   (16 to 64 channels), XLA's own loops and Eigen's matrix products are
   faster: about 1.5x for conv_mnist on a 2-core CPU, the same for
-  siren_mnist (README "Performance").
+  siren_mnist (README "Performance"; `performance.cpu_ynn_fusions`).
   """
-  if jax.default_backend() != 'cpu' or config.cpu_ynn_fusions:
+  if jax.default_backend() != 'cpu' or config.performance.cpu_ynn_fusions:
     return None
   return {'xla_cpu_experimental_ynn_fusion_type': ''}
-
-
-NONFINITE_POLICIES = ('stop', 'skip')
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
@@ -175,22 +152,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     The final train state on the host.
 
   Raises:
+    ConfigError, DataError: the config or the data cannot work.
     RunStopped: SIGTERM or SIGINT arrived (a checkpoint of the current step
       was saved first), or a step was not finite under `nonfinite='stop'`
       (nothing saved after the last checkpoint).
   """
-  placement = make_placement(config.parallel, config.batch_size)
-  if config.scan_chunk and (config.batch_size // jax.device_count()) % config.scan_chunk:
-    raise ConfigError(f'scan_chunk {config.scan_chunk} does not divide the batch of each '
-                      f'device ({config.batch_size // jax.device_count()})')
-  if config.nonfinite not in NONFINITE_POLICIES:
-    raise ConfigError(f'unknown nonfinite {config.nonfinite!r}; '
-                      f'valid: {", ".join(NONFINITE_POLICIES)}')
+  validate(config)
+  placement = make_placement(config.parallel)
   train_images, train_labels, test_images, test_labels = evaluate.load_data(config)
   if config.train_eval_examples > 0:
     test_images = test_images[:config.train_eval_examples]
     test_labels = test_labels[:config.train_eval_examples]
-  model, tx, state = setup(config, len(train_images))
+  objective, tx, state = setup(config, len(train_images))
 
   manager = checkpoints.manager(workdir, config)
   state, start_step = checkpoints.restore_latest(manager, state)
@@ -201,94 +174,120 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             f'{os.path.join(workdir, "checkpoints")} has reached num_steps '
             f'({config.num_steps}); raise --config.num_steps to train on', file=sys.stderr)
     return state
-  writer = MetricWriter(workdir) if is_main else None
-
-  step_fn = compile_train_step(config, placement, tx)
-  device_state = placement.put_state(state)
-  evaluator = evaluate.make_evaluator(model, config)
+  run = _Run(config, workdir, placement, manager, evaluate.make_evaluator(objective),
+             test_images, test_labels, is_main)
   batches = data.prefetch(data.train_batches(
       train_images, train_labels, config.batch_size, config.seed, start_step,
       jax.process_index(), jax.process_count()), placement.put_batch)
-
-  progress = None
   try:
-    with StopSignals() as signals:
-      # The first step, which compiles, runs before the progress bar starts
-      # its clock: timed by the bar, compilation would make its ETA hours long.
-      device_state, metrics, compile_seconds = _first_step(step_fn, device_state, next(batches),
-                                                           is_main)
-      progress = _progress_bar(start_step + 1, config.num_steps, is_main)
-      loop_start = last_time = time.perf_counter()
-      last_step, eval_seconds, results = start_step + 1, 0.0, None
-      previous = None  # (step, metrics) of the step before, checked once the next one is queued
-      postfix = {}
-      for step in range(start_step + 1, config.num_steps + 1):
-        if step > start_step + 1:
-          device_state, metrics = step_fn(device_state, next(batches))
-          progress.update(1)
-        if previous and config.nonfinite == 'stop':
-          _check_finite(*previous, placement, manager)
-        previous = (step, metrics)
-        if step % config.log_every == 0 or step == config.num_steps:
-          scalars = {f'train/{k}': float(v) for k, v in placement.get(metrics).items()}
-          postfix = dict(loss=f"{scalars['train/loss']:.3f}")
-          if step > last_step:  # the first step's time was compilation: no rate
-            now = time.perf_counter()
-            scalars['train/steps_per_second'] = (step - last_step) / (now - last_time)
-            last_time, last_step = now, step
-            postfix['steps_per_s'] = f"{scalars['train/steps_per_second']:.2f}"
-          progress.set_postfix(postfix)
-          if writer:
-            writer.write(step, scalars)
-        if step % config.eval_every == 0 or step == config.num_steps:
-          eval_start = time.perf_counter()
-          if is_main:
-            # The bar stands still meanwhile (minutes for a large test set): say why.
-            progress.set_postfix_str(f'evaluating {len(test_images)} test images', refresh=True)
-            results = _evaluate_and_log(step, placement.get(device_state), evaluator,
-                                        test_images, test_labels, writer, workdir,
-                                        config.grid_size)
-            progress.set_postfix(postfix)
-          last_time = time.perf_counter()  # steps/s counts training only
-          eval_seconds += last_time - eval_start
-        signal_name = signals.received()
-        if step % config.checkpoint_every == 0 or step == config.num_steps or signal_name:
-          if config.nonfinite == 'stop':  # never save a step that was not finite
-            _check_finite(step, metrics, placement, manager)
-            previous = None  # checked
-          checkpoints.save(manager, step, placement.get(device_state))
-        if signal_name and step < config.num_steps:
-          manager.wait_until_finished()
-          raise RunStopped(f'{signal_name} at step {step}: saved a checkpoint; run the same '
-                           f'command to resume', 128 + getattr(signal, signal_name))
-    manager.wait_until_finished()
-    train_seconds = time.perf_counter() - loop_start - eval_seconds
+    device_state = run.loop(compile_train_step(config, placement, tx),
+                            placement.put_state(state), batches, start_step)
   finally:
     batches.close()
-    if progress is not None:
-      progress.close()
-    if writer:
-      writer.close()
+    run.close()
   if is_main:
-    print(_summary(config.num_steps - start_step, start_step, train_seconds, compile_seconds,
-                   eval_seconds, results,
-                   os.path.join(workdir, 'checkpoints', str(config.num_steps))),
-          file=sys.stderr, flush=True)
+    print(run.summary(start_step), file=sys.stderr, flush=True)
   return placement.get(device_state)
 
 
-def _evaluate_and_log(step: int, state: TrainState, evaluator: Callable,
-                      test_images: np.ndarray, test_labels: np.ndarray,
-                      writer: MetricWriter, workdir: str, grid_size: int) -> dict:
-  """Evaluates `state` on the test images; logs the metrics and the reconstruction grid."""
-  results, recon, _ = evaluator(model_variables(state.params, state.batch_stats),
-                                test_images, test_labels)
-  writer.write(step, {f'test/{k}': v for k, v in results.items() if k not in evaluate.COUNTS})
-  grid = images.save_reconstructions(
-      os.path.join(workdir, 'images', f'reconstructions_{step:07d}.png'),
-      test_images, recon, grid_size)
-  writer.write_image(step, 'test/reconstructions', grid)
-  return results
+class _Run:
+  """The training loop of `train_and_evaluate`: steps, logs, evaluations, checkpoints."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str, placement: Placement,
+               manager: Any, evaluator: Callable, test_images: np.ndarray,
+               test_labels: np.ndarray, is_main: bool):
+    self.config, self.workdir, self.placement, self.manager = config, workdir, placement, manager
+    self.evaluator, self.test_images, self.test_labels = evaluator, test_images, test_labels
+    self.is_main = is_main
+    self.writer = MetricWriter(workdir) if is_main else None
+    self.progress = None
+    self.compile_seconds = self.train_seconds = self.eval_seconds = 0.0
+    self.results = None  # of the last evaluation
+    self._postfix = {}
+    self._last_time, self._last_step = 0.0, 0
+
+  def loop(self, step_fn: Callable, device_state: Any, batches: Iterator, start_step: int) -> Any:
+    """Trains from `start_step` to `num_steps`; returns the device state."""
+    config, placement = self.config, self.placement
+    with StopSignals() as signals:
+      # The first step, which compiles, runs before the progress bar starts
+      # its clock: timed by the bar, compilation would make its ETA hours long.
+      device_state, metrics, self.compile_seconds = _first_step(
+          step_fn, device_state, next(batches), self.is_main)
+      self.progress = _progress_bar(start_step + 1, config.num_steps, self.is_main)
+      loop_start = self._last_time = time.perf_counter()
+      self._last_step = start_step + 1
+      previous = None  # (step, metrics) of the step before, checked once the next one is queued
+      for step in range(start_step + 1, config.num_steps + 1):
+        if step > start_step + 1:
+          device_state, metrics = step_fn(device_state, next(batches))
+          self.progress.update(1)
+        if previous and config.nonfinite == 'stop':
+          _check_finite(*previous, placement, self.manager)
+        previous = (step, metrics)
+        last = step == config.num_steps
+        if step % config.log_every == 0 or last:
+          self._log(step, metrics)
+        if step % config.eval_every == 0 or last:
+          self._evaluate(step, device_state)
+        signal_name = signals.received()
+        if step % config.checkpoint_every == 0 or last or signal_name:
+          if config.nonfinite == 'stop':  # never save a step that was not finite
+            _check_finite(step, metrics, placement, self.manager)
+            previous = None  # checked
+          checkpoints.save(self.manager, step, placement.get(device_state))
+        if signal_name and not last:
+          self.manager.wait_until_finished()
+          raise RunStopped(f'{signal_name} at step {step}: saved a checkpoint; run the same '
+                           f'command to resume', 128 + getattr(signal, signal_name))
+    self.manager.wait_until_finished()
+    self.train_seconds = time.perf_counter() - loop_start - self.eval_seconds
+    return device_state
+
+  def _log(self, step: int, metrics: dict) -> None:
+    scalars = {f'train/{k}': float(v) for k, v in self.placement.get(metrics).items()}
+    self._postfix = dict(loss=f"{scalars['train/loss']:.3f}")
+    if step > self._last_step:  # the first step's time was compilation: no rate
+      now = time.perf_counter()
+      scalars['train/steps_per_second'] = (step - self._last_step) / (now - self._last_time)
+      self._last_time, self._last_step = now, step
+      self._postfix['steps_per_s'] = f"{scalars['train/steps_per_second']:.2f}"
+    self.progress.set_postfix(self._postfix)
+    if self.writer:
+      self.writer.write(step, scalars)
+
+  def _evaluate(self, step: int, device_state: Any) -> None:
+    """Evaluates on the test images (process 0); logs the metrics and the reconstruction grid."""
+    start = time.perf_counter()
+    if self.is_main:
+      # The bar stands still meanwhile (minutes for a large test set): say why.
+      self.progress.set_postfix_str(f'evaluating {len(self.test_images)} test images',
+                                    refresh=True)
+      state = self.placement.get(device_state)
+      self.results, recon, _ = self.evaluator(model_variables(state.params, state.batch_stats),
+                                              self.test_images, self.test_labels)
+      self.writer.write(step, {f'test/{k}': v for k, v in self.results.items()
+                               if k not in evaluate.COUNTS})
+      grid = images.save_reconstructions(
+          os.path.join(self.workdir, 'images', f'reconstructions_{step:07d}.png'),
+          self.test_images, recon, self.config.grid_size)
+      self.writer.write_image(step, 'test/reconstructions', grid)
+      self.progress.set_postfix(self._postfix)
+    self._last_time = time.perf_counter()  # steps/s counts training only
+    self.eval_seconds += self._last_time - start
+
+  def close(self) -> None:
+    if self.progress is not None:
+      self.progress.close()
+    if self.writer:
+      self.writer.close()
+
+  def summary(self, start_step: int) -> str:
+    """The line that ends a run: its speed, the last evaluation and where the checkpoint is."""
+    config = self.config
+    return _summary(config.num_steps - start_step, start_step, self.train_seconds,
+                    self.compile_seconds, self.eval_seconds, self.results,
+                    os.path.join(self.workdir, 'checkpoints', str(config.num_steps)))
 
 
 def _first_step(step_fn: Callable, state: Any, batch: Any,

@@ -11,24 +11,12 @@ from typing import Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
-
-def grid(height: int, width: int | None = None) -> np.ndarray:
-  """Pixel-centre coordinates of a `height x width` image in [-1, 1]^2.
-
-  The one definition of coordinates for every resolution: row-major, `[y, x]`,
-  the first and last pixel centres at -1 and +1 (as `torch.linspace(-1, 1, n)`
-  in the official code), so that a 256x256 grid covers the same square as the
-  28x28 one it super-resolves.
-
-  Returns:
-    `[height * width, 2]` float32.
-  """
-  width = height if width is None else width
-  ys, xs = np.meshgrid(np.linspace(-1, 1, height, dtype=np.float32),
-                       np.linspace(-1, 1, width, dtype=np.float32), indexing='ij')
-  return np.stack([ys, xs], axis=-1).reshape(-1, 2)
+from gon_jax import objectives
+from gon_jax.coordinates import grid
+from gon_jax.models.spec import ModelSpec
 
 
 # sin and cos from one range reduction: x = k pi + r with |r| <= pi/2 (pi split
@@ -159,3 +147,35 @@ class SirenDecoder(nn.Module):
     if on_grid:
       return h.reshape(z.shape[0], self.image_size, self.image_size, self.channels)
     return h
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """The model section of the official Implicit-GON.py: 4 sine layers of 256, w0 = 30."""
+  return ml_collections.ConfigDict(dict(name='siren', latent_dim=32, widths=(256, 256, 256, 256),
+                                        channels=1, w0=30.0))
+
+
+def build(config: ml_collections.ConfigDict, axis_name: str | None) -> SirenDecoder:
+  del axis_name  # no batch statistics
+  m, p = config.model, config.performance
+  return SirenDecoder(latent_dim=m.latent_dim, widths=tuple(m.widths), channels=m.channels,
+                      image_size=config.data.image_size, w0=m.w0, factorised=p.factorised,
+                      fast_sine=p.fast_sine)
+
+
+def forward_flops(config: ml_collections.ConfigDict, batch_size: int, points: int = 0) -> int:
+  """Multiply-add FLOPs of one forward pass at `points` coordinates per image (0: all)."""
+  m, size = config.model, config.data.image_size
+  pixels = points or size * size
+  widths = (*m.widths, m.channels)
+  first = 2 * pixels * 2 * widths[0] + batch_size * 2 * m.latent_dim * widths[0]
+  if not config.performance.factorised:
+    first = batch_size * pixels * 2 * (2 + m.latent_dim) * widths[0]
+  rest = sum(2 * pixels * a * b for a, b in zip(widths[:-1], widths[1:]))
+  return first + batch_size * rest
+
+
+SIREN = ModelSpec(objective=objectives.GON, build=build, default_config=default_config,
+                  forward_flops=forward_flops, implicit=True, classifiable=True,
+                  # Implicit-GON.py's inner loss averages over the batch and the channels.
+                  official_average=lambda config: config.model.channels)

@@ -1,0 +1,162 @@
+"""The config: every default (`base_config`) and the one check of it (`validate`).
+
+configs/*.py start from `base_config(model_name)` and set their recipe; every
+entry point (train.py, eval.py, compare, bench) calls `validate` once, before
+it loads data or writes anything. Speed switches live in `config.performance`:
+each computes the same function as its plain setting (README "Performance").
+"""
+
+import jax
+import ml_collections
+
+from gon_jax import losses, models
+from gon_jax.errors import ConfigError
+
+NONFINITE_POLICIES = ('stop', 'skip')
+PARALLEL_MODES = ('jit', 'pmap')
+DATA_SOURCES = ('idx', 'tfds')
+
+
+def base_config(model_name: str = 'conv') -> ml_collections.ConfigDict:
+  """Every default; `config.model` is the registered model's own section."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.batch_size = 64  # global, over all devices and processes
+  config.num_steps = 1000
+  config.learning_rate = 1e-4
+  config.grad_clip_norm = 0.0  # clip gradients to this global norm; 0: off
+  # A step with a non-finite loss or gradient norm changes nothing; then
+  # 'stop': end the run with an error (the last checkpoint is kept), or
+  # 'skip': go on, counting such steps (train/skipped_steps).
+  config.nonfinite = 'stop'
+  # 'jit': jax.jit over a NamedSharding data mesh; 'pmap': jax.pmap over local devices.
+  config.parallel = 'jit'
+
+  config.model = models.get_spec(model_name).default_config()
+
+  config.data = ml_collections.ConfigDict()
+  # 'idx': the four IDX files of an MNIST-like set in a folder; 'tfds': a TFDS data set.
+  config.data.source = 'idx'
+  config.data.name = 'mnist'
+  # idx: the folder with the IDX files; '' = the cache folder, $XDG_CACHE_HOME/gon_jax/<name>
+  # or ~/.cache/gon_jax/<name>. tfds: its data_dir; '' = tfds's default.
+  config.data.dir = ''
+  config.data.image_size = 32
+  # May the data arrive by itself? idx: mnist and fashion_mnist are downloaded (checksummed)
+  # into a folder holding no IDX files; tfds: tfds may download and prepare the set.
+  config.data.download = True
+  config.data.mirror = ''  # idx: a base URL holding the IDX .gz files; '' = the usual mirrors
+
+  config.gon = ml_collections.ConfigDict()
+  config.gon.num_steps = 1  # latent gradient steps
+  config.gon.step_size = 1.0
+  config.gon.detach = False
+  config.gon.z0_sigma = 0.0  # z0 ~ N(0, sigma^2) in training; the origin at evaluation
+  config.gon.start_from_z0 = True  # z = z0 - grad (True) or z = -grad
+  # Inner loss per example: 'sum' over pixels, 'mean' over pixels, or
+  # 'official' (the official scripts' averages over the batch: latents then
+  # shrink with 1 / batch_size).
+  config.gon.inner_reduction = 'sum'
+  # Implicit models: losses on this many random pixels per image and step
+  # (Monte Carlo estimates); 0 for every pixel.
+  config.gon.inner_points = 0
+  config.gon.outer_points = 0
+  # What the inner loss observes: 'all', 'lowres:K' (every K-th row and
+  # column), 'hole:S' (all but a centred SxS square). The outer loss sees all.
+  config.gon.observe = 'all'
+
+  # A linear softmax classifier on the latents (Eq. 13): num_classes > 0 adds
+  # it to GON models; the training loss is reconstruction_weight times the
+  # reconstruction loss plus classification_weight times the cross-entropy.
+  config.classifier = ml_collections.ConfigDict()
+  config.classifier.num_classes = 0
+  config.classifier.reconstruction_weight = 1.0
+  config.classifier.classification_weight = 1.0
+
+  # Model 'glo' only: the latent table's initial scale and Adam learning rate,
+  # and the Adam steps and learning rate that fit the latents of unseen images.
+  config.glo = ml_collections.ConfigDict()
+  config.glo.init_sigma = 1.0
+  config.glo.learning_rate = 1e-2
+  config.glo.test_steps = 25
+  config.glo.test_learning_rate = 0.1
+
+  # Speed switches: each computes the same function as its plain setting
+  # (tests compare them; README "Performance" measures them).
+  config.performance = ml_collections.ConfigDict()
+  # Examples per step of a scan over each device's batch (0: the whole batch
+  # at once). Same gradients; small chunks keep activations in cache.
+  config.performance.scan_chunk = 0
+  # Rematerialise the decoder (jax.checkpoint): its activations are recomputed
+  # in the backward passes instead of kept, for images too large to fit.
+  config.performance.remat = False
+  # XLA:CPU's YNNPACK fusions in the train step (off: faster for GONs).
+  config.performance.cpu_ynn_fusions = False
+  # Decode the origin once for the batch when every example starts there
+  # (same latents, fewer passes). False: once per example.
+  config.performance.shared_origin = True
+  # Convolutional decoders: transposed convolutions as matrix products
+  # ('matmul') or dilated convolutions ('conv'); the same function.
+  config.performance.conv_method = 'matmul'
+  # SIRENs: the latent's share of the first layer once per image (factorised),
+  # sin and cos from one range reduction (fast_sine, gon_jax.models.siren.sincos).
+  config.performance.factorised = True
+  config.performance.fast_sine = True
+
+  config.log_every = 50
+  config.eval_every = 500
+  config.checkpoint_every = 500
+  config.eval_batch_size = 500
+  config.train_eval_examples = -1  # test images evaluated during training; -1: all (eval.py: all)
+  config.grid_size = 8  # image grids show grid_size**2 images
+  config.num_fit_examples = 2000  # eval.py: training latents of the Gaussian it samples (App. D)
+  config.superres_size = 256  # eval.py, implicit models: resolution of the super-resolved grid
+  return config
+
+
+def _choose(key: str, value: str, valid) -> None:
+  if value not in valid:
+    raise ConfigError(f'unknown {key} {value!r}; valid: {", ".join(valid)}')
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) -> None:
+  """Raises ConfigError (one line for the user) for a config that cannot work.
+
+  `num_devices`: the devices the global batch is split over (default: all of
+  jax.device_count()).
+  """
+  num_devices = jax.device_count() if num_devices is None else num_devices
+  _choose('parallel mode', config.parallel, PARALLEL_MODES)
+  if config.batch_size % num_devices:
+    raise ConfigError(f'batch_size {config.batch_size} does not divide over {num_devices} '
+                      f'devices; use a multiple of {num_devices}')
+  chunk = config.performance.scan_chunk
+  if chunk and (config.batch_size // num_devices) % chunk:
+    raise ConfigError(f'performance.scan_chunk {chunk} does not divide the batch of each '
+                      f'device ({config.batch_size // num_devices})')
+  _choose('nonfinite', config.nonfinite, NONFINITE_POLICIES)
+  if config.grad_clip_norm < 0:
+    raise ConfigError(f'grad_clip_norm {config.grad_clip_norm}: use 0 (off) or a positive norm')
+  _choose('data source', config.data.source, DATA_SOURCES)
+  spec = models.get_spec(config.model.name)
+  if config.classifier.num_classes and not spec.classifiable:
+    classifiable = [name for name, other in models.MODELS.items() if other.classifiable]
+    raise ConfigError(f'classifier.num_classes needs a GON model '
+                      f'({", ".join(classifiable)}), not {config.model.name!r}')
+  spec.check(config)
+  _validate_gon(config, spec)
+
+
+def _validate_gon(config: ml_collections.ConfigDict, spec: models.ModelSpec) -> None:
+  gon, pixels = config.gon, config.data.image_size ** 2
+  losses.inner_loss_scale(gon.inner_reduction, config.batch_size, pixels, 1)
+  losses.observation_mask(gon.observe, config.data.image_size)
+  if gon.num_steps < 1:
+    raise ConfigError(f'gon.num_steps={gon.num_steps}: the latent needs at least 1 gradient step')
+  for name in ('inner_points', 'outer_points'):
+    if gon[name] and not spec.implicit:
+      implicit = [name for name, other in models.MODELS.items() if other.implicit]
+      raise ConfigError(f'gon.{name} (coordinate subsets) needs an implicit model '
+                        f'({", ".join(implicit)}), not {config.model.name!r}')
+    if not 0 <= gon[name] <= pixels:
+      raise ConfigError(f'gon.{name}={gon[name]}: use 0 (every pixel) to {pixels}')

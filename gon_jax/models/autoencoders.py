@@ -1,0 +1,119 @@
+"""The autoencoder baselines of Table 1: an encoder (its own, or the decoder's
+kernels transposed) in front of the GON's convolutional decoder."""
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import ml_collections
+
+from gon_jax import objectives
+from gon_jax.errors import ConfigError
+from gon_jax.models import conv
+from gon_jax.models.conv import (ACTIVATIONS, ConvDecoder, normalise, num_conv_upsamplings,
+                                 transposed_conv)
+from gon_jax.models.spec import ModelSpec
+
+class ConvEncoder(nn.Module):
+  """The encoder of the VAE baseline: the ConvDecoder mirrored (Table 2).
+
+  Stride-2 4x4 convolutions halve the image down to 4x4, doubling the width
+  each time (`features`, 2 `features`, ...), each followed by the norm and
+  activation; a 4x4 valid convolution maps 4x4 to a 1x1 code of `latent_dim`.
+  """
+  latent_dim: int = 48
+  features: int = 32
+  image_size: int = 32
+  activation: str = 'elu'
+  norm: str = 'layer'
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, images: jax.Array, use_running_average: bool) -> jax.Array:
+    """Encodes `[batch, size, size, channels]` to `[batch, latent_dim]`."""
+    x = images
+    for i in range(num_conv_upsamplings(self.image_size)):
+      x = nn.Conv(self.features * 2 ** i, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)))(x)
+      x = ACTIVATIONS[self.activation](
+          normalise(self.norm, x, use_running_average, self.axis_name))
+    x = nn.Conv(self.latent_dim, (4, 4), padding='VALID')(x)
+    return x.reshape(x.shape[0], -1)
+
+
+class Autoencoder(ConvDecoder):
+  """The autoencoder baseline of Table 1: a ConvEncoder, then the GON's decoder.
+
+  Called like ConvDecoder (it is F, with the same parameters);
+  `encode(images)` replaces the GON's gradient at the origin.
+  """
+
+  @nn.compact
+  def encode(self, images: jax.Array, use_running_average: bool) -> jax.Array:
+    """Encodes `[batch, size, size, channels]` to latents `[batch, latent_dim]`."""
+    return ConvEncoder(self.latent_dim, self.features, self.image_size, self.activation,
+                       self.norm, self.axis_name)(images, use_running_average)
+
+
+class TiedEncoder(nn.Module):
+  """An encoder whose convolutions are the adjoints of a ConvDecoder's (Gedeon, 1998).
+
+  Layer by layer from the image, each transposed convolution of the decoder
+  is applied transposed (a stride-2 convolution with the same kernel), then
+  the encoder's own bias, norm and activation; the last maps 4x4 to the
+  latent. Only biases and norm parameters are the encoder's own.
+  """
+  latent_dim: int
+  activation: str = 'elu'
+  norm: str = 'layer'
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, images: jax.Array, kernels: list[jax.Array],
+               use_running_average: bool) -> jax.Array:
+    """Encodes `[batch, size, size, channels]` with the decoder's `kernels` (first to last)."""
+    x = images
+    for i in reversed(range(len(kernels))):
+      kernel, first = kernels[i], i == 0
+      b, h, w, _ = x.shape
+      input_shape = (b, kernel.shape[2]) if first else (b, h // 2, w // 2, kernel.shape[2])
+      adjoint = jax.linear_transpose(lambda v, k=kernel, f=first: transposed_conv(v, k, f),
+                                     jax.ShapeDtypeStruct(input_shape, x.dtype))
+      (x,) = adjoint(x)
+      x = x + self.param(f'bias_{i}', nn.initializers.zeros, (x.shape[-1],))
+      if not first:
+        x = ACTIVATIONS[self.activation](normalise(self.norm, x, use_running_average,
+                                                    self.axis_name))
+    return x
+
+
+class TiedAutoencoder(ConvDecoder):
+  """The tied-weights autoencoder of Table 1: a TiedEncoder, then the GON's decoder.
+
+  Called like ConvDecoder; `encode(images)` runs the decoder's kernels transposed.
+  """
+
+  @nn.compact
+  def encode(self, images: jax.Array, use_running_average: bool) -> jax.Array:
+    """Encodes `[batch, size, size, channels]` to latents `[batch, latent_dim]`."""
+    params = self.variables['params']
+    kernels = [params[f'UpConv_{i}']['kernel']
+               for i in range(num_conv_upsamplings(self.image_size) + 1)]
+    return TiedEncoder(self.latent_dim, self.activation, self.norm, self.axis_name)(
+        images, kernels, use_running_average)
+
+
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+  """The convolutional decoder's ConfigErrors; no BatchNorm."""
+  conv.check(config)
+  if config.model.norm == 'batch':
+    raise ConfigError('norm batch does not work with an encoder model; use norm layer, group '
+                      'or none')
+
+
+AE = ModelSpec(objective=objectives.Encoded, check=check, default_config=conv.default_config,
+               build=lambda config, axis_name: conv.build(config, axis_name, Autoencoder),
+               forward_flops=conv.forward_flops)
+TIED_AE = dataclasses.replace(
+    AE, build=lambda config, axis_name: conv.build(config, axis_name, TiedAutoencoder))

@@ -1,0 +1,223 @@
+"""The convolutional decoder of the GON (DCGAN-style, the official GON.py), its
+layers, and the specs of the models built on it alone: 'conv' (the GON) and
+'glo' (the GLO baseline, the same decoder with a latent table)."""
+
+import dataclasses
+import math
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from gon_jax import objectives
+from gon_jax.errors import ConfigError
+from gon_jax.models.spec import ModelSpec
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    'elu': nn.elu,
+    'relu': nn.relu,
+    'leaky_relu': nn.leaky_relu,
+    'tanh': jnp.tanh,
+    'softplus': nn.softplus,
+    'swish': nn.swish,
+    'sin': jnp.sin,
+}
+NORMS = ('batch', 'layer', 'group', 'none')
+CONV_METHODS = ('matmul', 'conv')  # how transposed convolutions are computed (transposed_conv)
+
+def choose(kind: str, name: str, valid) -> str:
+  if name not in valid:
+    raise ConfigError(f'unknown {kind} {name!r}; valid: {", ".join(valid)}')
+  return name
+
+
+def normalise(norm: str, x: jax.Array, use_running_average: bool,
+               axis_name: str | None) -> jax.Array:
+  """The hidden layers' normalisation: see ConvDecoder.norm."""
+  if norm == 'batch':
+    # PyTorch's BatchNorm2d defaults: momentum 0.1, eps 1e-5.
+    return nn.BatchNorm(use_running_average=use_running_average, momentum=0.9, epsilon=1e-5,
+                        axis_name=axis_name)(x)
+  if norm == 'layer':
+    return nn.GroupNorm(num_groups=1, epsilon=1e-5)(x)
+  if norm == 'group':
+    return nn.GroupNorm(num_groups=8, epsilon=1e-5)(x)
+  return x
+
+
+class UpConv(nn.Module):
+  """PyTorch's ConvTranspose2d(kernel 4): 1x1 -> 4x4 (`first`), else stride 2, padding 1.
+
+  `method` picks how it is computed (the same function): 'matmul' (default)
+  or 'conv'; see `transposed_conv`.
+  """
+  features: int
+  first: bool = False
+  method: str = 'matmul'
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+                        (4, 4, x.shape[-1], self.features))
+    bias = self.param('bias', nn.initializers.zeros, (self.features,))
+    return transposed_conv(x, kernel, self.first, self.method) + bias
+
+
+def transposed_conv(x: jax.Array, kernel: jax.Array, first: bool,
+                    method: str = 'matmul') -> jax.Array:
+  """UpConv without its bias: a linear map of `x` (see UpConv).
+
+  'conv' correlates the input, dilated by zeros, with the flipped kernel
+  (how frameworks define a transposed convolution). 'matmul' multiplies each
+  input pixel by the whole kernel, one matrix product `[pixels, in] @ [in,
+  16 out]`, and adds the overlapping 4x4 output patches. Both compute the
+  same numbers; 'matmul' does no multiplications by the dilation's zeros,
+  and its gradients are matrix products too, where XLA:CPU computes the
+  kernel gradient of the dilated convolution as a whole-image-window
+  convolution (four of them took half the conv_mnist GON step at batch 64).
+
+  Args:
+    x: `[batch, features]` or `[batch, 1, 1, features]` if `first`, else
+      `[batch, height, width, in_features]`.
+    kernel: `[4, 4, in_features, out_features]`.
+    first: map a 1x1 input to 4x4; else double the height and width.
+    method: 'matmul' or 'conv'.
+
+  Returns:
+    `[batch, 4, 4, out_features]` if `first`, else `[batch, 2 height, 2 width, out_features]`.
+  """
+  if first:  # a 1x1 input: each output pixel is one kernel tap
+    return jnp.einsum('bi,yxio->byxo', x.reshape(x.shape[0], -1), kernel)
+  b, h, w, c_in = x.shape
+  c_out = kernel.shape[-1]
+  if method == 'conv':
+    return jax.lax.conv_general_dilated(
+        x, kernel[::-1, ::-1], (1, 1), ((2, 2), (2, 2)), lhs_dilation=(2, 2),
+        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  # Input row i, kernel row ky = 2q + r lands on output row 2(i + q) + r - 1:
+  # with the taps grouped by shift q, each group is a [h, 2] block of rows
+  # (i, r) shifted down by q blocks. The same for columns.
+  taps = x.reshape(-1, c_in) @ kernel.transpose(2, 0, 1, 3).reshape(c_in, 16 * c_out)
+  taps = taps.reshape(b, h, w, 2, 2, 2, 2, c_out)  # [b, i, j, qy, ry, qx, rx, out]
+  blocks = 0.0
+  for qy in (0, 1):
+    for qx in (0, 1):
+      block = taps[:, :, :, qy, :, qx].transpose(0, 1, 3, 2, 4, 5)  # [b, i, ry, j, rx, out]
+      blocks = blocks + jnp.pad(block, ((0, 0), (qy, 1 - qy), (0, 0), (qx, 1 - qx), (0, 0),
+                                        (0, 0)))
+  # Rows (i, r) of h + 1 blocks are output rows 2i + r - 1: drop the padding row at each end.
+  return blocks.reshape(b, 2 * h + 2, 2 * w + 2, c_out)[:, 1:-1, 1:-1]
+
+
+class ConvDecoder(nn.Module):
+  """The convolutional decoder of the official GON.py (DCGAN-style).
+
+  A latent `[batch, latent_dim]` is read as a 1x1 image; a 4x4 transposed
+  convolution makes it 4x4, stride-2 transposed convolutions double it up to
+  `image_size`, halving the width each time; each hidden layer is followed by
+  a normalisation and the activation, the output by a sigmoid. For
+  `image_size=32`, `features=16`: widths 64, 32, 16, then `channels`.
+
+  Attributes:
+    latent_dim: size of the latent.
+    features: width of the last hidden layer (`ngf` in GON.py).
+    channels: output channels.
+    image_size: output height and width, 4 * 2**k with k >= 1.
+    activation: a key of ACTIVATIONS (Fig. 3 compares them).
+    norm: 'batch' (the paper), 'layer' (per-example, over height, width and
+      channels, with per-channel scale and bias: GroupNorm with one group),
+      'group' (GroupNorm with 8 groups) or 'none'.
+    axis_name: pmap axis over which BatchNorm averages batch statistics.
+    conv_method: how the transposed convolutions are computed (see
+      `transposed_conv`); the same function either way.
+  """
+  latent_dim: int = 32
+  features: int = 16
+  channels: int = 1
+  image_size: int = 32
+  activation: str = 'elu'
+  norm: str = 'batch'
+  axis_name: str | None = None
+  conv_method: str = 'matmul'
+
+  @nn.compact
+  def __call__(self, z: jax.Array, use_running_average: bool) -> jax.Array:
+    """Decodes latents `[batch, latent_dim]` to images `[batch, size, size, channels]` in (0, 1)."""
+    num_upsamplings = num_conv_upsamplings(self.image_size)
+    activation = ACTIVATIONS[self.activation]
+    x = z
+    for i in range(num_upsamplings):
+      width = self.features * 2 ** (num_upsamplings - 1 - i)
+      x = UpConv(width, first=i == 0, method=self.conv_method)(x)
+      x = activation(normalise(self.norm, x, use_running_average, self.axis_name))
+    x = UpConv(self.channels, method=self.conv_method)(x)
+    return nn.sigmoid(x)
+
+
+def num_conv_upsamplings(image_size: int) -> int:
+  """Number of 2x size doublings after the first 4x4 layer, plus one."""
+  k = math.log2(image_size / 4) if image_size >= 8 else 0
+  if k < 1 or k != int(k):
+    raise ConfigError(f'image size {image_size}: the convolutional decoder '
+                      'makes 4 * 2**k pixels a side (8, 16, 32, 64, 128, ...)')
+  return int(k)
+
+
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """The model section of the official GON.py's decoder."""
+  return ml_collections.ConfigDict(dict(
+      name='conv', latent_dim=32,
+      features=16,  # width of the last hidden layer (ngf); each earlier one doubles it
+      channels=1, activation='elu',
+      # Per-example normalisation: latents and reconstructions of an image do not
+      # depend on the rest of its batch (README: "BatchNorm and GONs").
+      norm='layer'))
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+  """ConfigErrors of a convolutional decoder's options."""
+  m = config.model
+  choose('activation', m.activation, ACTIVATIONS)
+  choose('norm', m.norm, NORMS)
+  choose('performance.conv_method', config.performance.conv_method, CONV_METHODS)
+  num_conv_upsamplings(config.data.image_size)
+  if m.norm == 'batch' and config.performance.scan_chunk:
+    raise ConfigError('norm batch does not work with performance.scan_chunk (a few examples '
+                      'at a time); use norm layer, group or none')
+
+
+def build(config: ml_collections.ConfigDict, axis_name: str | None,
+          module: Callable[..., nn.Module] = ConvDecoder) -> nn.Module:
+  """`module` (a ConvDecoder or a subclass) with the options of `config`."""
+  m = config.model
+  return module(latent_dim=m.latent_dim, features=m.features, channels=m.channels,
+                image_size=config.data.image_size, activation=m.activation, norm=m.norm,
+                axis_name=axis_name, conv_method=config.performance.conv_method)
+
+
+def forward_flops(config: ml_collections.ConfigDict, batch_size: int, points: int = 0) -> int:
+  """Multiply-add FLOPs of one forward pass: a transposed convolution costs 2 k^2 Cin Cout
+  per input pixel (`points` does not apply)."""
+  del points
+  m, size = config.model, config.data.image_size
+  k = num_conv_upsamplings(size)
+  widths = [m.latent_dim] + [m.features * 2 ** (k - 1 - i) for i in range(k)] + [m.channels]
+  sides = [1] + [4 * 2 ** i for i in range(k)]
+  per_image = sum(2 * 16 * side * side * c_in * c_out
+                  for side, c_in, c_out in zip(sides, widths[:-1], widths[1:]))
+  return batch_size * per_image
+
+
+CONV = ModelSpec(
+    objective=objectives.GON, build=build, default_config=default_config, check=check,
+    forward_flops=forward_flops, classifiable=True,
+    # GON.py's inner loss averages over the batch and the pixels.
+    official_average=lambda config: config.data.image_size ** 2)
+# GLO (Bojanowski et al., 2018): a persistent latent per training image,
+# optimised with the decoder; test latents are fitted by gradient descent.
+GLO = dataclasses.replace(CONV, objective=objectives.GLO, classifiable=False,
+                          official_average=lambda config: 1)

@@ -1,0 +1,322 @@
+"""Each model family's objective: where a batch's latents come from, and the loss.
+
+Three families, one interface (`Objective`):
+
+* `GON`: latents are gradient steps from the origin (gon_jax.core), for the
+  convolutional, implicit and variational GONs (the classifier head, Eq. 13,
+  adds its cross-entropy to any of them);
+* `Encoded`: an encoder gives the latents (the autoencoder and VAE baselines);
+* `GLO`: a table holds a latent per training image, learnt with the decoder;
+  unseen images get theirs by gradient descent.
+
+The train step calls `loss` and the table's `update` and never asks which
+family it runs; evaluation calls `encode` and `reconstruct`.
+
+Implicit decoders can also fit the losses on subsets of the coordinates
+(Monte Carlo estimates of the integral over the image, `gon.inner_points`,
+`gon.outer_points`), and the GON's inner loss can observe only part of the
+image (`gon.observe`: a low-resolution subset of pixels, or the image with a
+hole) while the outer loss sees all of it (the paper's section 3.5).
+"""
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from gon_jax import losses
+from gon_jax.coordinates import grid
+from gon_jax.core import origin, origin_latent
+from gon_jax.glo import NO_TABLE, LatentTable, fit_latents, lazy_adam_table
+
+
+class Draws(NamedTuple):
+  """The random choices of one training pass; None where not drawn.
+
+  inner_points, outer_points: implicit models: pixel indices `[batch,
+    points]` at which the inner / outer loss is evaluated (Monte Carlo).
+  inner_noise, outer_noise: variational models: standard normal `[batch,
+    latent_dim]` for the reparameterisation in the inner / outer pass; None
+    decodes the posterior mean.
+  """
+  inner_points: jax.Array | None = None
+  outer_points: jax.Array | None = None
+  inner_noise: jax.Array | None = None
+  outer_noise: jax.Array | None = None
+
+
+class Reconstruction(NamedTuple):
+  """What `Objective.reconstruct` returns.
+
+  outputs: the decoder's at `draws.outer_points` (default: images `[batch,
+    height, width, channels]`; variational: (images, mu, logvar)).
+  latents: `[batch, latent_dim]`.
+  losses: outer losses `[batch]` (summed squared error, or negative ELBO nats).
+  batch_stats: updated in a training pass, else as given ({} without BatchNorm).
+  """
+  outputs: Any
+  latents: jax.Array
+  losses: jax.Array
+  batch_stats: dict
+
+
+def model_variables(params: dict, batch_stats: dict) -> dict:
+  """Flax variables from parameters and (possibly empty) BatchNorm statistics."""
+  return {'params': params, 'batch_stats': batch_stats} if batch_stats else {'params': params}
+
+
+def sample_points(keys: jax.Array, num_pixels: int, num_points: int) -> jax.Array:
+  """`num_points` distinct pixel indices per example, `[batch, num_points]` int32."""
+  return jax.vmap(lambda key: jax.random.permutation(key, num_pixels)[:num_points])(keys)
+
+
+def _gather(images: jax.Array, points: jax.Array | None) -> jax.Array:
+  """Pixels `[batch, points, channels]` of images `[batch, height, width, channels]`."""
+  if points is None:
+    return images
+  flat = images.reshape(images.shape[0], -1, images.shape[-1])
+  return jnp.take_along_axis(flat, points[..., None], axis=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+  """A model family's latents and losses for one config (see the module docstring).
+
+  Attributes:
+    model: the Flax module (gon_jax.models.get_model).
+    config: the experiment config, frozen.
+    spec: the model's gon_jax.models.ModelSpec.
+  """
+  model: nn.Module
+  config: ml_collections.FrozenConfigDict
+  spec: Any
+
+  # What a family overrides.
+
+  def latents(self, variables: dict, images: jax.Array, z0: jax.Array, draws: Draws,
+              train: bool, rows: jax.Array | None, loss: losses.PerExampleLoss) -> jax.Array:
+    """Latents `[batch, latent_dim]` of images, starting from `z0` `[batch, latent_dim]`.
+
+    `rows`: the batch's rows of the latent table (GLO, training), else None;
+    `loss`: the per-example data loss.
+    """
+    raise NotImplementedError
+
+  @property
+  def latent_table(self) -> LatentTable:
+    """Per-example latents learnt in training (GLO); the train state's `latents`."""
+    return NO_TABLE
+
+  def init_variables(self, key: jax.Array) -> dict:
+    """Initial `{'params': ..., ['batch_stats': ...]}` of the module."""
+    z = jnp.zeros((1, self.config.model.latent_dim), jnp.float32)
+    if self.config.classifier.num_classes:
+      return self.model.init(key, z, method=lambda m, z: (m(z, False), m.classify(z)))
+    return self.model.init(key, z, use_running_average=False)
+
+  # What every family shares.
+
+  @property
+  def variational(self) -> bool:
+    """Outputs are `(images, mu, logvar)`, scored by the negative ELBO."""
+    return self.spec.variational
+
+  def images(self, outputs: Any) -> jax.Array:
+    """The images in the decoder's outputs."""
+    return outputs[0] if self.variational else outputs
+
+  def data_loss(self, kl_weight: float | jax.Array = 1.0) -> losses.PerExampleLoss:
+    """The per-example loss `(outputs, target) -> [batch]` (gon_jax.losses.data_loss)."""
+    m = self.config.model
+    return losses.data_loss(self.variational, m.get('likelihood', 'bernoulli'), kl_weight,
+                            m.get('gaussian_sigma', 1.0))
+
+  def kl_weight(self, step: jax.Array) -> jax.Array:
+    """`model.kl_weight`, warmed up linearly over `model.kl_warmup_steps` (0: none); 1 for
+    models without a KL term."""
+    m = self.config.model
+    if not self.variational:
+      return jnp.float32(1.0)
+    ramp = jnp.minimum(1.0, (step + 1) / m.kl_warmup_steps) if m.kl_warmup_steps else 1.0
+    return jnp.float32(m.kl_weight) * ramp
+
+  def draw(self, keys: jax.Array, num_pixels: int) -> Draws:
+    """A training pass's random choices from one PRNG key per example `[batch]`."""
+    gon = self.config.gon
+    keys = jax.vmap(lambda key: jax.random.split(key, 4))(keys)
+    noise = lambda k: jax.vmap(
+        lambda key: jax.random.normal(key, (self.config.model.latent_dim,)))(k)
+    points = lambda k, n: sample_points(k, num_pixels, n) if n else None
+    return Draws(inner_points=points(keys[:, 0], gon.inner_points),
+                 outer_points=points(keys[:, 1], gon.outer_points),
+                 inner_noise=noise(keys[:, 2]) if self.variational else None,
+                 outer_noise=noise(keys[:, 3]) if self.variational else None)
+
+  def decode(self, variables: dict, z: jax.Array, points: jax.Array | None = None,
+             noise: jax.Array | None = None, use_running_average: bool = True,
+             mutable: Any = False) -> Any:
+    """The decoder's outputs for latents `z`, at pixel indices `points` `[batch, n]`
+    (implicit models; None: every pixel) with the stochastic layer's `noise`
+    (variational models; None: the mean)."""
+    inputs = {}
+    if points is not None:
+      inputs['coordinates'] = jnp.asarray(grid(self.config.data.image_size))[points]
+    if noise is not None:
+      inputs['noise'] = noise
+    apply = lambda variables, z, inputs: self.model.apply(variables, z, use_running_average,
+                                                          mutable=mutable, **inputs)
+    if self.config.performance.remat:  # keep only the decoder's inputs; recompute the rest
+      apply = jax.checkpoint(apply)
+    return apply(variables, z, inputs)
+
+  def reconstruct(self, variables: dict, images: jax.Array, z0: jax.Array,
+                  draws: Draws = Draws(), train: bool = False, rows: jax.Array | None = None,
+                  kl_weight: float | jax.Array = 1.0) -> Reconstruction:
+    """Encodes images (the family's way), decodes the latents, scores them.
+
+    The outer pass uses BatchNorm's batch statistics in training only.
+
+    Args:
+      variables: `{'params': ..., ['batch_stats': ...]}`.
+      images: `[batch, height, width, channels]` in [0, 1].
+      z0: starting latents `[batch, latent_dim]`: the origin, except in
+        training with `gon.z0_sigma > 0`.
+      draws: random choices (see `Draws`); the default decodes every pixel and
+        the posterior mean. A loss on a subset of pixels is scaled by pixels /
+        points, so that it keeps the scale of the whole image's.
+      train: a training pass (updates BatchNorm statistics).
+      rows: GLO in training: the batch's rows of the latent table.
+      kl_weight: weight of the KL term of variational models.
+    """
+    num_pixels = images.shape[1] * images.shape[2]
+    loss = self.data_loss(kl_weight)
+    latents = self.latents(variables, images, z0, draws, train, rows, loss)
+    target = _gather(images, draws.outer_points)
+    batch_stats = variables.get('batch_stats', {})
+    if train and batch_stats:
+      outputs, updates = self.decode(variables, latents, draws.outer_points, draws.outer_noise,
+                                     False, mutable=('batch_stats',))
+      batch_stats = updates['batch_stats']
+    else:
+      outputs = self.decode(variables, latents, draws.outer_points, draws.outer_noise)
+    outer = loss(outputs, target)
+    if draws.outer_points is not None:
+      outer = outer * (num_pixels / draws.outer_points.shape[1])
+    return Reconstruction(outputs, latents, outer, batch_stats)
+
+  def loss(self, params: dict, rows: jax.Array | None, batch: dict, keys: jax.Array, *,
+           batch_stats: dict, step: jax.Array, mean_over: int
+           ) -> tuple[jax.Array, tuple[dict, dict]]:
+    """The training loss of a batch, to differentiate with respect to `params` and `rows`.
+
+    Args:
+      params: the module's parameters.
+      rows: the batch's rows of the latent table (`latent_table.lookup`), or None.
+      batch: `{'image': [batch, height, width, channels], 'label': [batch], ...}`.
+      keys: one PRNG key per example `[batch]` (z0 and the draws).
+      batch_stats: BatchNorm statistics ({} without BatchNorm).
+      step: the train step (the KL warm-up).
+      mean_over: the number of examples the loss is a mean over (the whole
+        device batch, also when it comes in chunks).
+
+    Returns:
+      `(loss, (metrics, batch_stats))`: metrics 'reconstruction' (the outer
+      loss per image: summed squared error, or the negative ELBO in nats),
+      'loss', and with a classifier 'cross_entropy' and 'accuracy', as sums
+      over the batch divided by `mean_over`.
+    """
+    images = batch['image']
+    keys = jax.vmap(lambda key: jax.random.split(key))(keys)
+    z0 = origin(images.shape[0], self.config.model.latent_dim, self.config.gon.z0_sigma,
+                keys[:, 0])
+    draws = self.draw(keys[:, 1], images.shape[1] * images.shape[2])
+    variables = model_variables(params, batch_stats)
+    result = self.reconstruct(variables, images, z0, draws, True, rows, self.kl_weight(step))
+    metrics = {'reconstruction': jnp.sum(result.losses) / mean_over}
+    loss = metrics['reconstruction']
+    classifier = self.config.classifier
+    if classifier.num_classes:
+      labels = batch['label']
+      logits = self.model.apply(variables, result.latents, method='classify')
+      metrics['cross_entropy'] = jnp.sum(
+          optax.softmax_cross_entropy_with_integer_labels(logits, labels)) / mean_over
+      metrics['accuracy'] = jnp.sum(jnp.argmax(logits, -1) == labels) / mean_over
+      loss = (classifier.reconstruction_weight * loss
+              + classifier.classification_weight * metrics['cross_entropy'])
+    metrics['loss'] = loss
+    return loss, (metrics, result.batch_stats)
+
+  def encode(self, variables: dict, images: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Evaluation: `(latents [batch, latent_dim], reconstructions like images)`, from z0 = 0,
+    BatchNorm with running averages."""
+    z0 = origin(images.shape[0], self.config.model.latent_dim)
+    result = self.reconstruct(variables, images, z0)
+    return result.latents, self.images(result.outputs)
+
+
+class GON(Objective):
+  """Latents as gradient steps on the inner loss from z0 (gon_jax.core.origin_latent).
+
+  The inner pass always normalises with BatchNorm's running averages: at z0
+  every example is the same, so batch statistics would have zero variance
+  and make an image's latent depend on its batch.
+  """
+
+  def latents(self, variables, images, z0, draws, train, rows, loss):
+    del rows
+    gon, size = self.config.gon, self.config.data.image_size
+    mask = losses.observation_mask(gon.observe, size)
+    inner_loss = loss
+    if mask is not None:
+      seen = (mask[None] if draws.inner_points is None else
+              mask.reshape(-1)[draws.inner_points][..., None])
+      inner_loss = losses.masked(losses.squared_error, seen)
+    scale = losses.inner_loss_scale(gon.inner_reduction, self.config.batch_size, size ** 2,
+                                    self.spec.official_average(self.config))
+    if draws.inner_points is not None:  # a Monte Carlo estimate over the whole image
+      scale *= images.shape[1] * images.shape[2] / draws.inner_points.shape[1]
+    # Every example starts at the same z0 and decodes the same pixels: one
+    # shared start, decoded once for the batch (performance.shared_origin).
+    shared = (self.config.performance.shared_origin and not (train and gon.z0_sigma > 0)
+              and draws.inner_points is None and draws.inner_noise is None)
+    return origin_latent(
+        lambda z: self.decode(variables, z, draws.inner_points, draws.inner_noise),
+        _gather(images, draws.inner_points), z0[0] if shared else z0, inner_loss,
+        num_steps=gon.num_steps, step_size=gon.step_size, loss_scale=scale,
+        start_from_z0=gon.start_from_z0, detach=gon.detach)
+
+
+class Encoded(Objective):
+  """Latents from the module's encoder (`module.encode(images, use_running_average)`)."""
+
+  def latents(self, variables, images, z0, draws, train, rows, loss):
+    del z0, draws, train, rows, loss
+    return self.model.apply(variables, images, True, method='encode')
+
+  def init_variables(self, key):
+    z = jnp.zeros((1, self.config.model.latent_dim), jnp.float32)
+    size, channels = self.config.data.image_size, self.config.model.channels
+    images = jnp.zeros((1, size, size, channels), jnp.float32)
+    return self.model.init(key, z, images,
+                           method=lambda m, z, x: (m(z, False), m.encode(x, False)))
+
+
+class GLO(Objective):
+  """Training latents from the latent table's rows; others fitted by `glo.test_steps`
+  Adam steps from z0 on the frozen decoder."""
+
+  @property
+  def latent_table(self):
+    glo = self.config.glo
+    return lazy_adam_table(self.config.model.latent_dim, glo.init_sigma, glo.learning_rate)
+
+  def latents(self, variables, images, z0, draws, train, rows, loss):
+    if rows is not None:
+      return rows
+    glo = self.config.glo
+    return fit_latents(lambda z: self.decode(variables, z), images, z0, loss, glo.test_steps,
+                       glo.test_learning_rate)
