@@ -34,18 +34,7 @@ def base_config(model_name: str = 'conv') -> ml_collections.ConfigDict:
 
   config.model = models.get_spec(model_name).default_config()
 
-  config.data = ml_collections.ConfigDict()
-  # 'idx': the four IDX files of an MNIST-like set in a folder; 'tfds': a TFDS data set.
-  config.data.source = 'idx'
-  config.data.name = 'mnist'
-  # idx: the folder with the IDX files; '' = the cache folder, $XDG_CACHE_HOME/gon_jax/<name>
-  # or ~/.cache/gon_jax/<name>. tfds: its data_dir; '' = tfds's default.
-  config.data.dir = ''
-  config.data.image_size = 32
-  # May the data arrive by itself? idx: mnist and fashion_mnist are downloaded (checksummed)
-  # into a folder holding no IDX files; tfds: tfds may download and prepare the set.
-  config.data.download = True
-  config.data.mirror = ''  # idx: a base URL holding the IDX .gz files; '' = the usual mirrors
+  config.data = _data_defaults()
 
   config.gon = ml_collections.ConfigDict()
   config.gon.num_steps = 1  # latent gradient steps
@@ -81,27 +70,7 @@ def base_config(model_name: str = 'conv') -> ml_collections.ConfigDict:
   config.glo.test_steps = 25
   config.glo.test_learning_rate = 0.1
 
-  # Speed switches: each computes the same function as its plain setting
-  # (tests compare them; README "Performance" measures them).
-  config.performance = ml_collections.ConfigDict()
-  # Examples per step of a scan over each device's batch (0: the whole batch
-  # at once). Same gradients; small chunks keep activations in cache.
-  config.performance.scan_chunk = 0
-  # Rematerialise the decoder (jax.checkpoint): its activations are recomputed
-  # in the backward passes instead of kept, for images too large to fit.
-  config.performance.remat = False
-  # XLA:CPU's YNNPACK fusions in the train step (off: faster for GONs).
-  config.performance.cpu_ynn_fusions = False
-  # Decode the origin once for the batch when every example starts there
-  # (same latents, fewer passes). False: once per example.
-  config.performance.shared_origin = True
-  # Convolutional decoders: transposed convolutions as matrix products
-  # ('matmul') or dilated convolutions ('conv'); the same function.
-  config.performance.conv_method = 'matmul'
-  # SIRENs: the latent's share of the first layer once per image (factorised),
-  # sin and cos from one range reduction (fast_sine, gon_jax.models.siren.sincos).
-  config.performance.factorised = True
-  config.performance.fast_sine = True
+  config.performance = performance_defaults()
 
   config.log_every = 50
   config.eval_every = 500
@@ -112,6 +81,48 @@ def base_config(model_name: str = 'conv') -> ml_collections.ConfigDict:
   config.num_fit_examples = 2000  # eval.py: training latents of the Gaussian it samples (App. D)
   config.superres_size = 256  # eval.py, implicit models: resolution of the super-resolved grid
   return config
+
+
+def _data_defaults() -> ml_collections.ConfigDict:
+  """`config.data`: where the images come from."""
+  data = ml_collections.ConfigDict()
+  # 'idx': the four IDX files of an MNIST-like set in a folder; 'tfds': a TFDS data set.
+  data.source = 'idx'
+  data.name = 'mnist'
+  # idx: the folder with the IDX files; '' = the cache folder, $XDG_CACHE_HOME/gon_jax/<name>
+  # or ~/.cache/gon_jax/<name>. tfds: its data_dir; '' = tfds's default.
+  data.dir = ''
+  data.image_size = 32
+  # May the data arrive by itself? idx: mnist and fashion_mnist are downloaded (checksummed)
+  # into a folder holding no IDX files; tfds: tfds may download and prepare the set.
+  data.download = True
+  data.mirror = ''  # idx: a base URL holding the IDX .gz files; '' = the usual mirrors
+  return data
+
+
+def performance_defaults() -> ml_collections.ConfigDict:
+  """`config.performance`: the speed switches, each computing the same function as its
+  plain setting (tests compare them; README "Performance" measures them)."""
+  performance = ml_collections.ConfigDict()
+  # Examples per step of a scan over each device's batch (0: the whole batch
+  # at once). Same gradients; small chunks keep activations in cache.
+  performance.scan_chunk = 0
+  # Rematerialise the decoder (jax.checkpoint): its activations are recomputed
+  # in the backward passes instead of kept, for images too large to fit.
+  performance.remat = False
+  # XLA:CPU's YNNPACK fusions in the train step (off: faster for GONs).
+  performance.cpu_ynn_fusions = False
+  # Decode the origin once for the batch when every example starts there
+  # (same latents, fewer passes). False: once per example.
+  performance.shared_origin = True
+  # Convolutional decoders: transposed convolutions as matrix products
+  # ('matmul') or dilated convolutions ('conv'); the same function.
+  performance.conv_method = 'matmul'
+  # SIRENs: the latent's share of the first layer once per image (factorised),
+  # sin and cos from one range reduction (fast_sine, gon_jax.models.siren.sincos).
+  performance.factorised = True
+  performance.fast_sine = True
+  return performance
 
 
 def _choose(key: str, value: str, valid) -> None:

@@ -4,7 +4,6 @@ import json
 import os
 from typing import Callable
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections

@@ -38,6 +38,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from gon_jax import images
+from gon_jax.config import validate
 from gon_jax.errors import ConfigError, parse_flags_or_exit, run_reporting_errors
 from gon_jax.state import setup
 from gon_jax.train import train_and_evaluate
@@ -118,17 +119,15 @@ def run_config(method: str, dataset: str, seed: int, steps: int, data_source: st
              'data.name': dataset, 'data.source': data_source, 'data.dir': data_dir,
              'eval_every': steps, 'checkpoint_every': steps, 'train_eval_examples': -1,
              'log_every': max(1, steps // 100)}
+  config.lock()  # an unknown key is an error, not a new entry
   for key, value in changes.items():
-    parent, _, leaf = key.rpartition('.')
-    node = config
-    for part in filter(None, parent.split('.')):
-      node = node.get(part) if isinstance(node, ml_collections.ConfigDict) else None
-    if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
-      raise ConfigError(f'unknown config key {key!r} (method {method})')
     try:
-      node[leaf] = value
+      config.update_from_flattened_dict({key: value})
+    except KeyError:
+      raise ConfigError(f'unknown config key {key!r} (method {method})') from None
     except TypeError as err:
       raise ConfigError(f'{key}={value!r}: {str(err).splitlines()[0]}') from None
+  validate(config)  # every run's config, before any of them trains
   return config
 
 
