@@ -14,6 +14,7 @@ from gon_jax.models.conv import (ACTIVATIONS, ConvDecoder, normalise, num_conv_u
                                  transposed_conv)
 from gon_jax.models.spec import ModelSpec
 
+
 class ConvEncoder(nn.Module):
   """The encoder of the VAE baseline: the ConvDecoder mirrored (Table 2).
 

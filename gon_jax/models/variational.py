@@ -16,28 +16,24 @@ from gon_jax.models.autoencoders import ConvEncoder
 from gon_jax.models.conv import ConvDecoder
 from gon_jax.models.spec import ModelSpec
 
+
 class VariationalDecoder(nn.Module):
   """F of the variational GON (section 3.3, Variational-GON.py).
 
   Two linear layers map the latent to the mean and log-variance of a
   Gaussian; a sample of it (the reparameterisation trick as a stochastic
-  layer) is decoded by a ConvDecoder into Bernoulli probabilities or
-  Gaussian means. `generate` decodes codes drawn from the prior N(0, I).
+  layer) is decoded by `decoder` into Bernoulli probabilities or Gaussian
+  means. `generate` decodes codes drawn from the prior N(0, I).
+
+  Attributes:
+    decoder: the convolutional decoder of codes; the latent has its
+      `latent_dim`.
   """
-  latent_dim: int = 48
-  features: int = 32
-  channels: int = 1
-  image_size: int = 32
-  activation: str = 'elu'
-  norm: str = 'layer'
-  axis_name: str | None = None
-  conv_method: str = 'matmul'
+  decoder: ConvDecoder
 
   def setup(self):
-    self.mu = nn.Dense(self.latent_dim)
-    self.logvar = nn.Dense(self.latent_dim)
-    self.decoder = ConvDecoder(self.latent_dim, self.features, self.channels, self.image_size,
-                               self.activation, self.norm, self.axis_name, self.conv_method)
+    self.mu = nn.Dense(self.decoder.latent_dim)
+    self.logvar = nn.Dense(self.decoder.latent_dim)
 
   def __call__(self, z: jax.Array, use_running_average: bool,
                noise: jax.Array | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -70,8 +66,9 @@ class VAE(VariationalDecoder):
 
   def setup(self):
     super().setup()
-    self.encoder = ConvEncoder(self.latent_dim, self.features, self.image_size, self.activation,
-                               self.norm, self.axis_name)
+    d = self.decoder
+    self.encoder = ConvEncoder(d.latent_dim, d.features, d.image_size, d.activation, d.norm,
+                               d.axis_name)
 
   def encode(self, images: jax.Array, use_running_average: bool) -> jax.Array:
     """Encodes `[batch, size, size, channels]` to latents `[batch, latent_dim]`."""
@@ -110,7 +107,7 @@ def _check_vae(config: ml_collections.ConfigDict) -> None:
 
 
 VGON = ModelSpec(objective=objectives.GON, variational=True,
-                 build=lambda config, axis_name: conv.build(config, axis_name, VariationalDecoder),
+                 build=lambda config, axis_name: VariationalDecoder(conv.build(config, axis_name)),
                  default_config=default_config, check=check, forward_flops=conv.forward_flops)
 VAE_SPEC = dataclasses.replace(VGON, objective=objectives.Encoded, check=_check_vae,
-                               build=lambda config, axis_name: conv.build(config, axis_name, VAE))
+                               build=lambda config, axis_name: VAE(conv.build(config, axis_name)))
