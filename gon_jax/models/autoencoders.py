@@ -10,24 +10,18 @@ import ml_collections
 from gon_jax import objectives
 from gon_jax.errors import ConfigError
 from gon_jax.models import conv
-from gon_jax.models.conv import (ACTIVATIONS, ConvDecoder, normalise, num_conv_upsamplings,
-                                 transposed_conv)
+from gon_jax.models.conv import (ACTIVATIONS, ConvDecoder, ConvOptions, normalise,
+                                 num_conv_upsamplings, transposed_conv)
 from gon_jax.models.spec import ModelSpec
 
 
-class ConvEncoder(nn.Module):
+class ConvEncoder(ConvOptions):
   """The encoder of the VAE baseline: the ConvDecoder mirrored (Table 2).
 
   Stride-2 4x4 convolutions halve the image down to 4x4, doubling the width
   each time (`features`, 2 `features`, ...), each followed by the norm and
   activation; a 4x4 valid convolution maps 4x4 to a 1x1 code of `latent_dim`.
   """
-  latent_dim: int = 48
-  features: int = 32
-  image_size: int = 32
-  activation: str = 'elu'
-  norm: str = 'layer'
-  axis_name: str | None = None
 
   @nn.compact
   def __call__(self, images: jax.Array, use_running_average: bool) -> jax.Array:

@@ -111,7 +111,18 @@ def transposed_conv(x: jax.Array, kernel: jax.Array, first: bool,
   return blocks.reshape(b, 2 * h + 2, 2 * w + 2, c_out)[:, 1:-1, 1:-1]
 
 
-class ConvDecoder(nn.Module):
+class ConvOptions(nn.Module):
+  """The options a ConvDecoder shares with the encoders that mirror it
+  (gon_jax.models.autoencoders); see ConvDecoder for their meaning."""
+  latent_dim: int = 32
+  features: int = 16
+  image_size: int = 32
+  activation: str = 'elu'
+  norm: str = 'batch'
+  axis_name: str | None = None
+
+
+class ConvDecoder(ConvOptions):
   """The convolutional decoder of the official GON.py (DCGAN-style).
 
   A latent `[batch, latent_dim]` is read as a 1x1 image; a 4x4 transposed
@@ -133,13 +144,7 @@ class ConvDecoder(nn.Module):
     conv_method: how the transposed convolutions are computed (see
       `transposed_conv`); the same function either way.
   """
-  latent_dim: int = 32
-  features: int = 16
   channels: int = 1
-  image_size: int = 32
-  activation: str = 'elu'
-  norm: str = 'batch'
-  axis_name: str | None = None
   conv_method: str = 'matmul'
 
   @nn.compact
