@@ -9,7 +9,7 @@ import ml_collections
 
 from gon_jax import objectives
 from gon_jax.errors import ConfigError
-from gon_jax.models import conv
+from gon_jax.models import conv, initializers
 from gon_jax.models.conv import (ACTIVATIONS, ConvDecoder, ConvOptions, normalise,
                                  num_conv_upsamplings, transposed_conv)
 from gon_jax.models.spec import ModelSpec
@@ -26,12 +26,16 @@ class ConvEncoder(ConvOptions):
   @nn.compact
   def __call__(self, images: jax.Array, use_running_average: bool) -> jax.Array:
     """Encodes `[batch, size, size, channels]` to `[batch, latent_dim]`."""
+    # PyTorch's fan_in of a convolution: input channels x kernel area.
+    inits = lambda x: dict(zip(('kernel_init', 'bias_init'),
+                               initializers.kernel_and_bias(self.param_init, 16 * x.shape[-1])))
     x = images
     for i in range(num_conv_upsamplings(self.image_size)):
-      x = nn.Conv(self.features * 2 ** i, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)))(x)
+      x = nn.Conv(self.features * 2 ** i, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)),
+                  **inits(x))(x)
       x = ACTIVATIONS[self.activation](
           normalise(self.norm, x, use_running_average, self.axis_name))
-    x = nn.Conv(self.latent_dim, (4, 4), padding='VALID')(x)
+    x = nn.Conv(self.latent_dim, (4, 4), padding='VALID', **inits(x))(x)
     return x.reshape(x.shape[0], -1)
 
 
@@ -46,7 +50,7 @@ class Autoencoder(ConvDecoder):
   def encode(self, images: jax.Array, use_running_average: bool) -> jax.Array:
     """Encodes `[batch, size, size, channels]` to latents `[batch, latent_dim]`."""
     return ConvEncoder(self.latent_dim, self.features, self.image_size, self.activation,
-                       self.norm, self.axis_name)(images, use_running_average)
+                       self.norm, self.axis_name, self.param_init)(images, use_running_average)
 
 
 class TiedEncoder(nn.Module):

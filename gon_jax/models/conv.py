@@ -13,6 +13,7 @@ import ml_collections
 
 from gon_jax import objectives
 from gon_jax.errors import ConfigError
+from gon_jax.models import initializers
 from gon_jax.models.spec import ModelSpec
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -51,17 +52,19 @@ class UpConv(nn.Module):
   """PyTorch's ConvTranspose2d(kernel 4): 1x1 -> 4x4 (`first`), else stride 2, padding 1.
 
   `method` picks how it is computed (the same function): 'matmul' (default)
-  or 'conv'; see `transposed_conv`.
+  or 'conv'; see `transposed_conv`. `param_init`: 'flax' or 'pytorch' (gon_jax.models.initializers).
   """
   features: int
   first: bool = False
   method: str = 'matmul'
+  param_init: str = 'flax'
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    kernel = self.param('kernel', nn.initializers.lecun_normal(),
-                        (4, 4, x.shape[-1], self.features))
-    bias = self.param('bias', nn.initializers.zeros, (self.features,))
+    # PyTorch's fan_in of a transposed convolution: output channels x kernel area.
+    kernel_init, bias_init = initializers.kernel_and_bias(self.param_init, 16 * self.features)
+    kernel = self.param('kernel', kernel_init, (4, 4, x.shape[-1], self.features))
+    bias = self.param('bias', bias_init, (self.features,))
     return transposed_conv(x, kernel, self.first, self.method) + bias
 
 
@@ -120,6 +123,7 @@ class ConvOptions(nn.Module):
   activation: str = 'elu'
   norm: str = 'batch'
   axis_name: str | None = None
+  param_init: str = 'flax'
 
 
 class ConvDecoder(ConvOptions):
@@ -143,6 +147,8 @@ class ConvDecoder(ConvOptions):
     axis_name: pmap axis over which BatchNorm averages batch statistics.
     conv_method: how the transposed convolutions are computed (see
       `transposed_conv`); the same function either way.
+    param_init: 'flax' (LeCun-normal kernels, zero biases) or 'pytorch' (PyTorch's
+      ConvTranspose2d default); see gon_jax.models.initializers.
   """
   channels: int = 1
   conv_method: str = 'matmul'
@@ -155,9 +161,9 @@ class ConvDecoder(ConvOptions):
     x = z
     for i in range(num_upsamplings):
       width = self.features * 2 ** (num_upsamplings - 1 - i)
-      x = UpConv(width, first=i == 0, method=self.conv_method)(x)
+      x = UpConv(width, first=i == 0, method=self.conv_method, param_init=self.param_init)(x)
       x = activation(normalise(self.norm, x, use_running_average, self.axis_name))
-    x = UpConv(self.channels, method=self.conv_method)(x)
+    x = UpConv(self.channels, method=self.conv_method, param_init=self.param_init)(x)
     return nn.sigmoid(x)
 
 
@@ -180,7 +186,10 @@ def default_config() -> ml_collections.ConfigDict:
       channels=1, activation='elu',
       # Per-example normalisation: latents and reconstructions of an image do not
       # depend on the rest of its batch (README: "BatchNorm and GONs").
-      norm='layer'))
+      norm='layer',
+      # Initial parameters: 'flax' (LeCun-normal kernels, zero biases) or
+      # 'pytorch' (PyTorch's layer defaults, as the official scripts start from).
+      init='flax'))
 
 
 def check(config: ml_collections.ConfigDict) -> None:
@@ -188,6 +197,7 @@ def check(config: ml_collections.ConfigDict) -> None:
   m = config.model
   choose('activation', m.activation, ACTIVATIONS)
   choose('norm', m.norm, NORMS)
+  choose('model.init', m.init, initializers.INITS)
   choose('performance.conv_method', config.performance.conv_method, CONV_METHODS)
   num_conv_upsamplings(config.data.image_size)
   if m.norm == 'batch' and config.performance.scan_chunk:
@@ -201,7 +211,7 @@ def build(config: ml_collections.ConfigDict, axis_name: str | None,
   m = config.model
   return module(latent_dim=m.latent_dim, features=m.features, channels=m.channels,
                 image_size=config.data.image_size, activation=m.activation, norm=m.norm,
-                axis_name=axis_name, conv_method=config.performance.conv_method)
+                axis_name=axis_name, conv_method=config.performance.conv_method, param_init=m.init)
 
 
 def forward_flops(config: ml_collections.ConfigDict, batch_size: int, points: int = 0) -> int:

@@ -6,8 +6,6 @@ output (Sitzmann et al., 2020; the paper's section 3.4). A GON turns one such
 network into a space of continuous images, decodable at any resolution.
 """
 
-from typing import Callable
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -16,6 +14,7 @@ import numpy as np
 
 from gon_jax import objectives
 from gon_jax.coordinates import grid
+from gon_jax.models.initializers import uniform
 from gon_jax.models.spec import ModelSpec
 
 
@@ -64,10 +63,6 @@ def _sincos_jvp(primals, tangents):
 def fast_sin(x: jax.Array) -> jax.Array:
   """sin(x) through `sincos`: its derivatives reuse the same pass."""
   return sincos(x)[0]
-
-
-def _uniform(bound: float) -> Callable:
-  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
 
 
 class SirenDecoder(nn.Module):
@@ -123,8 +118,8 @@ class SirenDecoder(nn.Module):
     if on_grid:
       coordinates = jnp.asarray(grid(self.image_size))
     fan_in = self.coordinate_dim + self.latent_dim
-    kernel = self.param('first_kernel', _uniform(1 / fan_in), (fan_in, self.widths[0]))
-    bias = self.param('first_bias', _uniform(fan_in ** -0.5), (self.widths[0],))
+    kernel = self.param('first_kernel', uniform(1 / fan_in), (fan_in, self.widths[0]))
+    bias = self.param('first_bias', uniform(fan_in ** -0.5), (self.widths[0],))
     if self.factorised:
       per_coordinate = coordinates @ kernel[:self.coordinate_dim]  # [(batch,) points, width]
       per_image = z @ kernel[self.coordinate_dim:] + bias  # [batch, width]
@@ -136,8 +131,8 @@ class SirenDecoder(nn.Module):
 
     def dense(width, h):
       fan_in = h.shape[-1]
-      return nn.Dense(width, kernel_init=_uniform(np.sqrt(6 / fan_in) / self.w0),
-                      bias_init=_uniform(fan_in ** -0.5))(h)
+      return nn.Dense(width, kernel_init=uniform(np.sqrt(6 / fan_in) / self.w0),
+                      bias_init=uniform(fan_in ** -0.5))(h)
 
     sine = fast_sin if self.fast_sine else jnp.sin
     h = sine(self.w0 * h)

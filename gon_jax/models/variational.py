@@ -11,7 +11,7 @@ import ml_collections
 from gon_jax import objectives
 from gon_jax.errors import ConfigError
 from gon_jax.losses import LIKELIHOODS
-from gon_jax.models import conv
+from gon_jax.models import conv, initializers
 from gon_jax.models.autoencoders import ConvEncoder
 from gon_jax.models.conv import ConvDecoder
 from gon_jax.models.spec import ModelSpec
@@ -32,8 +32,10 @@ class VariationalDecoder(nn.Module):
   decoder: ConvDecoder
 
   def setup(self):
-    self.mu = nn.Dense(self.decoder.latent_dim)
-    self.logvar = nn.Dense(self.decoder.latent_dim)
+    d = self.decoder
+    kernel_init, bias_init = initializers.kernel_and_bias(d.param_init, d.latent_dim)  # fan_in: latent
+    self.mu = nn.Dense(d.latent_dim, kernel_init=kernel_init, bias_init=bias_init)
+    self.logvar = nn.Dense(d.latent_dim, kernel_init=kernel_init, bias_init=bias_init)
 
   def __call__(self, z: jax.Array, use_running_average: bool,
                noise: jax.Array | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -68,7 +70,7 @@ class VAE(VariationalDecoder):
     super().setup()
     d = self.decoder
     self.encoder = ConvEncoder(d.latent_dim, d.features, d.image_size, d.activation, d.norm,
-                               d.axis_name)
+                               d.axis_name, d.param_init)
 
   def encode(self, images: jax.Array, use_running_average: bool) -> jax.Array:
     """Encodes `[batch, size, size, channels]` to latents `[batch, latent_dim]`."""

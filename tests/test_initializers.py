@@ -1,0 +1,78 @@
+"""Each initialiser's distribution, pinned: `model.init` 'flax' and 'pytorch'."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gon_jax import config as config_lib
+from gon_jax.errors import ConfigError
+from gon_jax.models import make_objective
+from gon_jax.models.conv import UpConv
+
+
+def _uniform_like(values: np.ndarray, bound: float) -> None:
+  """Values look like U(-bound, bound): inside it, reaching near its ends, with its mean
+  and std (tolerances of about 5 standard errors for n values: each check fails by
+  chance with probability below 1e-5)."""
+  values = np.ravel(values)
+  n, std = values.size, bound / math.sqrt(3)
+  assert np.all(np.abs(values) <= bound)
+  assert np.max(np.abs(values)) > (1 - 12 / n) * bound  # P(all below) = (1 - 12/n)^n < 1e-5
+  np.testing.assert_allclose(np.std(values), std, rtol=5 * math.sqrt(0.2 / n))
+  assert abs(np.mean(values)) < 5 * std / math.sqrt(n)
+
+
+def _params(config):
+  return make_objective(config).init_variables(jax.random.key(0))['params']
+
+
+@pytest.mark.parametrize('first', [True, False])
+def test_upconv_pytorch_init_is_conv_transpose2ds_default(first):
+  # torch.nn.ConvTranspose2d(in, out, 4): weight [in, out, 4, 4], so PyTorch's
+  # fan_in is out * 16; kaiming_uniform(a=sqrt(5)) and the bias: U(+-1/sqrt(fan_in)).
+  c_in, c_out = 48, 64
+  x = jnp.zeros((1, c_in) if first else (1, 4, 4, c_in))
+  params = UpConv(c_out, first=first, param_init='pytorch').init(jax.random.key(1), x)['params']
+  bound = 1 / math.sqrt(c_out * 16)
+  _uniform_like(params['kernel'], bound)
+  _uniform_like(params['bias'], bound)
+
+
+def test_upconv_flax_init_is_lecun_normal_with_zero_biases():
+  c_in, c_out = 48, 64
+  params = UpConv(c_out, param_init='flax').init(jax.random.key(1), jnp.zeros((1, 4, 4, c_in)))
+  kernel, bias = params['params']['kernel'], params['params']['bias']
+  std = 1 / math.sqrt(16 * c_in)  # flax's fan_in of a kernel [4, 4, in, out]: 16 in
+  np.testing.assert_allclose(np.std(kernel), std, rtol=0.02)
+  # A normal truncated at 2 of its own standard deviations, rescaled to std.
+  assert np.max(np.abs(kernel)) <= 2 * std / 0.87962566 * 1.0001
+  np.testing.assert_array_equal(bias, 0.0)
+
+
+def test_every_layer_of_each_conv_family_follows_model_init():
+  from configs import conv_mnist, vae_mnist  # pylint: disable=import-outside-toplevel
+  config = vae_mnist.get_config()  # decoder, encoder and the stochastic layer's Dense
+  config.model.init = 'pytorch'
+  params = _params(config)
+  _uniform_like(params['mu']['kernel'], 1 / math.sqrt(48))  # Linear(48, 48)
+  _uniform_like(params['logvar']['bias'], 1 / math.sqrt(48))
+  _uniform_like(params['decoder']['UpConv_1']['kernel'], 1 / math.sqrt(64 * 16))
+  _uniform_like(params['encoder']['Conv_1']['kernel'], 1 / math.sqrt(32 * 16))  # Conv2d(32, 64)
+  _uniform_like(params['encoder']['Conv_3']['bias'], 1 / math.sqrt(128 * 16))  # Conv2d(128, 48)
+  assert np.all(params['decoder']['GroupNorm_0']['scale'] == 1.0)  # norms: PyTorch's defaults too
+  config = conv_mnist.get_config()
+  flax_params = _params(config)
+  np.testing.assert_array_equal(flax_params['UpConv_2']['bias'], 0.0)
+  config.model.init = 'pytorch'
+  _uniform_like(_params(config)['UpConv_2']['kernel'], 1 / math.sqrt(16 * 16))
+
+
+def test_unknown_init_is_a_config_error():
+  from configs import conv_mnist  # pylint: disable=import-outside-toplevel
+  config = conv_mnist.get_config()
+  config.model.init = 'xavier'
+  with pytest.raises(ConfigError, match="unknown model.init 'xavier'; valid: flax, pytorch"):
+    config_lib.validate(config)
