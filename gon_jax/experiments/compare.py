@@ -11,7 +11,8 @@ MNIST and Fashion-MNIST download by themselves into the cache on first use;
 `--data_dir fashion_mnist=/usr/share/datasets/fashion-mnist`).
 
 The activation ablation (Fig. 3) and the z0 ablation (App. C) are
-`--ablation activation` and `--ablation z0_sigma` (with their own methods
+`--ablation activation` and `--ablation z0_sigma`, the initialisation study
+(flax's or PyTorch's layer defaults, with each norm) `--ablation init` (with their own methods
 unless --methods names some). Every method is conv_mnist's recipe with a few
 config changes (METHODS); `--override key=value` changes all of them.
 
@@ -63,11 +64,19 @@ METHODS.update({f'gon_sigma{s:g}': ('conv_mnist', {'gon.z0_sigma': s, 'gon.start
                                     f'z = -grad, z0 ~ N(0, {s:g}^2)') for s in SIGMAS})
 METHODS.update({f'gon_sigma{s:g}_step': ('conv_mnist', {'gon.z0_sigma': s},
                                          f'z = z0 - grad, z0 ~ N(0, {s:g}^2)') for s in SIGMAS})
+METHODS.update({
+    'gon_pytorch_init': ('conv_mnist', {'model.init': 'pytorch'},
+                         "GON, PyTorch's layer initialisation"),
+    'gon_batchnorm': ('conv_mnist_batchnorm', {}, 'GON, BatchNorm'),
+    'gon_batchnorm_pytorch_init': ('conv_mnist_batchnorm', {'model.init': 'pytorch'},
+                                   "GON, BatchNorm, PyTorch's layer initialisation"),
+})
 TABLE_1 = ('gon', 'ae', 'tied_ae', 'glo', 'detach_1', 'detach_10', 'steps_10')
 ABLATIONS = {
     'activation': tuple(f'gon_{a}' for a in ACTIVATIONS),
     'z0_sigma': ('gon', *(f'gon_sigma{s:g}' for s in SIGMAS),
                  *(f'gon_sigma{s:g}_step' for s in SIGMAS)),
+    'init': ('gon', 'gon_pytorch_init', 'gon_batchnorm', 'gon_batchnorm_pytorch_init'),
 }
 DATASET_TITLES = {'mnist': 'MNIST', 'fashion_mnist': 'Fashion-MNIST'}
 
