@@ -1,0 +1,103 @@
+"""Time to quality: trains a config until its test metric reaches a threshold.
+
+Every `--check_every` steps the model is evaluated on a fixed subset of the
+test split (its first `--subset` images); once the subset reaches the
+threshold, the whole test split confirms it (if it does not, training goes
+on). Reports, as one JSON line: the steps, the training seconds (train steps
+only, compilation excluded), the compilation seconds, the evaluation seconds
+and the total wall-clock seconds from the start of training.
+
+  python benchmarks/time_to_quality.py --config configs/conv_mnist.py \\
+      --metric sse --threshold 9.94 [--config.model.init=pytorch ...]
+
+`--metric sse` stops at or below the threshold; `psnr` at or above it.
+"""
+
+import json
+import os
+import sys
+import time
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # pylint: disable=wrong-import-position
+
+from gon_jax import data, evaluate  # pylint: disable=wrong-import-position
+from gon_jax.config import validate  # pylint: disable=wrong-import-position
+from gon_jax.objectives import model_variables  # pylint: disable=wrong-import-position
+from gon_jax.parallel import make_placement  # pylint: disable=wrong-import-position
+from gon_jax.state import setup  # pylint: disable=wrong-import-position
+from gon_jax.train import compile_train_step  # pylint: disable=wrong-import-position
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).')
+_METRIC = flags.DEFINE_enum('metric', 'sse', ['sse', 'psnr'], 'Test metric to reach.')
+_THRESHOLD = flags.DEFINE_float('threshold', None, 'Value of the metric to reach.')
+_CHECK_EVERY = flags.DEFINE_integer('check_every', 25, 'Steps between checks on the subset.')
+_SUBSET = flags.DEFINE_integer('subset', 1000, 'Test images of the quick check.')
+_MAX_STEPS = flags.DEFINE_integer('max_steps', 5000, 'Give up after this many steps.')
+flags.mark_flags_as_required(['config', 'threshold'])
+
+
+def reached(results: dict) -> bool:
+  value = results[_METRIC.value]
+  return value <= _THRESHOLD.value if _METRIC.value == 'sse' else value >= _THRESHOLD.value
+
+
+def time_to_quality(config) -> dict:
+  """Trains until the metric reaches the threshold on the whole test split."""
+  validate(config)
+  placement = make_placement(config.parallel)
+  train_images, train_labels, test_images, test_labels = evaluate.load_data(config)
+  objective, tx, state = setup(config, len(train_images))
+  step_fn = compile_train_step(config, placement, tx)
+  evaluator = evaluate.make_evaluator(objective)
+  batches = data.prefetch(data.train_batches(train_images, train_labels, config.batch_size,
+                                             config.seed), placement.put_batch)
+  device_state = placement.put_state(state)
+  start = time.perf_counter()
+  device_state, metrics = step_fn(device_state, next(batches))
+  jax.block_until_ready(metrics)
+  compile_seconds = time.perf_counter() - start
+  train_seconds = eval_seconds = 0.0
+  result = {'reached': False}
+  segment_start = time.perf_counter()  # steps run asynchronously: time whole segments
+  try:
+    for step in range(2, _MAX_STEPS.value + 1):
+      device_state, metrics = step_fn(device_state, next(batches))
+      if step % _CHECK_EVERY.value:
+        continue
+      jax.block_until_ready(metrics)
+      tock = time.perf_counter()
+      train_seconds += tock - segment_start
+      host = placement.get(device_state)
+      variables = model_variables(host.params, host.batch_stats)
+      quick, _, _ = evaluator(variables, test_images[:_SUBSET.value], test_labels[:_SUBSET.value])
+      if reached(quick):
+        full, _, _ = evaluator(variables, test_images, test_labels)
+        result = {'reached': reached(full), 'step': step, 'subset': quick[_METRIC.value],
+                  'test': full[_METRIC.value], 'test_sse': full['sse'], 'test_psnr': full['psnr']}
+      segment_start = time.perf_counter()
+      eval_seconds += segment_start - tock
+      if result['reached']:
+        break
+  finally:
+    batches.close()
+  return {**result, 'train_seconds': round(train_seconds, 2),
+          'compile_seconds': round(compile_seconds, 2),
+          'eval_seconds': round(eval_seconds, 2),
+          'total_seconds': round(time.perf_counter() - start, 2),
+          'metric': _METRIC.value, 'threshold': _THRESHOLD.value, 'seed': config.seed,
+          'device': jax.devices()[0].device_kind}
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  print(json.dumps(time_to_quality(_CONFIG.value)))
+
+
+if __name__ == '__main__':
+  app.run(main)
