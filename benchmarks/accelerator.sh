@@ -11,10 +11,10 @@ data=(--data "--data_dir=$1")
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c 'import jax; print("jax", jax.__version__, jax.devices())'
 python3 benchmarks/bench.py --all "${data[@]}"
-python3 benchmarks/bench.py --config configs/siren_mnist.py --config.scan_chunk=0 --steps 50 "${data[@]}"
+python3 benchmarks/bench.py --config configs/siren_mnist.py --config.performance.scan_chunk=0 --steps 50 "${data[@]}"
 for args in "--config.batch_size=64" "--config.batch_size=256" \
-            "--config.batch_size=64 --config.remat=True" "--config.batch_size=256 --config.remat=True"; do
-  python3 benchmarks/bench.py --config configs/siren_mnist.py --config.scan_chunk=0 --steps 30 $args
+            "--config.batch_size=64 --config.performance.remat=True" "--config.batch_size=256 --config.performance.remat=True"; do
+  python3 benchmarks/bench.py --config configs/siren_mnist.py --config.performance.scan_chunk=0 --steps 30 $args
 done
 python3 benchmarks/pytorch_reference.py --model conv --norm batch --steps 100
 python3 benchmarks/pytorch_reference.py --model conv --norm layer --steps 100

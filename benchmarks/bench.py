@@ -36,6 +36,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import step_profile  # pylint: disable=wrong-import-position
 from gon_jax import data  # pylint: disable=wrong-import-position
+from gon_jax.config import validate  # pylint: disable=wrong-import-position
 from gon_jax.flops import train_step_flops  # pylint: disable=wrong-import-position
 from gon_jax.parallel import make_placement  # pylint: disable=wrong-import-position
 from gon_jax.state import setup  # pylint: disable=wrong-import-position
@@ -86,7 +87,8 @@ def compiled_step(config):
   Returns:
     `(compiled step, device state, device batch, placement, compile seconds)`.
   """
-  placement = make_placement(config.parallel, config.batch_size)
+  validate(config)  # as train.py: the parallel mode, the batch over the devices, the model
+  placement = make_placement(config.parallel)
   _, tx, host_state = setup(config)
   size, channels = config.data.image_size, config.model.channels
   rng = np.random.default_rng(0)

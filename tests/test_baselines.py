@@ -11,8 +11,9 @@ from jax.sharding import Mesh
 
 import testing_utils
 from gon_jax import evaluate
-from gon_jax.encode import model_variables
-from gon_jax.models import get_model, init_variables, transposed_conv
+from gon_jax.models import make_objective
+from gon_jax.models.conv import transposed_conv
+from gon_jax.objectives import model_variables
 from gon_jax.parallel import AXIS, Placement
 from gon_jax.state import setup
 
@@ -20,7 +21,7 @@ from configs import ae_mnist, conv_mnist, glo_mnist, tied_ae_mnist
 
 
 def _num_params(config):
-  variables = init_variables(get_model(config), jax.random.key(0), config.model.latent_dim)
+  variables = make_objective(config).init_variables(jax.random.key(0))
   return sum(x.size for x in jax.tree.leaves(variables['params']))
 
 
@@ -49,8 +50,8 @@ def test_transposed_conv_adjoint(first):
 
 def test_tied_encoder_uses_the_decoders_kernels():
   config = tied_ae_mnist.get_config()
-  model = get_model(config)
-  variables = init_variables(model, jax.random.key(0), config.model.latent_dim)
+  objective = make_objective(config)
+  model, variables = objective.model, objective.init_variables(jax.random.key(0))
   encoder_params = variables['params']['TiedEncoder_0']
   assert all('kernel' not in '/'.join(map(str, path)) for path, _ in
              jax.tree_util.tree_flatten_with_path(encoder_params)[0])  # no kernels of its own
@@ -90,9 +91,9 @@ def test_glo_updates_only_the_rows_of_the_batch(blob_dir):
   assert np.all(state.latents['count'][seen] == 1)
   assert np.all(np.any(state.latents['table'][seen] != initial.latents['table'][seen], axis=1))
   # Unseen images are encoded by fitting latents to the trained decoder.
-  model, _, _ = setup(config, num_train_examples=256)
+  objective, _, _ = setup(config, num_train_examples=256)
   images, _ = data.load_split(config.data, 'test', config.data.image_size)
-  metrics, recon, latents = evaluate.make_evaluator(model, config)(
+  metrics, recon, latents = evaluate.make_evaluator(objective)(
       model_variables(state.params, state.batch_stats), images[:16])
   chex.assert_shape((recon, latents), ((16, 16, 16, 1), (16, config.model.latent_dim)))
   assert np.isfinite(metrics['sse'])
@@ -126,8 +127,8 @@ def test_classifier_separates_a_separable_set(tmp_path):
   state, _ = testing_utils.run_steps(config, num_steps=30)
   from gon_jax import data  # pylint: disable=import-outside-toplevel
   images, labels = data.load_split(config.data, 'test', config.data.image_size)
-  model, _, _ = setup(config)
-  metrics, _, _ = evaluate.make_evaluator(model, config)(
+  objective, _, _ = setup(config)
+  metrics, _, _ = evaluate.make_evaluator(objective)(
       model_variables(state.params, state.batch_stats), images, labels)
   assert metrics['accuracy'] >= 0.95, metrics
 

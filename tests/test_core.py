@@ -100,8 +100,9 @@ def test_shared_z0_gives_the_latents_and_gradients_of_per_example_passes(num_ste
 
   def outer_loss(params, shared_z0):
     decode = lambda z: jnp.tanh(jnp.tanh(z @ params['w1'] + 0.1) @ params['w2'])
-    z = origin_latent(decode, x, origin(5, 3), squared_error, num_steps=num_steps,
-                      step_size=0.1, shared_z0=shared_z0)
+    # One start `[latent_dim]` for the batch, or one row per example `[batch, latent_dim]`.
+    z0 = origin(1, 3)[0] if shared_z0 else origin(5, 3)
+    z = origin_latent(decode, x, z0, squared_error, num_steps=num_steps, step_size=0.1)
     return jnp.sum(squared_error(decode(z), x)), z
 
   (plain, plain_z), plain_grads = jax.value_and_grad(outer_loss, has_aux=True)(params, False)
@@ -121,7 +122,8 @@ def _conv_like_problem(batch=32):
 # Inputs that used to run and give wrong latents: each must raise one clear error when traced.
 MISUSE = {  # case: (arguments changed, text the error must contain)
     'z0_rows': (dict(z0=jnp.zeros((1, 3))), 'z0 has 1 rows but target has shape [8, 32, 32, 1]'),
-    'z0_rank': (dict(z0=jnp.zeros((8,))), 'z0 must be [batch, latent_dim]'),
+    # A 1-D z0 is a start shared by the batch ([latent_dim]); other ranks are refused.
+    'z0_rank': (dict(z0=jnp.zeros((8, 3, 1))), 'z0 must be [batch, latent_dim]'),
     'output_shape': (dict(decode='no_channel_axis'), 'differ in shape'),
     'uint8_target': (dict(target='uint8'), 'dtype uint8, expected floating point'),
     'integer_z0': (dict(z0=jnp.zeros((8, 3), jnp.int32)), 'z0 has dtype int32'),

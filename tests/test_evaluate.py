@@ -10,7 +10,7 @@ from PIL import Image
 
 from gon_jax import images
 from gon_jax.evaluate import evaluate_checkpoint
-from gon_jax.models import ConfigError
+from gon_jax.errors import ConfigError
 from gon_jax.train import train_and_evaluate
 
 from test_train import read_summaries

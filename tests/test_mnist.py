@@ -3,8 +3,8 @@
 import pytest
 
 from gon_jax import data
-from gon_jax.encode import model_variables
 from gon_jax.evaluate import make_evaluator
+from gon_jax.objectives import model_variables
 from gon_jax.state import setup
 from gon_jax.train import train_and_evaluate
 
@@ -21,9 +21,9 @@ def test_conv_gon_improves_on_its_initialisation(tmp_path):
   config.data.source, config.data.dir = 'idx', str(MNIST_DIR)
   config.num_steps, config.eval_every, config.checkpoint_every = 60, 60, 60
   config.train_eval_examples = 1000
-  model, _, initial = setup(config)
+  objective, _, initial = setup(config)
   test_images = data.load_split(config.data, 'test', config.data.image_size)[0][:1000]
-  evaluate = make_evaluator(model, config)
+  evaluate = make_evaluator(objective)
   before, _, _ = evaluate(model_variables(initial.params, initial.batch_stats), test_images)
   final = train_and_evaluate(config, str(tmp_path))
   after, _, _ = evaluate(model_variables(final.params, final.batch_stats), test_images)

@@ -6,9 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gon_jax.encode import reconstruct
-from gon_jax.models import (ACTIVATIONS, ConfigError, ConvDecoder, UpConv, get_model,
-                            init_variables)
+from gon_jax.config import validate
+from gon_jax.errors import ConfigError
+from gon_jax.models import make_objective
+from gon_jax.models.conv import ACTIVATIONS, ConvDecoder, UpConv
 
 from configs import conv_mnist
 
@@ -17,10 +18,15 @@ def _num_params(variables):
   return sum(x.size for x in jax.tree.leaves(variables['params']))
 
 
+def _init(module, latent_dim, key=jax.random.key(0)):
+  """Initial variables of a bare decoder module."""
+  return module.init(key, jnp.zeros((1, latent_dim)), use_running_average=False)
+
+
 @pytest.mark.parametrize('norm', ['batch', 'layer', 'group'])
 def test_official_parameter_count(norm):
   # GON.py with nz=32, ngf=16, nc=1 has 74,321 parameters.
-  variables = init_variables(ConvDecoder(norm=norm), jax.random.key(0), 32)
+  variables = _init(ConvDecoder(norm=norm), 32)
   assert _num_params(variables) == 74_321
 
 
@@ -28,7 +34,7 @@ def test_official_parameter_count(norm):
 def test_output_shape_and_range(image_size, channels):
   model = ConvDecoder(latent_dim=6, features=8, channels=channels, image_size=image_size,
                       activation='sin')
-  variables = init_variables(model, jax.random.key(0), 6)
+  variables = _init(model, 6)
   out = model.apply(variables, 3.0 * jnp.ones((2, 6)), use_running_average=True)
   chex.assert_shape(out, (2, image_size, image_size, channels))
   assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
@@ -36,17 +42,18 @@ def test_output_shape_and_range(image_size, channels):
 
 def test_config_errors_name_the_valid_choices():
   config = conv_mnist.get_config()
+  validate(config)  # the recipe itself is valid
   config.model.activation = 'gelu'
   with pytest.raises(ConfigError, match='valid: elu'):
-    get_model(config)
+    validate(config)
   config = conv_mnist.get_config()
-  config.model.conv_method = 'fft'
+  config.performance.conv_method = 'fft'
   with pytest.raises(ConfigError, match='valid: matmul, conv'):
-    get_model(config)
+    validate(config)
   config = conv_mnist.get_config()
   config.data.image_size = 28
   with pytest.raises(ConfigError, match='image size 28'):
-    get_model(config)
+    validate(config)
   assert set(ACTIVATIONS) == {'elu', 'relu', 'leaky_relu', 'tanh', 'softplus', 'swish', 'sin'}
 
 
@@ -66,12 +73,12 @@ def _small_config(norm):
 @pytest.mark.parametrize('norm', ['batch', 'layer'])
 def test_encoding_one_image_alone_equals_encoding_it_in_a_batch(norm):
   config = _small_config(norm)
-  model = get_model(config)
-  variables = init_variables(model, jax.random.key(0), 8)
+  objective = make_objective(config)
+  variables = objective.init_variables(jax.random.key(0))
   if norm == 'batch':
     variables = _trained_batchnorm_stats(variables)
   images = jax.random.uniform(jax.random.key(1), (6, 16, 16, 1))
-  encode = jax.jit(lambda x, z0, train: reconstruct(model, variables, x, z0, config, train),
+  encode = jax.jit(lambda x, z0, train: objective.reconstruct(variables, x, z0, train=train),
                    static_argnums=2)
   for train in (False, True):
     batch_recon, batch_z, _, _ = encode(images, jnp.zeros((6, 8)), train)
@@ -85,10 +92,10 @@ def test_encoding_one_image_alone_equals_encoding_it_in_a_batch(norm):
 
 def test_batchnorm_training_pass_updates_running_statistics():
   config = _small_config('batch')
-  model = get_model(config)
-  variables = init_variables(model, jax.random.key(0), 8)
+  objective = make_objective(config)
+  variables = objective.init_variables(jax.random.key(0))
   images = jax.random.uniform(jax.random.key(1), (4, 16, 16, 1))
-  _, _, _, new_stats = reconstruct(model, variables, images, jnp.zeros((4, 8)), config, train=True)
+  _, _, _, new_stats = objective.reconstruct(variables, images, jnp.zeros((4, 8)), train=True)
   changed = jax.tree.map(lambda a, b: not np.allclose(a, b), new_stats, variables['batch_stats'])
   assert all(jax.tree.leaves(changed))
 
@@ -135,8 +142,14 @@ def test_matmul_transposed_convolutions_give_the_gon_step_of_the_plain_ones():
 
 
 def test_official_inner_loss_scales():
-  from gon_jax.encode import inner_loss_scale  # pylint: disable=import-outside-toplevel
+  from gon_jax.losses import inner_loss_scale as scale  # pylint: disable=import-outside-toplevel
+  from gon_jax.models import get_spec  # pylint: disable=import-outside-toplevel
   from configs import siren_mnist, vgon_mnist  # pylint: disable=import-outside-toplevel
+
+  def inner_loss_scale(config):  # as the GON objective computes it from its config
+    return scale(config.gon.inner_reduction, config.batch_size, config.data.image_size ** 2,
+                 get_spec(config.model.name).official_average(config))
+
   config = conv_mnist.get_config()
   assert inner_loss_scale(config) == 1.0
   config.gon.inner_reduction = 'official'
@@ -149,7 +162,7 @@ def test_autoencoder_baseline_has_the_gon_decoder_and_twice_its_parameters(blob_
   from configs import ae_mnist  # pylint: disable=import-outside-toplevel
   from testing_utils import run_steps  # pylint: disable=import-outside-toplevel
   config = ae_mnist.get_config()
-  variables = init_variables(get_model(config), jax.random.key(0), 32)
+  variables = make_objective(config).init_variables(jax.random.key(0))
   decoder = {k: v for k, v in variables['params'].items() if k != 'ConvEncoder_0'}
   assert sum(x.size for x in jax.tree.leaves(decoder)) == 74_321
   assert sum(x.size for x in jax.tree.leaves(variables['params'])) == 148_673

@@ -6,18 +6,25 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gon_jax.coordinates import grid
 from gon_jax.core import squared_error
-from gon_jax.encode import Draws, observation_mask, reconstruct, sample_points
 from gon_jax.generate import fit_gaussian, render, slerp
-from gon_jax.models import get_model, init_variables
-from gon_jax.siren import SirenDecoder, grid
+from gon_jax.losses import observation_mask
+from gon_jax.models import make_objective
+from gon_jax.models.siren import SirenDecoder
+from gon_jax.objectives import Draws, sample_points
 
 from configs import siren_cifar10, siren_mnist, siren_mnist_tiny
 
 
 def _count(config):
-  variables = init_variables(get_model(config), jax.random.key(0), config.model.latent_dim)
+  variables = make_objective(config).init_variables(jax.random.key(0))
   return sum(x.size for x in jax.tree.leaves(variables['params']))
+
+
+def _init(module, latent_dim):
+  """Initial variables of a bare decoder module."""
+  return module.init(jax.random.key(0), jnp.zeros((1, latent_dim)), use_running_average=False)
 
 
 def test_parameter_counts():
@@ -35,7 +42,7 @@ def test_grid_spans_the_square_at_every_resolution():
 
 def test_shapes_and_initialisation_ranges():
   model = SirenDecoder(latent_dim=10, widths=(64, 64, 64), channels=3, image_size=8)
-  variables = init_variables(model, jax.random.key(0), 10)
+  variables = _init(model, 10)
   params = variables['params']
   first = params['first_kernel']
   chex.assert_shape(first, (12, 64))
@@ -54,7 +61,7 @@ def test_shapes_and_initialisation_ranges():
 def test_factorised_first_layer_equals_the_concatenated_input():
   plain = SirenDecoder(latent_dim=6, widths=(32, 32), image_size=5, factorised=False)
   fast = plain.clone(factorised=True)
-  variables = init_variables(plain, jax.random.key(0), 6)
+  variables = _init(plain, 6)
   z = jax.random.normal(jax.random.key(1), (4, 6))
   chex.assert_trees_all_close(fast.apply(variables, z), plain.apply(variables, z), atol=1e-5)
   per_image = jax.random.uniform(jax.random.key(2), (4, 9, 2), minval=-1, maxval=1)
@@ -71,47 +78,48 @@ def _tiny_siren_config():
 
 def test_losses_on_all_coordinates_as_a_subset_equal_the_full_losses():
   config = _tiny_siren_config()
-  model = get_model(config)
-  variables = init_variables(model, jax.random.key(0), 4)
+  objective = make_objective(config)
+  variables = objective.init_variables(jax.random.key(0))
   images = jax.random.uniform(jax.random.key(1), (3, 6, 6, 1))
   z0 = jnp.zeros((3, 4))
   everything = sample_points(jax.random.split(jax.random.key(2), 3), 36, 36)
   assert not np.array_equal(everything[0], np.arange(36))  # really shuffled
-  full, full_z, full_loss, _ = reconstruct(model, variables, images, z0, config, True)
-  part, part_z, part_loss, _ = reconstruct(model, variables, images, z0, config, True,
-                                           Draws(everything, everything))
+  full, full_z, full_loss, _ = objective.reconstruct(variables, images, z0, train=True)
+  part, part_z, part_loss, _ = objective.reconstruct(variables, images, z0,
+                                                     Draws(everything, everything), train=True)
   chex.assert_shape(part, (3, 36, 1))
   chex.assert_trees_all_close(part_z, full_z, rtol=1e-5, atol=1e-5)
   chex.assert_trees_all_close(part_loss, full_loss, rtol=1e-5)
   np.testing.assert_allclose(full_loss, squared_error(full, images), rtol=1e-6)
   # A real subset changes the latent: the option is not a no-op.
   half = everything[:, :18]
-  _, half_z, _, _ = reconstruct(model, variables, images, z0, config, True, Draws(half, half))
+  _, half_z, _, _ = objective.reconstruct(variables, images, z0, Draws(half, half), train=True)
   assert not np.allclose(half_z, full_z, rtol=1e-3)
 
 
 def test_observation_masks():
   config = _tiny_siren_config()
-  config.gon.observe = 'lowres:2'
-  assert observation_mask(config)[..., 0].sum() == 9
-  config.gon.observe = 'hole:2'
-  assert observation_mask(config)[..., 0].sum() == 36 - 4
+  size = config.data.image_size
+  assert observation_mask('lowres:2', size)[..., 0].sum() == 9
+  assert observation_mask('hole:2', size)[..., 0].sum() == 36 - 4
   # The inner loss ignores what it does not observe: changing hidden pixels
   # leaves the latent alone.
-  model = get_model(config)
-  variables = init_variables(model, jax.random.key(0), 4)
+  config.gon.observe = 'hole:2'
+  objective = make_objective(config)  # the objective keeps the config it was made with
+  variables = objective.init_variables(jax.random.key(0))
   images = jax.random.uniform(jax.random.key(1), (2, 6, 6, 1))
   changed = images.at[:, 2:4, 2:4].set(0.0)
-  latent = lambda x: reconstruct(model, variables, x, jnp.zeros((2, 4)), config, False)[1]
-  chex.assert_trees_all_close(latent(changed), latent(images), atol=1e-6)
+  latent = lambda objective, x: objective.reconstruct(variables, x, jnp.zeros((2, 4))).latents
+  chex.assert_trees_all_close(latent(objective, changed), latent(objective, images), atol=1e-6)
   config.gon.observe = 'all'
-  assert not np.allclose(latent(changed), latent(images), atol=1e-6)
+  sees_all = make_objective(config)
+  assert not np.allclose(latent(sees_all, changed), latent(sees_all, images), atol=1e-6)
 
 
 def test_render_slerp_and_gaussian():
   config = _tiny_siren_config()
-  model = get_model(config)
-  variables = init_variables(model, jax.random.key(0), 4)
+  objective = make_objective(config)
+  model, variables = objective.model, objective.init_variables(jax.random.key(0))
   z = np.asarray(jax.random.normal(jax.random.key(1), (3, 4)))
   high = render(model, variables, z, 16, batch_size=2)
   chex.assert_shape(high, (3, 16, 16, 1))
@@ -133,15 +141,15 @@ def test_render_slerp_and_gaussian():
 @pytest.mark.parametrize('factory', [siren_mnist, siren_cifar10])
 def test_colour_and_grey_configs_decode_their_image_shape(factory):
   config = factory.get_config()
-  model = get_model(config)
-  variables = init_variables(model, jax.random.key(0), config.model.latent_dim)
+  objective = make_objective(config)
+  model, variables = objective.model, objective.init_variables(jax.random.key(0))
   out = model.apply(variables, jnp.zeros((1, config.model.latent_dim)))
   size = config.data.image_size
   chex.assert_shape(out, (1, size, size, config.model.channels))
 
 
 def test_fast_sine_and_its_derivatives_match_jnp():
-  from gon_jax.siren import fast_sin, sincos  # pylint: disable=import-outside-toplevel
+  from gon_jax.models.siren import fast_sin, sincos  # pylint: disable=import-outside-toplevel
   x = jnp.linspace(-1000.0, 1000.0, 200_001)
   sin, cos = sincos(x)
   assert float(jnp.abs(sin - jnp.sin(x)).max()) < 1e-6
@@ -154,7 +162,7 @@ def test_fast_sine_and_its_derivatives_match_jnp():
 
 def test_fast_sine_decoder_equals_the_plain_one():
   plain = SirenDecoder(latent_dim=6, widths=(32, 32), image_size=5, fast_sine=False)
-  variables = init_variables(plain, jax.random.key(0), 6)
+  variables = _init(plain, 6)
   z = jax.random.normal(jax.random.key(1), (4, 6))
   chex.assert_trees_all_close(plain.clone(fast_sine=True).apply(variables, z),
                               plain.apply(variables, z), atol=1e-5)

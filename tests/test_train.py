@@ -18,12 +18,15 @@ from jax.sharding import Mesh
 from tensorboardX.proto import event_pb2
 
 from gon_jax import train
-from gon_jax.encode import reconstruct
-from gon_jax.models import ConfigError, get_model
+from gon_jax.config import validate
+from gon_jax.errors import ConfigError
+from gon_jax.models import make_objective
 from gon_jax.parallel import AXIS, Placement, make_placement
 from gon_jax.train import train_and_evaluate
 
 from testing_utils import TINY_FLAGS, run_script, run_steps, tiny_config
+
+from configs import conv_mnist
 
 
 @pytest.mark.parametrize('norm,z0_sigma', [('batch', 0.0), ('layer', 0.1)])
@@ -35,7 +38,7 @@ def test_pmap_and_jit_match_one_device(blob_dir, norm, z0_sigma):
   reference, losses = run_steps(config, one_device)
   assert losses[-1] < losses[0]
   for mode in ('jit', 'pmap'):
-    state, mode_losses = run_steps(config, make_placement(mode, config.batch_size))
+    state, mode_losses = run_steps(config, make_placement(mode))
     np.testing.assert_allclose(mode_losses, losses, rtol=1e-5)
     chex.assert_trees_all_close(state.params, reference.params, rtol=1e-4, atol=1e-6)
     chex.assert_trees_all_close(state.batch_stats, reference.batch_stats, rtol=1e-4, atol=1e-6)
@@ -49,15 +52,15 @@ def test_rematerialised_and_cpu_option_steps_match_the_plain_step(blob_dir, norm
   one_device = Placement('jit', Mesh(np.array(jax.devices()[:1]), (AXIS,)))
   config = tiny_config(blob_dir, norm)
   reference, losses = run_steps(config, one_device)
-  config.remat = True
-  config.cpu_ynn_fusions = True
+  config.performance.remat = True
+  config.performance.cpu_ynn_fusions = True
   state, remat_losses = run_steps(config, one_device)
   np.testing.assert_allclose(remat_losses, losses, rtol=1e-5)
   chex.assert_trees_all_close(state.params, reference.params, rtol=1e-4, atol=1e-6)
   chex.assert_trees_all_close(state.batch_stats, reference.batch_stats, rtol=1e-4, atol=1e-6)
-  model = get_model(config)
+  objective = make_objective(config)
   images, z0 = jax.numpy.zeros((2, 16, 16, 1)), jax.numpy.zeros((2, 8))
-  jaxpr = jax.make_jaxpr(lambda v: reconstruct(model, v, images, z0, config, False)[2])(
+  jaxpr = jax.make_jaxpr(lambda v: objective.reconstruct(v, images, z0).losses)(
       {'params': reference.params, 'batch_stats': reference.batch_stats})
   assert 'checkpoint' in str(jaxpr) or 'remat' in str(jaxpr)  # the option took effect
 
@@ -67,19 +70,21 @@ def test_scanning_over_chunks_gives_the_batch_gradients(blob_dir):
   config.gon.z0_sigma = 0.1
   one_device = Placement('jit', Mesh(np.array(jax.devices()[:1]), (AXIS,)))
   reference, losses = run_steps(config, one_device)
-  config.scan_chunk = 2
-  for placement in (one_device, make_placement('jit', config.batch_size),
-                    make_placement('pmap', config.batch_size)):
+  config.performance.scan_chunk = 2
+  for placement in (one_device, make_placement('jit'), make_placement('pmap')):
     state, chunked_losses = run_steps(config, placement)
     np.testing.assert_allclose(chunked_losses, losses, rtol=1e-5)
     chex.assert_trees_all_close(state.params, reference.params, rtol=1e-4, atol=1e-6)
 
 
 def test_batch_that_does_not_divide_over_devices_is_refused():
+  config = conv_mnist.get_config()
+  config.batch_size = 7
   with pytest.raises(ConfigError, match='does not divide over 2 devices'):
-    make_placement('jit', 7)
+    validate(config)
+  config.batch_size, config.parallel = 8, 'shard_map'
   with pytest.raises(ConfigError, match='valid: jit, pmap'):
-    make_placement('shard_map', 8)
+    validate(config)
 
 
 def test_resumed_run_equals_uninterrupted_run(blob_dir, tmp_path):

@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 
 from gon_jax import data
-from gon_jax.encode import kl_weight
 from gon_jax.evaluate import make_evaluator
 from gon_jax.losses import (binary_cross_entropy, bits_per_dim, gaussian_nll,
                             kl_to_standard_normal, negative_elbo)
-from gon_jax.models import get_model, init_variables
+from gon_jax.models import make_objective
 
 from testing_utils import run_steps
 
@@ -21,7 +20,7 @@ from configs import vae_mnist, vgon_celeba, vgon_mnist
 
 
 def _count(config):
-  variables = init_variables(get_model(config), jax.random.key(0), config.model.latent_dim)
+  variables = make_objective(config).init_variables(jax.random.key(0))
   return sum(x.size for x in jax.tree.leaves(variables['params']))
 
 
@@ -33,8 +32,9 @@ def test_parameter_counts():
 
 def test_shapes_and_sampler_range():
   config = vgon_celeba.get_config()
-  model = get_model(config)
-  variables = init_variables(model, jax.random.key(0), 48)
+  objective = make_objective(config)
+  model, variables = objective.model, objective.init_variables(jax.random.key(0))
+  assert config.model.latent_dim == 48
   decoded, mu, logvar = model.apply(variables, jnp.ones((2, 48)), True,
                                     noise=jnp.ones((2, 48)))
   chex.assert_shape(decoded, (2, 64, 64, 3))
@@ -43,8 +43,8 @@ def test_shapes_and_sampler_range():
                         method='generate')
   chex.assert_shape(samples, (16, 64, 64, 3))
   assert float(samples.min()) >= 0.0 and float(samples.max()) <= 1.0
-  vae = get_model(vae_mnist.get_config())
-  vae_vars = init_variables(vae, jax.random.key(0), 48)
+  vae_objective = make_objective(vae_mnist.get_config())
+  vae, vae_vars = vae_objective.model, vae_objective.init_variables(jax.random.key(0))
   chex.assert_shape(vae.apply(vae_vars, jnp.ones((3, 32, 32, 1)), True, method='encode'), (3, 48))
 
 
@@ -71,7 +71,8 @@ def test_bits_per_dim_of_known_likelihoods():
 def test_kl_warm_up():
   config = vgon_mnist.get_config()
   config.model.kl_weight, config.model.kl_warmup_steps = 2.0, 10
-  np.testing.assert_allclose([kl_weight(config, s) for s in (0, 4, 9, 50)],
+  kl_weight = make_objective(config).kl_weight
+  np.testing.assert_allclose([kl_weight(s) for s in (0, 4, 9, 50)],
                              [0.2, 1.0, 2.0, 2.0], rtol=1e-6)
 
 
@@ -83,6 +84,6 @@ def test_training_lowers_the_negative_elbo(factory, blob_dir):
   config.update(batch_size=16, learning_rate=3e-3, eval_batch_size=64, elbo_samples=2)
   state, losses = run_steps(config, num_steps=25)
   assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:5])
-  metrics, recon, _ = make_evaluator(get_model(config), config)(
+  metrics, recon, _ = make_evaluator(make_objective(config))(
       {'params': state.params}, data.load_split(config.data, 'test', 16)[0])
   assert 0 < metrics['bits_per_dim'] < 2 and recon.shape == (64, 16, 16, 1)

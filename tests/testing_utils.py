@@ -51,7 +51,8 @@ def run_steps(config, placement=None, num_steps: int = 3):
   """Trains `num_steps` steps from the seeded initial state, as train.py does.
 
   Args:
-    config: experiment config.
+    config: experiment config, validated here (gon_jax.config.validate) as
+      train.py validates it.
     placement: a gon_jax.parallel.Placement; None for one device under jit.
 
   Returns:
@@ -60,11 +61,13 @@ def run_steps(config, placement=None, num_steps: int = 3):
   import jax  # pylint: disable=import-outside-toplevel
   from jax.sharding import Mesh  # pylint: disable=import-outside-toplevel
   from gon_jax import data  # pylint: disable=import-outside-toplevel
+  from gon_jax.config import validate  # pylint: disable=import-outside-toplevel
   from gon_jax.parallel import AXIS, Placement  # pylint: disable=import-outside-toplevel
   from gon_jax.state import setup  # pylint: disable=import-outside-toplevel
   from gon_jax.train import compile_train_step  # pylint: disable=import-outside-toplevel
   if placement is None:
     placement = Placement('jit', Mesh(np.array(jax.devices()[:1]), (AXIS,)))
+  validate(config, placement.mesh.size)  # as train.py does, over the placement's devices
   images, labels = data.load_split(config.data, 'train', config.data.image_size)
   _, tx, state = setup(config, len(images))
   step = compile_train_step(config, placement, tx)
@@ -110,7 +113,8 @@ TINY_FLAGS = ['--config.data.source=idx', '--config.data.image_size=16',
 # The same for configs/siren_mnist_tiny.py: 8x8 images, two layers of 16.
 TINY_SIREN_FLAGS = ['--config.data.source=idx', '--config.data.image_size=8',
                     '--config.model.latent_dim=4', '--config.model.widths=(16,16)',
-                    '--config.batch_size=8', '--config.scan_chunk=2', '--config.num_steps=3', '--config.log_every=1',
+                    '--config.batch_size=8', '--config.performance.scan_chunk=2',
+                    '--config.num_steps=3', '--config.log_every=1',
                     '--config.eval_every=3', '--config.checkpoint_every=3',
                     '--config.eval_batch_size=16', '--config.grid_size=2',
                     '--config.num_fit_examples=32', '--config.superres_size=20']
