@@ -76,3 +76,16 @@ def test_unknown_init_is_a_config_error():
   config.model.init = 'xavier'
   with pytest.raises(ConfigError, match="unknown model.init 'xavier'; valid: flax, pytorch"):
     config_lib.validate(config)
+
+
+def test_the_official_recipe_config_is_gon_py():
+  from configs import conv_mnist_official  # pylint: disable=import-outside-toplevel
+  config = conv_mnist_official.get_config()
+  config_lib.validate(config)
+  m = config.model
+  assert (m.name, m.latent_dim, m.features, m.channels, m.activation, m.norm, m.init) == (
+      'conv', 32, 16, 1, 'elu', 'batch', 'pytorch')
+  assert (config.batch_size, config.learning_rate, config.grad_clip_norm) == (64, 1e-4, 0.0)
+  assert (config.data.name, config.data.image_size, config.num_steps) == ('mnist', 32, 3000)
+  assert config.gon.inner_reduction == 'official' and config.gon.num_steps == 1
+  assert config.gon.step_size == 1.0 and config.gon.z0_sigma == 0.0

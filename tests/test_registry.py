@@ -113,3 +113,15 @@ def test_the_toy_decoders_options_are_checked_by_the_one_config_check(blob_dir):
 def test_an_unregistered_model_lists_the_registered_ones():
   with pytest.raises(ConfigError, match="unknown model 'toy'; valid: conv, siren, vgon"):
     config_lib.base_config('toy')
+
+
+def test_every_config_file_names_a_registered_model_and_validates():
+  import importlib  # pylint: disable=import-outside-toplevel
+  import pathlib  # pylint: disable=import-outside-toplevel
+  names = sorted(p.stem for p in (pathlib.Path(__file__).parents[1] / 'configs').glob('*.py')
+                 if p.stem not in ('__init__', 'common'))
+  assert len(names) >= 17
+  for name in names:
+    config = importlib.import_module(f'configs.{name}').get_config()
+    assert config.model.name in models.MODELS, name
+    config_lib.validate(config)
