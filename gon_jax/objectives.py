@@ -19,6 +19,7 @@ image (`gon.observe`: a low-resolution subset of pixels, or the image with a
 hole) while the outer loss sees all of it (the paper's section 3.5).
 """
 
+import abc
 import dataclasses
 from typing import Any, NamedTuple
 
@@ -83,7 +84,7 @@ def _gather(images: jax.Array, points: jax.Array | None) -> jax.Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class Objective:
+class Objective(abc.ABC):
   """A model family's latents and losses for one config (see the module docstring).
 
   Attributes:
@@ -97,6 +98,7 @@ class Objective:
 
   # What a family overrides.
 
+  @abc.abstractmethod
   def latents(self, variables: dict, images: jax.Array, z0: jax.Array, draws: Draws,
               train: bool, rows: jax.Array | None, loss: losses.PerExampleLoss) -> jax.Array:
     """Latents `[batch, latent_dim]` of images, starting from `z0` `[batch, latent_dim]`.
@@ -104,7 +106,6 @@ class Objective:
     `rows`: the batch's rows of the latent table (GLO, training), else None;
     `loss`: the per-example data loss.
     """
-    raise NotImplementedError
 
   @property
   def latent_table(self) -> LatentTable:

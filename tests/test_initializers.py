@@ -36,6 +36,7 @@ def test_upconv_pytorch_init_is_conv_transpose2ds_default(first):
   c_in, c_out = 48, 64
   x = jnp.zeros((1, c_in) if first else (1, 4, 4, c_in))
   params = UpConv(c_out, first=first, param_init='pytorch').init(jax.random.key(1), x)['params']
+  assert params['kernel'].shape == (4, 4, c_in, c_out) and params['bias'].shape == (c_out,)
   bound = 1 / math.sqrt(c_out * 16)
   _uniform_like(params['kernel'], bound)
   _uniform_like(params['bias'], bound)
