@@ -10,7 +10,7 @@ import jax
 import ml_collections
 
 from gon_jax import losses, models
-from gon_jax.errors import ConfigError
+from gon_jax.errors import ConfigError, check_choice
 
 NONFINITE_POLICIES = ('stop', 'skip')
 PARALLEL_MODES = ('jit', 'pmap')
@@ -125,11 +125,6 @@ def performance_defaults() -> ml_collections.ConfigDict:
   return performance
 
 
-def _choose(key: str, value: str, valid) -> None:
-  if value not in valid:
-    raise ConfigError(f'unknown {key} {value!r}; valid: {", ".join(valid)}')
-
-
 def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) -> None:
   """Raises ConfigError (one line for the user) for a config that cannot work.
 
@@ -137,7 +132,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
   jax.device_count()).
   """
   num_devices = jax.device_count() if num_devices is None else num_devices
-  _choose('parallel mode', config.parallel, PARALLEL_MODES)
+  check_choice('parallel mode', config.parallel, PARALLEL_MODES)
   if config.batch_size % num_devices:
     raise ConfigError(f'batch_size {config.batch_size} does not divide over {num_devices} '
                       f'devices; use a multiple of {num_devices}')
@@ -145,10 +140,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
   if chunk and (config.batch_size // num_devices) % chunk:
     raise ConfigError(f'performance.scan_chunk {chunk} does not divide the batch of each '
                       f'device ({config.batch_size // num_devices})')
-  _choose('nonfinite', config.nonfinite, NONFINITE_POLICIES)
+  check_choice('nonfinite', config.nonfinite, NONFINITE_POLICIES)
   if config.grad_clip_norm < 0:
     raise ConfigError(f'grad_clip_norm {config.grad_clip_norm}: use 0 (off) or a positive norm')
-  _choose('data source', config.data.source, DATA_SOURCES)
+  check_choice('data source', config.data.source, DATA_SOURCES)
   spec = models.get_spec(config.model.name)
   if config.classifier.num_classes and not spec.classifiable:
     classifiable = [name for name, other in models.MODELS.items() if other.classifiable]
@@ -160,7 +155,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
 
 def _validate_gon(config: ml_collections.ConfigDict, spec: models.ModelSpec) -> None:
   gon, pixels = config.gon, config.data.image_size ** 2
-  losses.inner_loss_scale(gon.inner_reduction, config.batch_size, pixels, 1)
+  check_choice('gon.inner_reduction', gon.inner_reduction, losses.INNER_REDUCTIONS)
   losses.observation_mask(gon.observe, config.data.image_size)
   if gon.num_steps < 1:
     raise ConfigError(f'gon.num_steps={gon.num_steps}: the latent needs at least 1 gradient step')

@@ -20,6 +20,12 @@ class DataError(ValueError):
   """Bad data input; str(err) is one clear line for the user."""
 
 
+def check_choice(key: str, value: str, valid) -> None:
+  """Raises ConfigError (`unknown KEY 'VALUE'; valid: ...`) unless `value` is in `valid`."""
+  if value not in valid:
+    raise ConfigError(f'unknown {key} {value!r}; valid: {", ".join(valid)}')
+
+
 # Caught by the entry points: printed as `error: ...`, exit code 1.
 USER_ERRORS = (ConfigError, DataError, FileNotFoundError)
 

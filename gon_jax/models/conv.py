@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from gon_jax import objectives
-from gon_jax.errors import ConfigError
+from gon_jax.errors import ConfigError, check_choice
 from gon_jax.models import initializers
 from gon_jax.models.spec import ModelSpec
 
@@ -28,14 +28,9 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 NORMS = ('batch', 'layer', 'group', 'none')
 CONV_METHODS = ('matmul', 'conv')  # how transposed convolutions are computed (transposed_conv)
 
-def choose(kind: str, name: str, valid) -> str:
-  if name not in valid:
-    raise ConfigError(f'unknown {kind} {name!r}; valid: {", ".join(valid)}')
-  return name
-
 
 def normalise(norm: str, x: jax.Array, use_running_average: bool,
-               axis_name: str | None) -> jax.Array:
+              axis_name: str | None) -> jax.Array:
   """The hidden layers' normalisation: see ConvDecoder.norm."""
   if norm == 'batch':
     # PyTorch's BatchNorm2d defaults: momentum 0.1, eps 1e-5.
@@ -195,10 +190,10 @@ def default_config() -> ml_collections.ConfigDict:
 def check(config: ml_collections.ConfigDict) -> None:
   """ConfigErrors of a convolutional decoder's options."""
   m = config.model
-  choose('activation', m.activation, ACTIVATIONS)
-  choose('norm', m.norm, NORMS)
-  choose('model.init', m.init, initializers.INITS)
-  choose('performance.conv_method', config.performance.conv_method, CONV_METHODS)
+  check_choice('activation', m.activation, ACTIVATIONS)
+  check_choice('norm', m.norm, NORMS)
+  check_choice('model.init', m.init, initializers.INITS)
+  check_choice('performance.conv_method', config.performance.conv_method, CONV_METHODS)
   num_conv_upsamplings(config.data.image_size)
   if m.norm == 'batch' and config.performance.scan_chunk:
     raise ConfigError('norm batch does not work with performance.scan_chunk (a few examples '

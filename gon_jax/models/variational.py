@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from gon_jax import objectives
-from gon_jax.errors import ConfigError
+from gon_jax.errors import ConfigError, check_choice
 from gon_jax.losses import LIKELIHOODS
 from gon_jax.models import conv, initializers
 from gon_jax.models.autoencoders import ConvEncoder
@@ -96,7 +96,7 @@ def check(config: ml_collections.ConfigDict) -> None:
   """The convolutional decoder's ConfigErrors, and the likelihood's."""
   conv.check(config)
   m = config.model
-  conv.choose('model.likelihood', m.likelihood, LIKELIHOODS)
+  check_choice('model.likelihood', m.likelihood, LIKELIHOODS)
   if config.gon.observe != 'all':
     raise ConfigError(f'gon.observe needs a squared-error model, not {m.name!r}')
 
