@@ -123,6 +123,17 @@ class _RaiseOnCtrlC:
     raise KeyboardInterrupt
 
 
+def _quiet_lost_ctrl_c(hook: Callable) -> Callable:
+  """`hook` (sys.unraisablehook) without the traceback of a KeyboardInterrupt that Python
+  lost in a callback: _RaiseOnCtrlC noted it, and the run stops with one line."""
+
+  def unraisable(info):
+    if not isinstance(info.exc_value, KeyboardInterrupt):
+      hook(info)
+
+  return unraisable
+
+
 def run(main: Callable[[ml_collections.ConfigDict, str], Any],
         interrupted: Callable[[str | None], str] = _interrupted_default,
         ctrl_c: Sequence[Any] = ()) -> None:
@@ -172,6 +183,7 @@ def run(main: Callable[[ml_collections.ConfigDict, str], Any],
     # data download, say) stops at once and `finally` blocks run; absl lets
     # it through to here.
     signal.signal(signal.SIGINT, _RaiseOnCtrlC())
+    sys.unraisablehook = _quiet_lost_ctrl_c(sys.unraisablehook)
     if ctrl_c:
       raise KeyboardInterrupt
     app.run(_main, flags_parser=_parse_flags)
