@@ -1,37 +1,49 @@
-"""The official recipes' train steps in eager PyTorch, timed on this machine.
+"""The official recipes in eager PyTorch: the yardstick of bench.py and time_to_quality.py.
 
-The baseline that `bench.py` is compared with: the same computation as the
-official scripts (cwkx/GON), written with torch.nn, at batch 64 on random
-images:
+The same computation as the official scripts (cwkx/GON), written with torch.nn
+from a gon_jax config's sizes, so both sides train the same network:
 
 * conv: GON.py. A DCGAN-style decoder of ConvTranspose2d layers (latent 32,
-  ngf 16, 32x32), BatchNorm2d (`--norm batch`, the official choice) or
-  GroupNorm with one group (`--norm layer`, conv_mnist's), ELU; the latent is
-  minus the gradient at zeros of the batch-mean summed squared error,
-  computed with `torch.autograd.grad(create_graph=True)`; Adam 1e-4.
-* siren: Implicit-GON.py. A SIREN 4x256 (w0 30) over concat(coordinates,
-  latent) on the 28x28 grid, latent 32, the same GON step.
+  ngf 16, 32x32 for conv_mnist), BatchNorm2d (`model.norm='batch'`, the
+  official choice: batch statistics in both passes) or GroupNorm with one
+  group (`'layer'`, conv_mnist's), ELU, a sigmoid; PyTorch's default init.
+* siren: Implicit-GON.py. A SIREN (w0 30, the official init) over
+  concat(coordinates in [-1, 1], latent).
+
+The latent is minus the gradient at zeros of the inner loss, computed with
+`torch.autograd.grad(create_graph=True)`; the inner loss is each example's
+summed squared error times `gon_jax.losses.inner_loss_scale` (the official
+scripts: 'official'); the outer loss is the same expression; Adam.
 
   python benchmarks/pytorch_reference.py --model conv [--norm layer] [--device cuda]
   python benchmarks/pytorch_reference.py --model siren --steps 10
 
-Prints one JSON line: steps per second after warm-up.
+prints one JSON line: steps per second after warm-up, at batch 64 on random
+images. time_to_quality.py's `--pytorch` trains a `Recipe` on real data.
+torch is needed only here: gon_jax does not depend on it.
 """
 
 import argparse
 import json
+import os
+import sys
 import time
 
+import numpy as np
 import torch
 from torch import nn
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-def conv_decoder(latent_dim: int, features: int, norm: str) -> nn.Module:
+from gon_jax import losses, models  # pylint: disable=wrong-import-position
+
+
+def conv_decoder(latent_dim: int, features: int, channels: int, norm: str) -> nn.Module:
   layers, widths = [], [latent_dim, 4 * features, 2 * features, features]
   for i, (c_in, c_out) in enumerate(zip(widths[:-1], widths[1:])):
     layers += [nn.ConvTranspose2d(c_in, c_out, 4, 1 if i == 0 else 2, 0 if i == 0 else 1),
                nn.BatchNorm2d(c_out) if norm == 'batch' else nn.GroupNorm(1, c_out), nn.ELU()]
-  layers += [nn.ConvTranspose2d(features, 1, 4, 2, 1), nn.Sigmoid()]
+  layers += [nn.ConvTranspose2d(features, channels, 4, 2, 1), nn.Sigmoid()]
   return nn.Sequential(*layers)
 
 
@@ -45,16 +57,88 @@ class Sine(nn.Module):
     return torch.sin(self.w0 * x)
 
 
-def siren(in_features: int, width: int, depth: int, w0: float) -> nn.Module:
+def siren(in_features: int, widths: tuple, channels: int, w0: float) -> nn.Module:
+  """Implicit-GON.py's SIREN: weights U(+-1/fan_in) first, U(+-sqrt(6/fan_in)/w0) after."""
   layers, fan_in = [], in_features
-  for _ in range(depth):
-    layers += [nn.Linear(fan_in, width), Sine(w0)]
+  for width in widths:
+    layers.append(nn.Linear(fan_in, width))
+    bound = 1 / fan_in if not layers[:-1] else np.sqrt(6 / fan_in) / w0
+    with torch.no_grad():
+      layers[-1].weight.uniform_(-bound, bound)
+    layers.append(Sine(w0))
     fan_in = width
-  return nn.Sequential(*layers, nn.Linear(width, 1))
+  last = nn.Linear(fan_in, channels)
+  with torch.no_grad():
+    last.weight.uniform_(-np.sqrt(6 / fan_in) / w0, np.sqrt(6 / fan_in) / w0)
+  return nn.Sequential(*layers, last)
+
+
+class Recipe:
+  """An official recipe (GON.py or Implicit-GON.py) sized by a gon_jax config.
+
+  Images are numpy float32 [batch, height, width, channels] in [0, 1], as
+  gon_jax's data pipeline gives them.
+  """
+
+  def __init__(self, config, device: str = 'cpu'):
+    m, self.device = config.model, torch.device(device)
+    torch.manual_seed(config.seed)
+    self.latent_dim, self.implicit = m.latent_dim, models.get_spec(m.name).implicit
+    size = config.data.image_size
+    if self.implicit:
+      self.decoder = siren(2 + m.latent_dim, tuple(m.widths), m.channels, m.w0)
+      side = torch.linspace(-1, 1, size)
+      self.coordinates = torch.stack(torch.meshgrid(side, side, indexing='ij'), -1).reshape(-1, 2)
+    elif m.name == 'conv':
+      self.decoder = conv_decoder(m.latent_dim, m.features, m.channels, m.norm)
+    else:
+      raise ValueError(f"no PyTorch recipe for model {m.name!r}; use 'conv' or 'siren'")
+    self.decoder.to(self.device)
+    self.coordinates = self.coordinates.to(self.device) if self.implicit else None
+    self.scale = losses.inner_loss_scale(config.gon.inner_reduction, config.batch_size,
+                                         size * size, models.get_spec(m.name).official_average)
+    self.optimiser = torch.optim.Adam(self.decoder.parameters(), lr=config.learning_rate)
+
+  def decode(self, z: torch.Tensor) -> torch.Tensor:
+    """Images [batch, height * width * channels] (flattened) of latents [batch, latent_dim]."""
+    if self.implicit:
+      n, p = z.shape[0], self.coordinates.shape[0]
+      inputs = torch.cat([self.coordinates.expand(n, -1, -1), z[:, None, :].expand(-1, p, -1)], -1)
+      return self.decoder(inputs).reshape(n, -1)
+    return self.decoder(z[:, :, None, None]).permute(0, 2, 3, 1).reshape(z.shape[0], -1)
+
+  def loss(self, z: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    return self.scale * ((self.decode(z) - images) ** 2).sum()
+
+  def latents(self, images: torch.Tensor, create_graph: bool) -> torch.Tensor:
+    origin = torch.zeros(images.shape[0], self.latent_dim, device=self.device, requires_grad=True)
+    return -torch.autograd.grad(self.loss(origin, images), [origin], create_graph=create_graph)[0]
+
+  def as_tensor(self, images: np.ndarray) -> torch.Tensor:
+    return torch.tensor(images.reshape(len(images), -1), device=self.device)  # copies
+
+  def step(self, images: np.ndarray) -> float:
+    """One training step on a batch; returns the outer loss."""
+    self.decoder.train()
+    x = self.as_tensor(images)
+    loss = self.loss(self.latents(x, create_graph=True), x)
+    self.optimiser.zero_grad()
+    loss.backward()
+    self.optimiser.step()
+    return loss
+
+  def reconstruct(self, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """Reconstructions in [0, 1], shaped like `images` (BatchNorm: running averages)."""
+    self.decoder.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+      x = self.as_tensor(images[start:start + batch_size])
+      out.append(self.decode(self.latents(x, create_graph=False)).detach().clamp(0, 1).cpu())
+    return torch.cat(out).numpy().reshape(images.shape)
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
   parser.add_argument('--model', choices=('conv', 'siren'), default='conv')
   parser.add_argument('--norm', choices=('batch', 'layer'), default='batch')
   parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
@@ -62,49 +146,26 @@ def main():
   parser.add_argument('--steps', type=int, default=50)
   parser.add_argument('--warmup', type=int, default=5)
   args = parser.parse_args()
-  device, batch, latent_dim = torch.device(args.device), args.batch_size, 32
-  torch.manual_seed(0)
-  if args.model == 'conv':
-    decoder = conv_decoder(latent_dim, 16, args.norm).to(device)
-    images = torch.rand(batch, 1, 32, 32, device=device)
-    origin = lambda: torch.zeros(batch, latent_dim, 1, 1, device=device)
-    decode = decoder
-  else:
-    decoder = siren(2 + latent_dim, 256, 4, 30.0).to(device)
-    images = torch.rand(batch, 28 * 28, 1, device=device)
-    side = torch.linspace(-1, 1, 28, device=device)
-    coordinates = torch.stack(torch.meshgrid(side, side, indexing='ij'), -1).reshape(-1, 2)
-    origin = lambda: torch.zeros(batch, latent_dim, device=device)
-
-    def decode(z):
-      inputs = torch.cat([coordinates.expand(batch, -1, -1),
-                          z[:, None, :].expand(-1, coordinates.shape[0], -1)], -1)
-      return decoder(inputs)
-  optimiser = torch.optim.Adam(decoder.parameters(), lr=1e-4)
-
-  def step():
-    z = origin().requires_grad_()
-    inner = ((decode(z) - images) ** 2).sum(1).mean()
-    z = -torch.autograd.grad(inner, [z], create_graph=True, retain_graph=True)[0]
-    outer = ((decode(z) - images) ** 2).sum(1).mean()
-    optimiser.zero_grad()
-    outer.backward()
-    optimiser.step()
-    return outer
-
-  sync = torch.cuda.synchronize if device.type == 'cuda' else lambda: None
+  from configs import conv_mnist, siren_mnist  # pylint: disable=import-outside-toplevel
+  config = (conv_mnist if args.model == 'conv' else siren_mnist).get_config()
+  config.batch_size, config.model.norm = args.batch_size, args.norm
+  config.gon.inner_reduction = 'official'
+  recipe = Recipe(config, args.device)
+  size = config.data.image_size
+  images = np.random.default_rng(0).random((args.batch_size, size, size, 1), np.float32)
+  sync = torch.cuda.synchronize if recipe.device.type == 'cuda' else lambda: None
   for _ in range(args.warmup):
-    step()
+    recipe.step(images)
   sync()
   start = time.perf_counter()
   for _ in range(args.steps):
-    loss = step()
+    loss = recipe.step(images)
   sync()
   rate = args.steps / (time.perf_counter() - start)
   print(json.dumps({'reference': 'pytorch eager', 'model': args.model, 'norm': args.norm,
-                    'device': torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu',
+                    'device': torch.cuda.get_device_name() if recipe.device.type == 'cuda' else 'cpu',
                     'threads': torch.get_num_threads(), 'torch': torch.__version__,
-                    'batch_size': batch, 'steps_per_second': round(rate, 3),
+                    'batch_size': args.batch_size, 'steps_per_second': round(rate, 3),
                     'final_loss': round(float(loss.detach()), 3)}))
 
 

@@ -8,18 +8,23 @@ only, compilation excluded), the compilation seconds, the evaluation seconds
 and the total wall-clock seconds from the start of training.
 
   python benchmarks/time_to_quality.py --config configs/conv_mnist.py \\
-      --metric sse --threshold 9.94 [--config.model.init=pytorch ...]
+      --metric sse --threshold 9.94 [--config.learning_rate=1e-4 ...]
 
 `--metric sse` stops at or below the threshold; `psnr` at or above it.
+`--pytorch` trains the config's network by the official recipe in eager
+PyTorch instead (benchmarks/pytorch_reference.py; needs torch), on the same
+batches, checked on the same images with the same metrics.
 """
 
 import json
 import os
 import sys
 import time
+from typing import Callable, NamedTuple
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -38,7 +43,16 @@ _THRESHOLD = flags.DEFINE_float('threshold', None, 'Value of the metric to reach
 _CHECK_EVERY = flags.DEFINE_integer('check_every', 25, 'Steps between checks on the subset.')
 _SUBSET = flags.DEFINE_integer('subset', 1000, 'Test images of the quick check.')
 _MAX_STEPS = flags.DEFINE_integer('max_steps', 5000, 'Give up after this many steps.')
+_PYTORCH = flags.DEFINE_bool('pytorch', False, "Train by the official recipe in eager PyTorch.")
 flags.mark_flags_as_required(['config', 'threshold'])
+
+
+
+class Trainer(NamedTuple):
+  step: Callable[[], None]  # one training step on the next batch, possibly asynchronous
+  sync: Callable[[], None]  # waits for the steps run so far
+  evaluate: Callable[[np.ndarray], dict]  # test images -> {'sse', 'psnr', ...}
+  close: Callable[[], None]
 
 
 def reached(results: dict) -> bool:
@@ -46,37 +60,61 @@ def reached(results: dict) -> bool:
   return value <= _THRESHOLD.value if _METRIC.value == 'sse' else value >= _THRESHOLD.value
 
 
-def time_to_quality(config) -> dict:
-  """Trains until the metric reaches the threshold on the whole test split."""
-  validate(config)
+def gon_jax_trainer(config, train_images: np.ndarray, train_labels: np.ndarray) -> Trainer:
+  """train.py's step, placement and input pipeline."""
   placement = make_placement(config.parallel)
-  train_images, train_labels, test_images, test_labels = evaluate.load_data(config)
   objective, tx, state = setup(config, len(train_images))
   step_fn = compile_train_step(config, placement, tx)
   evaluator = evaluate.make_evaluator(objective)
   batches = data.prefetch(data.train_batches(train_images, train_labels, config.batch_size,
                                              config.seed), placement.put_batch)
-  device_state = placement.put_state(state)
+  box = {'state': placement.put_state(state), 'metrics': None}
+
+  def step():
+    box['state'], box['metrics'] = step_fn(box['state'], next(batches))
+
+  def evaluate_images(images):
+    host = placement.get(box['state'])
+    return evaluator(model_variables(host.params, host.batch_stats), images)[0]
+
+  return Trainer(step, lambda: jax.block_until_ready(box['metrics']), evaluate_images,
+                 batches.close)
+
+
+def pytorch_trainer(config, train_images: np.ndarray, train_labels: np.ndarray) -> Trainer:
+  """The official recipe in eager PyTorch on the same batches (synchronous)."""
+  import pytorch_reference  # pylint: disable=import-outside-toplevel
+  recipe = pytorch_reference.Recipe(config)
+  batches = data.train_batches(train_images, train_labels, config.batch_size, config.seed)
+  return Trainer(lambda: recipe.step(next(batches)['image']), lambda: None,
+                 lambda images: evaluate.image_metrics(images, recipe.reconstruct(images)),
+                 batches.close)
+
+
+def time_to_quality(config) -> dict:
+  """Trains until the metric reaches the threshold on the whole test split."""
+  validate(config)
+  train_images, train_labels, test_images, _ = evaluate.load_data(config)
+  trainer = (pytorch_trainer if _PYTORCH.value else gon_jax_trainer)(
+      config, train_images, train_labels)
   start = time.perf_counter()
-  device_state, metrics = step_fn(device_state, next(batches))
-  jax.block_until_ready(metrics)
+  trainer.step()
+  trainer.sync()
   compile_seconds = time.perf_counter() - start
   train_seconds = eval_seconds = 0.0
   result = {'reached': False}
-  segment_start = time.perf_counter()  # steps run asynchronously: time whole segments
+  segment_start = time.perf_counter()  # steps may run asynchronously: time whole segments
   try:
     for step in range(2, _MAX_STEPS.value + 1):
-      device_state, metrics = step_fn(device_state, next(batches))
+      trainer.step()
       if step % _CHECK_EVERY.value:
         continue
-      jax.block_until_ready(metrics)
+      trainer.sync()
       tock = time.perf_counter()
       train_seconds += tock - segment_start
-      host = placement.get(device_state)
-      variables = model_variables(host.params, host.batch_stats)
-      quick, _, _ = evaluator(variables, test_images[:_SUBSET.value], test_labels[:_SUBSET.value])
+      quick = trainer.evaluate(test_images[:_SUBSET.value])
       if reached(quick):
-        full, _, _ = evaluator(variables, test_images, test_labels)
+        full = trainer.evaluate(test_images)
         result = {'reached': reached(full), 'step': step, 'subset': quick[_METRIC.value],
                   'test': full[_METRIC.value], 'test_sse': full['sse'], 'test_psnr': full['psnr']}
       segment_start = time.perf_counter()
@@ -84,13 +122,14 @@ def time_to_quality(config) -> dict:
       if result['reached']:
         break
   finally:
-    batches.close()
+    trainer.close()
   return {**result, 'train_seconds': round(train_seconds, 2),
           'compile_seconds': round(compile_seconds, 2),
           'eval_seconds': round(eval_seconds, 2),
           'total_seconds': round(time.perf_counter() - start, 2),
           'metric': _METRIC.value, 'threshold': _THRESHOLD.value, 'seed': config.seed,
-          'device': jax.devices()[0].device_kind}
+          'framework': 'pytorch' if _PYTORCH.value else 'gon_jax',
+          'device': 'cpu (torch)' if _PYTORCH.value else jax.devices()[0].device_kind}
 
 
 def main(argv):

@@ -38,6 +38,16 @@ def make_encoder(objective: Objective) -> Callable[..., tuple[np.ndarray, np.nda
       progress)
 
 
+def image_metrics(images: np.ndarray, reconstructions: np.ndarray) -> dict:
+  """`sse`: the mean over images of an image's summed squared error (the paper's Table 1
+  metric); `psnr`: the mean over images of 10 log10(1 / mean squared error), on [0, 1]
+  pixels; `num_images`. Both arrays [n, ...], reconstructions already clipped to [0, 1]."""
+  sse = np.sum(np.square(reconstructions - images).reshape(len(images), -1), axis=1)
+  mse = sse / np.prod(images.shape[1:])
+  psnr = 10.0 * np.log10(1.0 / np.maximum(mse, 1e-10))
+  return {'sse': float(np.mean(sse)), 'psnr': float(np.mean(psnr)), 'num_images': int(len(images))}
+
+
 def make_evaluator(objective: Objective) -> Callable[..., tuple[dict, np.ndarray, np.ndarray]]:
   """Builds `evaluate(variables, images, labels=None, progress=None) -> (metrics,
   reconstructions, latents)`.
@@ -61,11 +71,7 @@ def make_evaluator(objective: Objective) -> Callable[..., tuple[dict, np.ndarray
                progress: str | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
     latents, recon = encode(variables, images, progress)
     recon = np.clip(recon, 0.0, 1.0)
-    sse = np.sum(np.square(recon - images).reshape(len(images), -1), axis=1)
-    mse = sse / np.prod(images.shape[1:])
-    psnr = 10.0 * np.log10(1.0 / np.maximum(mse, 1e-10))
-    metrics = {'sse': float(np.mean(sse)), 'psnr': float(np.mean(psnr)),
-               'num_images': int(len(images))}
+    metrics = image_metrics(images, recon)
     if config.classifier.num_classes and labels is not None:
       predicted = np.argmax(np.asarray(classify(variables, latents)), axis=-1)
       metrics['accuracy'] = float(np.mean(predicted == labels))

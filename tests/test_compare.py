@@ -38,6 +38,23 @@ def test_compare_writes_table_and_curves_and_resumes(blob_dir, tmp_path):
   assert again['gon']['runs'] == results['gon']['runs']
 
 
+def test_equal_time_gives_each_method_the_reference_training_time(blob_dir, tmp_path):
+  measured = {'gon': {'runs': {'mnist': [{'seconds_per_step': 0.1}, {'seconds_per_step': 0.3}],
+                               'fashion_mnist': [{'seconds_per_step': 0.2}]}},
+              'steps_10': {'runs': {'mnist': [{'seconds_per_step': 2.0}]}},
+              'ae': {'runs': {'mnist': [{'seconds_per_step': 0.0999}]}}}
+  # gon: 500 steps of 0.2 s = 100 s; steps_10 50 steps of 2 s; ae ~1001 steps, in tens.
+  assert compare.equal_time_steps(measured, 'gon', 500) == {'gon': 500, 'steps_10': 50, 'ae': 1000}
+  workdir = str(tmp_path / 'equal_time')
+  os.makedirs(workdir)
+  results = compare.compare(['gon', 'detach_1'], ['mnist'], {'gon': 3, 'detach_1': 5}, 1, 'idx',
+                            {'mnist': str(blob_dir)}, TINY, workdir)
+  assert [s for s, _ in results['detach_1']['runs']['mnist'][0]['curve']] == [1, 2, 3, 4, 5]
+  assert [s for s, _ in results['gon']['runs']['mnist'][0]['curve']] == [1, 2, 3]
+  table = open(os.path.join(workdir, 'results.md'), encoding='utf-8').read()
+  assert '| gon (GON, one gradient step) | 1,637 | 3 |' in table, table
+
+
 def test_bad_methods_and_overrides_are_one_line_errors(blob_dir, tmp_path):
   with pytest.raises(ConfigError, match='unknown method .*valid: gon, ae'):
     compare.run_config('vae_gon', 'mnist', 0, 10, 'idx', str(blob_dir), {})

@@ -56,7 +56,6 @@ def test_upconv_flax_init_is_lecun_normal_with_zero_biases():
 def test_every_layer_of_each_conv_family_follows_model_init():
   from configs import conv_mnist, vae_mnist  # pylint: disable=import-outside-toplevel
   config = vae_mnist.get_config()  # decoder, encoder and the stochastic layer's Dense
-  config.model.init = 'pytorch'
   params = _params(config)
   _uniform_like(params['mu']['kernel'], 1 / math.sqrt(48))  # Linear(48, 48)
   _uniform_like(params['logvar']['bias'], 1 / math.sqrt(48))
@@ -64,11 +63,10 @@ def test_every_layer_of_each_conv_family_follows_model_init():
   _uniform_like(params['encoder']['Conv_1']['kernel'], 1 / math.sqrt(32 * 16))  # Conv2d(32, 64)
   _uniform_like(params['encoder']['Conv_3']['bias'], 1 / math.sqrt(128 * 16))  # Conv2d(128, 48)
   assert np.all(params['decoder']['GroupNorm_0']['scale'] == 1.0)  # norms: PyTorch's defaults too
-  config = conv_mnist.get_config()
-  flax_params = _params(config)
-  np.testing.assert_array_equal(flax_params['UpConv_2']['bias'], 0.0)
-  config.model.init = 'pytorch'
+  config = conv_mnist.get_config()  # the default
   _uniform_like(_params(config)['UpConv_2']['kernel'], 1 / math.sqrt(16 * 16))
+  config.model.init = 'flax'
+  np.testing.assert_array_equal(_params(config)['UpConv_2']['bias'], 0.0)
 
 
 def test_unknown_init_is_a_config_error():

@@ -4,16 +4,21 @@ Table 1, single-step and multi-step baselines with the GON's decoder:
 
   python -m gon_jax.experiments.compare \
       --methods gon,ae,tied_ae,glo,detach_1,detach_10,steps_10 \
-      --datasets mnist,fashion_mnist --steps 1000 --seeds 3 --workdir runs/compare
+      --datasets mnist,fashion_mnist --steps 500 --seeds 3 --equal_time gon \
+      --workdir runs/compare
+
+`--equal_time gon` then trains every method again for the wall-clock time
+the GON's 500 steps took (steps scaled by the measured seconds per step) into
+WORKDIR/equal_time: a slow method gets fewer steps, a fast one more.
 
 MNIST and Fashion-MNIST download by themselves into the cache on first use;
 `--data_dir DATASET=PATH` reads a folder of IDX files instead (e.g.
 `--data_dir fashion_mnist=/usr/share/datasets/fashion-mnist`).
 
 The activation ablation (Fig. 3) and the z0 ablation (App. C) are
-`--ablation activation` and `--ablation z0_sigma`, the initialisation study
-(flax's or PyTorch's layer defaults, with each norm) `--ablation init` (with their own methods
-unless --methods names some). Every method is conv_mnist's recipe with a few
+`--ablation activation` and `--ablation z0_sigma`, the recipe study
+(PyTorch's or flax's layer defaults, Adam 1e-3 or 1e-4, with each norm)
+`--ablation init` (with their own methods unless --methods names some). Every method is conv_mnist's recipe with a few
 config changes (METHODS); `--override key=value` changes all of them.
 
 Writes to --workdir: `results.md` (the mean and standard deviation over
@@ -64,19 +69,29 @@ METHODS.update({f'gon_sigma{s:g}': ('conv_mnist', {'gon.z0_sigma': s, 'gon.start
                                     f'z = -grad, z0 ~ N(0, {s:g}^2)') for s in SIGMAS})
 METHODS.update({f'gon_sigma{s:g}_step': ('conv_mnist', {'gon.z0_sigma': s},
                                          f'z = z0 - grad, z0 ~ N(0, {s:g}^2)') for s in SIGMAS})
+# The recipe study (issue 14): the defaults (PyTorch's init, Adam 1e-3) against flax's
+# init and the official learning rate 1e-4, with each norm.
+_OFFICIAL_LR = {'learning_rate': 1e-4}
 METHODS.update({
-    'gon_pytorch_init': ('conv_mnist', {'model.init': 'pytorch'},
-                         "GON, PyTorch's layer initialisation"),
+    'gon_flax_init': ('conv_mnist', {'model.init': 'flax'}, "GON, flax's initialisation"),
+    'gon_lr1e-4': ('conv_mnist', _OFFICIAL_LR, 'GON, Adam 1e-4'),
+    'gon_flax_init_lr1e-4': ('conv_mnist', {'model.init': 'flax', **_OFFICIAL_LR},
+                             "GON, flax's initialisation, Adam 1e-4"),
     'gon_batchnorm': ('conv_mnist_batchnorm', {}, 'GON, BatchNorm'),
-    'gon_batchnorm_pytorch_init': ('conv_mnist_batchnorm', {'model.init': 'pytorch'},
-                                   "GON, BatchNorm, PyTorch's layer initialisation"),
+    'gon_batchnorm_flax_init': ('conv_mnist_batchnorm', {'model.init': 'flax'},
+                                "GON, BatchNorm, flax's initialisation"),
+    'gon_batchnorm_lr1e-4': ('conv_mnist_batchnorm', _OFFICIAL_LR, 'GON, BatchNorm, Adam 1e-4'),
+    'gon_batchnorm_flax_init_lr1e-4': ('conv_mnist_batchnorm',
+                                       {'model.init': 'flax', **_OFFICIAL_LR},
+                                       "GON, BatchNorm, flax's initialisation, Adam 1e-4"),
 })
 TABLE_1 = ('gon', 'ae', 'tied_ae', 'glo', 'detach_1', 'detach_10', 'steps_10')
 ABLATIONS = {
     'activation': tuple(f'gon_{a}' for a in ACTIVATIONS),
     'z0_sigma': ('gon', *(f'gon_sigma{s:g}' for s in SIGMAS),
                  *(f'gon_sigma{s:g}_step' for s in SIGMAS)),
-    'init': ('gon', 'gon_pytorch_init', 'gon_batchnorm', 'gon_batchnorm_pytorch_init'),
+    'init': ('gon', 'gon_flax_init', 'gon_lr1e-4', 'gon_flax_init_lr1e-4', 'gon_batchnorm',
+             'gon_batchnorm_flax_init', 'gon_batchnorm_lr1e-4', 'gon_batchnorm_flax_init_lr1e-4'),
 }
 DATASET_TITLES = {'mnist': 'MNIST', 'fashion_mnist': 'Fashion-MNIST'}
 
@@ -94,6 +109,9 @@ _DATA_DIR = flags.DEFINE_multi_string(
 _OVERRIDES = flags.DEFINE_multi_string('override', [], 'KEY=VALUE config change for every run, '
                                        'e.g. batch_size=128 (values parsed as Python literals).')
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/compare', 'Folder for runs and results.')
+_EQUAL_TIME = flags.DEFINE_string(
+    'equal_time', None, 'Then train every method for the time METHOD took for --steps steps '
+    '(its measured seconds per step over each one\'s), into WORKDIR/equal_time.')
 
 _CONFIGS = pathlib.Path(__file__).resolve().parents[2] / 'configs'
 
@@ -173,17 +191,16 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
   return float(np.mean(values)), float(np.std(values))
 
 
-def summarise(results: dict, methods: list[str], datasets: list[str], steps: int,
+def summarise(results: dict, methods: list[str], datasets: list[str], steps: dict[str, int],
               seeds: int) -> str:
   """The Markdown table of `results[method]` ('parameters', 'runs': {dataset: [run]})."""
-  header = (['Method', 'Parameters'] + [f'{DATASET_TITLES.get(d, d)} test SSE' for d in datasets]
-            + ['s / step'])
-  lines = [f'Test summed squared error per image (mean ± std over {seeds} seeds), '
-           f'{steps} steps each.', '', '| ' + ' | '.join(header) + ' |',
-           '|' + '---|' * len(header)]
+  header = (['Method', 'Parameters', 'Steps']
+            + [f'{DATASET_TITLES.get(d, d)} test SSE' for d in datasets] + ['s / step'])
+  lines = [f'Test summed squared error per image (mean ± std over {seeds} seeds).', '',
+           '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   for method in methods:
     entry = results[method]
-    cells = [f'{method} ({METHODS[method][2]})', f'{entry["parameters"]:,}']
+    cells = [f'{method} ({METHODS[method][2]})', f'{entry["parameters"]:,}', f'{steps[method]:,}']
     rates = []
     for dataset in datasets:
       runs = entry['runs'][dataset]
@@ -222,22 +239,37 @@ def _data_dirs(entries: list[str], datasets: list[str]) -> dict[str, str]:
   return dirs
 
 
-def compare(methods: list[str], datasets: list[str], steps: int, seeds: int, data_source: str,
-            data_dirs: dict[str, str], overrides: dict, workdir: str) -> dict:
-  """Trains (or reads) every run and writes the table, the JSON and the plot."""
-  if steps < 1 or seeds < 1:
-    raise ConfigError(f'--steps {steps} and --seeds {seeds} must be at least 1')
-  configs = {(m, d, s): run_config(m, d, s, steps, data_source, data_dirs[d], overrides)
+def equal_time_steps(results: dict, reference: str, steps: int) -> dict[str, int]:
+  """Each method's steps (in tens) that take as long as `steps` steps of `reference`, by the
+  seconds per training step measured in `results` (mean over data sets and seeds)."""
+  def seconds_per_step(method: str) -> float:
+    return float(np.mean([r['seconds_per_step'] for runs in results[method]['runs'].values()
+                          for r in runs]))
+
+  budget = steps * seconds_per_step(reference)
+  return {m: max(10, 10 * round(budget / seconds_per_step(m) / 10)) for m in results}
+
+
+def compare(methods: list[str], datasets: list[str], steps: int | dict[str, int], seeds: int,
+            data_source: str, data_dirs: dict[str, str], overrides: dict, workdir: str) -> dict:
+  """Trains (or reads) every run and writes the table, the JSON and the plot.
+
+  `steps`: every method's, or {method: steps}.
+  """
+  steps = steps if isinstance(steps, dict) else dict.fromkeys(methods, steps)
+  if min(steps.values()) < 1 or seeds < 1:
+    raise ConfigError(f'--steps {min(steps.values())} and --seeds {seeds} must be at least 1')
+  configs = {(m, d, s): run_config(m, d, s, steps[m], data_source, data_dirs[d], overrides)
              for m in methods for d in datasets for s in range(seeds)}  # all checked first
   results = {m: {'parameters': count_parameters(configs[m, datasets[0], 0]),
                  'runs': {d: [] for d in datasets}} for m in methods}
   for i, ((method, dataset, seed), config) in enumerate(configs.items()):
     run_dir = os.path.join(workdir, 'runs', dataset, method, f'seed{seed}')
-    run = read_run(run_dir, steps)
+    run = read_run(run_dir, steps[method])
     if run is None:
       start = time.perf_counter()
       train_and_evaluate(config, run_dir)
-      run = read_run(run_dir, steps)
+      run = read_run(run_dir, steps[method])
       print(f'[{i + 1}/{len(configs)}] {dataset} {method} seed {seed}: test SSE '
             f'{run["sse"]:.3f} ({time.perf_counter() - start:.0f} s)', flush=True)
     results[method]['runs'][dataset].append(run)
@@ -269,9 +301,17 @@ def _compare_from_flags(methods: list[str]) -> dict:
       raise ConfigError(f'--override {entry!r}: use KEY=VALUE')
     key, value = entry.split('=', 1)
     overrides[key] = _parse_value(value)
+  if _EQUAL_TIME.value and _EQUAL_TIME.value not in methods:
+    raise ConfigError(f'--equal_time {_EQUAL_TIME.value}: not one of the compared methods')
   os.makedirs(_WORKDIR.value, exist_ok=True)
-  return compare(methods, _DATASETS.value, _STEPS.value, _SEEDS.value, _DATA_SOURCE.value,
-                 _data_dirs(_DATA_DIR.value, _DATASETS.value), overrides, _WORKDIR.value)
+  args = (_DATASETS.value, _STEPS.value, _SEEDS.value, _DATA_SOURCE.value,
+          _data_dirs(_DATA_DIR.value, _DATASETS.value), overrides)
+  results = compare(methods, *args, _WORKDIR.value)
+  if not _EQUAL_TIME.value:
+    return results
+  steps = equal_time_steps(results, _EQUAL_TIME.value, _STEPS.value)
+  os.makedirs(os.path.join(_WORKDIR.value, 'equal_time'), exist_ok=True)
+  return compare(methods, args[0], steps, *args[2:], os.path.join(_WORKDIR.value, 'equal_time'))
 
 if __name__ == '__main__':
   app.run(main, flags_parser=parse_flags_or_exit)
