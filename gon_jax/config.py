@@ -13,6 +13,7 @@ from gon_jax import losses, models
 from gon_jax.errors import ConfigError, check_choice
 
 NONFINITE_POLICIES = ('stop', 'skip')
+LR_SCHEDULES = ('constant', 'cosine')
 PARALLEL_MODES = ('jit', 'pmap')
 DATA_SOURCES = ('idx', 'tfds')
 
@@ -24,6 +25,10 @@ def base_config(model_name: str = 'conv') -> ml_collections.ConfigDict:
   config.batch_size = 64  # global, over all devices and processes
   config.num_steps = 1000
   config.learning_rate = 1e-4
+  # 'constant', or 'cosine': decays to 0 at num_steps; both after a linear
+  # warm-up from 0 over warmup_steps (0: none).
+  config.lr_schedule = 'constant'
+  config.warmup_steps = 0
   config.grad_clip_norm = 0.0  # clip gradients to this global norm; 0: off
   # A step with a non-finite loss or gradient norm changes nothing; then
   # 'stop': end the run with an error (the last checkpoint is kept), or
@@ -141,6 +146,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     raise ConfigError(f'performance.scan_chunk {chunk} does not divide the batch of each '
                       f'device ({config.batch_size // num_devices})')
   check_choice('nonfinite', config.nonfinite, NONFINITE_POLICIES)
+  check_choice('lr_schedule', config.lr_schedule, LR_SCHEDULES)
+  if not 0 <= config.warmup_steps <= config.num_steps:
+    raise ConfigError(f'warmup_steps {config.warmup_steps} must be in [0, num_steps '
+                      f'{config.num_steps}]')
   if config.grad_clip_norm < 0:
     raise ConfigError(f'grad_clip_norm {config.grad_clip_norm}: use 0 (off) or a positive norm')
   check_choice('data source', config.data.source, DATA_SOURCES)

@@ -47,9 +47,21 @@ def create_train_state(config: ml_collections.ConfigDict, objective: Objective,
 _compiled_init = jax.jit(lambda objective, key: objective.init_variables(key), static_argnums=0)
 
 
+def learning_rate(config: ml_collections.ConfigDict) -> float | optax.Schedule:
+  """`config.learning_rate`, or its schedule (`lr_schedule`, `warmup_steps`) of the step."""
+  peak, warmup = config.learning_rate, config.warmup_steps
+  if config.lr_schedule == 'cosine':
+    return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, config.num_steps)
+  if not warmup:
+    return peak  # a constant: the optimiser state has no schedule count
+  return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup),
+                               optax.constant_schedule(peak)], [warmup])
+
+
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Adam, after clipping gradients to global norm `grad_clip_norm` if it is positive."""
-  adam = optax.adam(config.learning_rate)
+  """Adam at `learning_rate(config)`, after clipping gradients to global norm
+  `grad_clip_norm` if it is positive."""
+  adam = optax.adam(learning_rate(config))
   return optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adam) \
       if config.grad_clip_norm else adam
 

@@ -15,9 +15,10 @@ from jax.sharding import Mesh
 
 import testing_utils
 from gon_jax import checkpoints, data, train
-from gon_jax.errors import RunStopped
+from gon_jax.config import validate
+from gon_jax.errors import ConfigError, RunStopped
 from gon_jax.parallel import AXIS, Placement
-from gon_jax.state import make_optimizer, setup
+from gon_jax.state import learning_rate, make_optimizer, setup
 
 STEPS = 200
 FLAGS = [f'--config.num_steps={STEPS}', '--config.log_every=1', f'--config.eval_every={STEPS}',
@@ -180,3 +181,21 @@ def test_losing_a_process_ends_the_other_quickly(blob_dir, tmp_path):
   assert time.time() - start < 30
   last = (tmp_path / 'stderr0.txt').read_text().strip().splitlines()[-1]
   assert last.startswith('error: process 0 lost the other processes of the run'), last
+
+
+def test_learning_rate_schedules(blob_dir):
+  config = _config(blob_dir)
+  config.learning_rate, config.num_steps = 1e-3, 100
+  assert learning_rate(config) == 1e-3  # constant: a float, so no schedule state
+  config.warmup_steps = 10
+  values = [float(learning_rate(config)(i)) for i in (0, 5, 10, 99)]
+  np.testing.assert_allclose(values, [0.0, 5e-4, 1e-3, 1e-3], rtol=1e-6)
+  config.lr_schedule = 'cosine'
+  values = [float(learning_rate(config)(i)) for i in (5, 10, 55, 100)]
+  np.testing.assert_allclose(values, [5e-4, 1e-3, 5e-4, 0.0], rtol=1e-5, atol=1e-9)
+  config.warmup_steps = 101
+  with pytest.raises(ConfigError, match=r'warmup_steps 101 must be in \[0, num_steps 100\]'):
+    validate(config)
+  config.warmup_steps, config.lr_schedule = 0, 'linear'
+  with pytest.raises(ConfigError, match="unknown lr_schedule 'linear'; valid: constant, cosine"):
+    validate(config)
