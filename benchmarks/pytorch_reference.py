@@ -95,8 +95,9 @@ class Recipe:
       raise ValueError(f"no PyTorch recipe for model {m.name!r}; use 'conv' or 'siren'")
     self.decoder.to(self.device)
     self.coordinates = self.coordinates.to(self.device) if self.implicit else None
+    spec = models.get_spec(m.name)
     self.scale = losses.inner_loss_scale(config.gon.inner_reduction, config.batch_size,
-                                         size * size, models.get_spec(m.name).official_average)
+                                         size * size, spec.official_average(config))
     self.optimiser = torch.optim.Adam(self.decoder.parameters(), lr=config.learning_rate)
 
   def decode(self, z: torch.Tensor) -> torch.Tensor:
