@@ -18,8 +18,9 @@ MNIST and Fashion-MNIST download by themselves into the cache on first use;
 The activation ablation (Fig. 3) and the z0 ablation (App. C) are
 `--ablation activation` and `--ablation z0_sigma`, the recipe study
 (PyTorch's or flax's layer defaults, Adam 1e-3 or 1e-4, with each norm)
-`--ablation init` (with their own methods unless --methods names some). Every method is conv_mnist's recipe with a few
-config changes (METHODS); `--override key=value` changes all of them.
+`--ablation init` (with their own methods unless --methods names some).
+Every method is conv_mnist's recipe with a few config changes (METHODS);
+`--override key=value` changes all of them.
 
 Writes to --workdir: `results.md` (the mean and standard deviation over
 seeds of the test summed squared error per image, parameters, seconds per
