@@ -18,7 +18,8 @@ MNIST and Fashion-MNIST download by themselves into the cache on first use;
 The activation ablation (Fig. 3) and the z0 ablation (App. C) are
 `--ablation activation` and `--ablation z0_sigma`, the recipe study
 (PyTorch's or flax's layer defaults, Adam 1e-3 or 1e-4, with each norm)
-`--ablation init` (with their own methods unless --methods names some).
+`--ablation init`, the normalisations `--ablation norm` (with their own
+methods unless --methods names some).
 Every method is conv_mnist's recipe with a few config changes (METHODS);
 `--override key=value` changes all of them.
 
@@ -85,12 +86,17 @@ METHODS.update({
     'gon_batchnorm_flax_init_lr1e-4': ('conv_mnist_batchnorm',
                                        {'model.init': 'flax', **_OFFICIAL_LR},
                                        "GON, BatchNorm, flax's initialisation, Adam 1e-4"),
+    'gon_groupnorm': ('conv_mnist', {'model.norm': 'group'}, 'GON, GroupNorm (8 groups)'),
+    'gon_no_norm': ('conv_mnist', {'model.norm': 'none'}, 'GON, no normalisation'),
+    'gon_official_inner': ('conv_mnist', {'gon.inner_reduction': 'official'},
+                           "GON, GON.py's inner-loss scale"),
 })
 TABLE_1 = ('gon', 'ae', 'tied_ae', 'glo', 'detach_1', 'detach_10', 'steps_10')
 ABLATIONS = {
     'activation': tuple(f'gon_{a}' for a in ACTIVATIONS),
     'z0_sigma': ('gon', *(f'gon_sigma{s:g}' for s in SIGMAS),
                  *(f'gon_sigma{s:g}_step' for s in SIGMAS)),
+    'norm': ('gon', 'gon_batchnorm', 'gon_groupnorm', 'gon_no_norm', 'gon_official_inner'),
     'init': ('gon', 'gon_flax_init', 'gon_lr1e-4', 'gon_flax_init_lr1e-4', 'gon_batchnorm',
              'gon_batchnorm_flax_init', 'gon_batchnorm_lr1e-4', 'gon_batchnorm_flax_init_lr1e-4'),
 }
