@@ -38,11 +38,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from gon_jax import losses, models  # pylint: disable=wrong-import-position
 
 
+NORMS = {'batch': nn.BatchNorm2d, 'layer': lambda c: nn.GroupNorm(1, c),
+         'group': lambda c: nn.GroupNorm(8, c), 'none': lambda c: nn.Identity()}
+
+
 def conv_decoder(latent_dim: int, features: int, channels: int, norm: str) -> nn.Module:
   layers, widths = [], [latent_dim, 4 * features, 2 * features, features]
   for i, (c_in, c_out) in enumerate(zip(widths[:-1], widths[1:])):
     layers += [nn.ConvTranspose2d(c_in, c_out, 4, 1 if i == 0 else 2, 0 if i == 0 else 1),
-               nn.BatchNorm2d(c_out) if norm == 'batch' else nn.GroupNorm(1, c_out), nn.ELU()]
+               NORMS[norm](c_out), nn.ELU()]
   layers += [nn.ConvTranspose2d(features, channels, 4, 2, 1), nn.Sigmoid()]
   return nn.Sequential(*layers)
 
@@ -128,6 +132,24 @@ class Recipe:
     self.optimiser.step()
     return loss
 
+  def flax_params(self) -> dict:
+    """The conv decoder's parameters as gon_jax's ConvDecoder tree (numpy), so that both
+    can start from the same point: a transposed convolution's weight [in, out, 4, 4] is
+    UpConv's kernel [4, 4, in, out]; GroupNorm's weight and bias its scale and bias."""
+    if self.implicit:
+      raise ValueError('flax_params: the conv decoder only (the SIREN samples other '
+                       'coordinates: linspace(-1, 1), not pixel centres)')
+    params = {}
+    convs = [m for m in self.decoder if isinstance(m, nn.ConvTranspose2d)]
+    norms = [m for m in self.decoder if isinstance(m, (nn.GroupNorm, nn.BatchNorm2d))]
+    for i, m in enumerate(convs):
+      params[f'UpConv_{i}'] = {'kernel': m.weight.detach().numpy().transpose(2, 3, 0, 1),
+                               'bias': m.bias.detach().numpy()}
+    for i, m in enumerate(norms):
+      name = 'BatchNorm' if isinstance(m, nn.BatchNorm2d) else 'GroupNorm'
+      params[f'{name}_{i}'] = {'scale': m.weight.detach().numpy(), 'bias': m.bias.detach().numpy()}
+    return params
+
   def reconstruct(self, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
     """Reconstructions in [0, 1], shaped like `images` (BatchNorm: running averages)."""
     self.decoder.eval()
@@ -141,7 +163,7 @@ class Recipe:
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
   parser.add_argument('--model', choices=('conv', 'siren'), default='conv')
-  parser.add_argument('--norm', choices=('batch', 'layer'), default='batch')
+  parser.add_argument('--norm', choices=tuple(NORMS), default='batch')
   parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
   parser.add_argument('--batch_size', type=int, default=64)
   parser.add_argument('--steps', type=int, default=50)
