@@ -1,4 +1,4 @@
-"""Each initialiser's distribution, pinned: `model.init` 'flax' and 'pytorch'."""
+"""Each initialiser's distribution (`model.init` 'flax' and 'pytorch') and the official-recipe configs, pinned."""
 
 import math
 
@@ -85,6 +85,31 @@ def test_the_official_recipe_config_is_gon_py():
   assert (m.name, m.latent_dim, m.features, m.channels, m.activation, m.norm, m.init) == (
       'conv', 32, 16, 1, 'elu', 'batch', 'pytorch')
   assert (config.batch_size, config.learning_rate, config.grad_clip_norm) == (64, 1e-4, 0.0)
+  assert (config.lr_schedule, config.warmup_steps) == ('constant', 0)
   assert (config.data.name, config.data.image_size, config.num_steps) == ('mnist', 32, 3000)
   assert config.gon.inner_reduction == 'official' and config.gon.num_steps == 1
   assert config.gon.step_size == 1.0 and config.gon.z0_sigma == 0.0
+
+
+def test_the_official_variational_config_is_variational_gon_py():
+  from configs import vgon_mnist_official  # pylint: disable=import-outside-toplevel
+  config = vgon_mnist_official.get_config()
+  config_lib.validate(config)
+  m = config.model
+  assert (m.name, m.latent_dim, m.features, m.channels, m.activation, m.norm, m.init) == (
+      'vgon', 48, 32, 1, 'elu', 'batch', 'pytorch')
+  assert (m.likelihood, m.kl_weight, m.kl_warmup_steps) == ('bernoulli', 1.0, 0)
+  assert (config.batch_size, config.learning_rate, config.lr_schedule) == (64, 1e-4, 'constant')
+  assert (config.data.image_size, config.num_steps, config.gon.inner_reduction) == (
+      32, 1500, 'official')
+
+
+def test_siren_mnist_is_implicit_gon_py():
+  from configs import siren_mnist  # pylint: disable=import-outside-toplevel
+  config = siren_mnist.get_config()
+  m = config.model
+  assert (m.name, m.latent_dim, tuple(m.widths), m.channels, m.w0) == (
+      'siren', 32, (256, 256, 256, 256), 1, 30.0)
+  assert (config.batch_size, config.learning_rate, config.warmup_steps) == (64, 1e-4, 0)
+  assert (config.data.image_size, config.gon.inner_reduction, config.gon.step_size) == (
+      28, 'official', 1.0)
