@@ -1,4 +1,5 @@
-"""Each initialiser's distribution (`model.init` 'flax' and 'pytorch') and the official-recipe configs, pinned."""
+"""Pinned: each initialiser's distribution (`model.init` 'flax' and 'pytorch'), and the
+official-recipe configs."""
 
 import math
 
