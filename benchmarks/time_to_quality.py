@@ -86,8 +86,14 @@ def gon_jax_trainer(config, train_images: np.ndarray, train_labels: np.ndarray) 
 
 def pytorch_trainer(config, train_images: np.ndarray, train_labels: np.ndarray) -> Trainer:
   """The official recipe in eager PyTorch on the same batches (synchronous)."""
-  import pytorch_reference  # pylint: disable=import-outside-toplevel
-  recipe = pytorch_reference.Recipe(config)
+  try:
+    import pytorch_reference  # pylint: disable=import-outside-toplevel
+  except ImportError as err:  # torch is the benchmark's, not a dependency of gon_jax
+    sys.exit(f'error: --pytorch needs torch ({err}); pip install torch')
+  try:
+    recipe = pytorch_reference.Recipe(config)
+  except ValueError as err:
+    sys.exit(f'error: {err}')
   batches = data.train_batches(train_images, train_labels, config.batch_size, config.seed)
   return Trainer(lambda: recipe.step(next(batches)['image']), lambda: None,
                  lambda images: evaluate.image_metrics(images, recipe.reconstruct(images)),
