@@ -1,6 +1,8 @@
 """Pinned: each initialiser's distribution (`model.init` 'flax' and 'pytorch'), and the
 official-recipe configs."""
 
+import functools
+import importlib
 import math
 
 import jax
@@ -78,39 +80,30 @@ def test_unknown_init_is_a_config_error():
     config_lib.validate(config)
 
 
-def test_the_official_recipe_config_is_gon_py():
-  from configs import conv_mnist_official  # pylint: disable=import-outside-toplevel
-  config = conv_mnist_official.get_config()
+# The official scripts' recipes (cwkx/GON), as each config must keep them.
+_RECIPE = {'batch_size': 64, 'learning_rate': 1e-4, 'lr_schedule': 'constant', 'warmup_steps': 0,
+           'grad_clip_norm': 0.0, 'data.name': 'mnist', 'gon.num_steps': 1,
+           'gon.step_size': 1.0, 'gon.z0_sigma': 0.0, 'gon.inner_reduction': 'official'}
+OFFICIAL = {
+    'conv_mnist_official': {  # GON.py
+        **_RECIPE, 'model.name': 'conv', 'model.latent_dim': 32, 'model.features': 16,
+        'model.activation': 'elu', 'model.norm': 'batch', 'model.init': 'pytorch',
+        'data.image_size': 32, 'num_steps': 3000},
+    'vgon_mnist_official': {  # Variational-GON.py
+        **_RECIPE, 'model.name': 'vgon', 'model.latent_dim': 48, 'model.features': 32,
+        'model.activation': 'elu', 'model.norm': 'batch', 'model.init': 'pytorch',
+        'model.likelihood': 'bernoulli', 'model.kl_weight': 1.0, 'model.kl_warmup_steps': 0,
+        'data.image_size': 32, 'num_steps': 1500},
+    'siren_mnist': {  # Implicit-GON.py
+        **_RECIPE, 'model.name': 'siren', 'model.latent_dim': 32,
+        'model.widths': (256, 256, 256, 256), 'model.w0': 30.0, 'data.image_size': 28},
+}
+
+
+@pytest.mark.parametrize('name', OFFICIAL)
+def test_the_official_recipe_configs_keep_the_official_recipe(name):
+  config = importlib.import_module(f'configs.{name}').get_config()
   config_lib.validate(config)
-  m = config.model
-  assert (m.name, m.latent_dim, m.features, m.channels, m.activation, m.norm, m.init) == (
-      'conv', 32, 16, 1, 'elu', 'batch', 'pytorch')
-  assert (config.batch_size, config.learning_rate, config.grad_clip_norm) == (64, 1e-4, 0.0)
-  assert (config.lr_schedule, config.warmup_steps) == ('constant', 0)
-  assert (config.data.name, config.data.image_size, config.num_steps) == ('mnist', 32, 3000)
-  assert config.gon.inner_reduction == 'official' and config.gon.num_steps == 1
-  assert config.gon.step_size == 1.0 and config.gon.z0_sigma == 0.0
-
-
-def test_the_official_variational_config_is_variational_gon_py():
-  from configs import vgon_mnist_official  # pylint: disable=import-outside-toplevel
-  config = vgon_mnist_official.get_config()
-  config_lib.validate(config)
-  m = config.model
-  assert (m.name, m.latent_dim, m.features, m.channels, m.activation, m.norm, m.init) == (
-      'vgon', 48, 32, 1, 'elu', 'batch', 'pytorch')
-  assert (m.likelihood, m.kl_weight, m.kl_warmup_steps) == ('bernoulli', 1.0, 0)
-  assert (config.batch_size, config.learning_rate, config.lr_schedule) == (64, 1e-4, 'constant')
-  assert (config.data.image_size, config.num_steps, config.gon.inner_reduction) == (
-      32, 1500, 'official')
-
-
-def test_siren_mnist_is_implicit_gon_py():
-  from configs import siren_mnist  # pylint: disable=import-outside-toplevel
-  config = siren_mnist.get_config()
-  m = config.model
-  assert (m.name, m.latent_dim, tuple(m.widths), m.channels, m.w0) == (
-      'siren', 32, (256, 256, 256, 256), 1, 30.0)
-  assert (config.batch_size, config.learning_rate, config.warmup_steps) == (64, 1e-4, 0)
-  assert (config.data.image_size, config.gon.inner_reduction, config.gon.step_size) == (
-      28, 'official', 1.0)
+  for key, value in OFFICIAL[name].items():
+    actual = functools.reduce(getattr, key.split('.'), config)
+    assert (tuple(actual) if isinstance(actual, tuple | list) else actual) == value, key

@@ -6,7 +6,6 @@ import signal
 import socket
 import time
 
-import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
