@@ -133,12 +133,17 @@ class Recipe:
     return loss
 
   def flax_params(self) -> dict:
-    """The conv decoder's parameters as gon_jax's ConvDecoder tree (numpy), so that both
-    can start from the same point: a transposed convolution's weight [in, out, 4, 4] is
-    UpConv's kernel [4, 4, in, out]; GroupNorm's weight and bias its scale and bias."""
+    """The decoder's parameters as gon_jax's tree (numpy), so that both can start from the
+    same point. Conv: a transposed convolution's weight [in, out, 4, 4] is UpConv's kernel
+    [4, 4, in, out]; a norm's weight and bias its scale and bias. SIREN: a Linear's weight
+    [out, in] is a kernel [in, out] (the first one SirenDecoder's `first_kernel`)."""
     if self.implicit:
-      raise ValueError('flax_params: the conv decoder only (the SIREN samples other '
-                       'coordinates: linspace(-1, 1), not pixel centres)')
+      linear = [m for m in self.decoder if isinstance(m, nn.Linear)]
+      kernel = lambda m: m.weight.detach().numpy().T.copy()
+      params = {'first_kernel': kernel(linear[0]), 'first_bias': linear[0].bias.detach().numpy()}
+      for i, m in enumerate(linear[1:]):
+        params[f'Dense_{i}'] = {'kernel': kernel(m), 'bias': m.bias.detach().numpy()}
+      return params
     params = {}
     convs = [m for m in self.decoder if isinstance(m, nn.ConvTranspose2d)]
     norms = [m for m in self.decoder if isinstance(m, (nn.GroupNorm, nn.BatchNorm2d))]
