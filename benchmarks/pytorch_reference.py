@@ -103,6 +103,7 @@ class Recipe:
     self.scale = losses.inner_loss_scale(config.gon.inner_reduction, config.batch_size,
                                          size * size, spec.official_average(config))
     self.optimiser = torch.optim.Adam(self.decoder.parameters(), lr=config.learning_rate)
+    self.batch_size = config.batch_size
 
   def decode(self, z: torch.Tensor) -> torch.Tensor:
     """Images [batch, height * width * channels] (flattened) of latents [batch, latent_dim]."""
@@ -155,10 +156,15 @@ class Recipe:
       params[f'{name}_{i}'] = {'scale': m.weight.detach().numpy(), 'bias': m.bias.detach().numpy()}
     return params
 
-  def reconstruct(self, images: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    """Reconstructions in [0, 1], shaped like `images` (BatchNorm: running averages)."""
-    self.decoder.eval()
-    out = []
+  def reconstruct(self, images: np.ndarray) -> np.ndarray:
+    """Reconstructions in [0, 1], shaped like `images`, in batches of the training batch size.
+
+    BatchNorm normalises with the batch's statistics, as GON.py does throughout (it
+    never switches to eval mode; its running averages mix the inner pass's zero
+    variance with the outer pass's and reconstruct badly); without BatchNorm the modes
+    do not differ."""
+    self.decoder.train()
+    out, batch_size = [], self.batch_size
     for start in range(0, len(images), batch_size):
       x = self.as_tensor(images[start:start + batch_size])
       out.append(self.decode(self.latents(x, create_graph=False)).detach().clamp(0, 1).cpu())
