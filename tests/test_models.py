@@ -106,7 +106,8 @@ def test_transposed_convolution_matches_pytorch_semantics():
   plain = UpConv(5)
   variables = plain.init(jax.random.key(1), x)
   kernel = np.asarray(variables['params']['kernel'])
-  expected = np.zeros((2, 8, 8, 5), np.float32)  # padded by 1 on each side
+  bias = np.asarray(variables['params']['bias'])  # PyTorch's init: not zero
+  expected = np.zeros((2, 8, 8, 5), np.float32) + bias  # padded by 1 on each side
   for i in range(3):
     for j in range(3):
       expected[:, 2 * i:2 * i + 4, 2 * j:2 * j + 4] += np.einsum('bc,yxco->byxo', x[:, i, j], kernel)
@@ -116,7 +117,7 @@ def test_transposed_convolution_matches_pytorch_semantics():
   first = UpConv(5, first=True)
   z = jax.random.normal(jax.random.key(2), (2, 2))
   chex.assert_trees_all_close(first.apply(variables, z),
-                              np.einsum('bc,yxco->byxo', z, kernel), atol=1e-5)
+                              np.einsum('bc,yxco->byxo', z, kernel) + bias, atol=1e-5)
 
 
 def test_matmul_transposed_convolutions_give_the_gon_step_of_the_plain_ones():

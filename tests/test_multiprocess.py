@@ -43,4 +43,5 @@ def test_two_processes_match_one(blob_dir, tmp_path, parallel):
   config = tiny_config(blob_dir, norm='batch')
   config.num_steps = 3
   one, two = _final_state(config, tmp_path / 'one'), _final_state(config, tmp_path / 'two')
-  chex.assert_trees_all_close(two, one, rtol=1e-5, atol=1e-6)
+  # float32 sums over two hosts round differently: differences of a few 1e-6 after 3 steps
+  chex.assert_trees_all_close(two, one, rtol=1e-4, atol=1e-5)
