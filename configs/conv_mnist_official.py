@@ -21,7 +21,6 @@ def get_config() -> ml_collections.ConfigDict:
   config = conv_mnist.get_config()
   config.num_steps = 3000
   config.model.norm = 'batch'
-  config.model.init = 'pytorch'
   config.learning_rate = 1e-4
   config.gon.inner_reduction = 'official'
   config.eval_every = config.checkpoint_every = 1000

@@ -21,8 +21,6 @@ def get_config() -> ml_collections.ConfigDict:
   config = vgon_mnist.get_config()
   config.num_steps = 1500
   config.model.norm = 'batch'
-  config.model.init = 'pytorch'
   config.learning_rate = 1e-4
-  config.gon.inner_reduction = 'official'
   config.eval_every = config.checkpoint_every = 500
   return config
