@@ -199,7 +199,7 @@ class _Run:
     self.config, self.workdir, self.placement, self.manager = config, workdir, placement, manager
     self.evaluator, self.test_images, self.test_labels = evaluator, test_images, test_labels
     self.is_main = is_main
-    self.writer = MetricWriter(workdir) if is_main else None
+    self.writer = None  # opened inside the signal guard: a start-up Ctrl-C leaves no files
     self.progress = None
     self.compile_seconds = self.train_seconds = self.eval_seconds = 0.0
     self.results = None  # of the last evaluation
@@ -210,6 +210,7 @@ class _Run:
     """Trains from `start_step` to `num_steps`; returns the device state."""
     config, placement = self.config, self.placement
     with StopSignals() as signals:
+      self.writer = MetricWriter(self.workdir) if self.is_main else None
       # The first step, which compiles, runs before the progress bar starts
       # its clock: timed by the bar, compilation would make its ETA hours long.
       device_state, metrics, self.compile_seconds = _first_step(
