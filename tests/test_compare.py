@@ -79,3 +79,21 @@ def test_ablations_name_known_methods():
   assert config.gon.z0_sigma == 0.1 and config.gon.start_from_z0
   config = compare.run_config('gon_relu', 'mnist', 0, 10, 'idx', '/x', {})
   assert config.model.activation == 'relu'
+  config = compare.run_config('gon_classifier', 'mnist', 0, 10, 'idx', '/x', {})
+  assert config.classifier.num_classes == 10
+  assert 'gon' in compare.ABLATIONS['activation']  # conv_mnist's ELU, run once
+  assert 'gon_elu' not in compare.ABLATIONS['activation']
+
+
+def test_the_table_adds_test_accuracy_when_a_method_classifies():
+  def run(sse, accuracy):
+    return {'sse': sse, 'accuracy': accuracy, 'seconds_per_step': 0.1, 'curve': []}
+  results = {'gon': {'parameters': 10, 'runs': {'mnist': [run(5.0, None), run(7.0, None)]}},
+             'gon_classifier': {'parameters': 12, 'runs': {'mnist': [run(6.0, 0.9), run(6.0, 0.8)]}}}
+  table = compare.summarise(results, ['gon', 'gon_classifier'], ['mnist'],
+                            {'gon': 500, 'gon_classifier': 500}, 2)
+  assert '| MNIST test SSE | MNIST test accuracy | s / step |' in table, table
+  assert '| gon (GON, one gradient step) | 10 | 500 | 6.00 ± 1.00 | - | 0.1000 |' in table, table
+  assert '| 6.00 ± 0.00 | 85.0% ± 5.0 | 0.1000 |' in table, table
+  without = compare.summarise(results, ['gon'], ['mnist'], {'gon': 500}, 2)
+  assert 'accuracy' not in without

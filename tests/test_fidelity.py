@@ -46,8 +46,8 @@ def _config(model: str):
 def test_gon_follows_pytorch_from_the_same_parameters(model):
   config = _config(model)
   recipe = pytorch_reference.Recipe(config)
-  if model == 'siren':  # Implicit-GON.py samples linspace(-1, 1), gon_jax pixel centres:
-    recipe.coordinates = torch.tensor(grid(12).reshape(-1, 2))  # the one difference
+  if model == 'siren':  # both linspace(-1, 1), but torch and numpy round some in the last bit
+    recipe.coordinates = torch.tensor(grid(12).reshape(-1, 2))
   _, tx, state = setup(config, num_train_examples=8)
   params = jax.tree.map(jnp.asarray, recipe.flax_params())
   assert jax.tree.structure(params) == jax.tree.structure(state.params)

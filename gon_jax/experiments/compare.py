@@ -18,8 +18,9 @@ MNIST and Fashion-MNIST download by themselves into the cache on first use;
 The activation ablation (Fig. 3) and the z0 ablation (App. C) are
 `--ablation activation` and `--ablation z0_sigma`, the recipe study
 (PyTorch's or flax's layer defaults, Adam 1e-3 or 1e-4, with each norm)
-`--ablation init`, the normalisations `--ablation norm` (with their own
-methods unless --methods names some).
+`--ablation init`, the normalisations `--ablation norm`, the GON classifier
+(Eq. 13; the table then adds test accuracy) `--ablation classifier` (with
+their own methods unless --methods names some).
 Every method is conv_mnist's recipe with a few config changes (METHODS);
 `--override key=value` changes all of them.
 
@@ -90,13 +91,16 @@ METHODS.update({
     'gon_no_norm': ('conv_mnist', {'model.norm': 'none'}, 'GON, no normalisation'),
     'gon_official_inner': ('conv_mnist', {'gon.inner_reduction': 'official'},
                            "GON, GON.py's inner-loss scale"),
+    'gon_classifier': ('gon_classifier_mnist', {}, 'GON classifier, Eq. 13'),
 })
 TABLE_1 = ('gon', 'ae', 'tied_ae', 'glo', 'detach_1', 'detach_10', 'steps_10')
 ABLATIONS = {
-    'activation': tuple(f'gon_{a}' for a in ACTIVATIONS),
+    # conv_mnist's activation is ELU: `gon` is the ELU row, not a second run of it
+    'activation': tuple('gon' if a == 'elu' else f'gon_{a}' for a in ACTIVATIONS),
     'z0_sigma': ('gon', *(f'gon_sigma{s:g}' for s in SIGMAS),
                  *(f'gon_sigma{s:g}_step' for s in SIGMAS)),
     'norm': ('gon', 'gon_batchnorm', 'gon_groupnorm', 'gon_no_norm', 'gon_official_inner'),
+    'classifier': ('gon', 'gon_classifier'),
     'init': ('gon', 'gon_flax_init', 'gon_lr1e-4', 'gon_flax_init_lr1e-4', 'gon_batchnorm',
              'gon_batchnorm_flax_init', 'gon_batchnorm_lr1e-4', 'gon_batchnorm_flax_init_lr1e-4'),
 }
@@ -169,22 +173,24 @@ def read_run(workdir: str, steps: int) -> dict | None:
   """A finished run's results from its metrics.jsonl, or None if unfinished.
 
   Returns:
-    `{'sse': final test SSE per image, 'seconds_per_step': median over the
-    logged rates (the training loop leaves compilation out), 'curve': [(step,
-    training reconstruction loss)]}`.
+    `{'sse': final test SSE per image, 'accuracy': final test accuracy (None
+    without a classifier), 'seconds_per_step': median over the logged rates
+    (the training loop leaves compilation out), 'curve': [(step, training
+    reconstruction loss)]}`.
   """
   path = os.path.join(workdir, 'metrics.jsonl')
   if not os.path.exists(path):
     return None
   with open(path, encoding='utf-8') as f:
     records = [json.loads(line) for line in f if line.strip()]
-  final = [r['test/sse'] for r in records if r['step'] == steps and 'test/sse' in r]
+  final = [r for r in records if r['step'] == steps and 'test/sse' in r]
   if not final:
     return None
   train = {r['step']: r for r in records if 'train/loss' in r}  # last write per step wins
   rates = [r['train/steps_per_second'] for r in train.values() if 'train/steps_per_second' in r]
   curve = [(s, train[s].get('train/reconstruction', train[s]['train/loss'])) for s in sorted(train)]
-  return {'sse': final[-1], 'seconds_per_step': float(1.0 / np.median(rates)) if rates else None,
+  return {'sse': final[-1]['test/sse'], 'accuracy': final[-1].get('test/accuracy'),
+          'seconds_per_step': float(1.0 / np.median(rates)) if rates else None,
           'curve': curve}
 
 
@@ -201,8 +207,11 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 def summarise(results: dict, methods: list[str], datasets: list[str], steps: dict[str, int],
               seeds: int) -> str:
   """The Markdown table of `results[method]` ('parameters', 'runs': {dataset: [run]})."""
-  header = (['Method', 'Parameters', 'Steps']
-            + [f'{DATASET_TITLES.get(d, d)} test SSE' for d in datasets] + ['s / step'])
+  classifies = any(r.get('accuracy') is not None for m in methods
+                   for runs in results[m]['runs'].values() for r in runs)
+  titles = [DATASET_TITLES.get(d, d) for d in datasets]
+  header = (['Method', 'Parameters', 'Steps'] + [f'{t} test SSE' for t in titles]
+            + ([f'{t} test accuracy' for t in titles] if classifies else []) + ['s / step'])
   lines = [f'Test summed squared error per image (mean ± std over {seeds} seeds).', '',
            '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   for method in methods:
@@ -214,6 +223,13 @@ def summarise(results: dict, methods: list[str], datasets: list[str], steps: dic
       mean, std = _mean_std([r['sse'] for r in runs])
       cells.append(f'{mean:.2f} ± {std:.2f}')
       rates += [r['seconds_per_step'] for r in runs if r['seconds_per_step']]
+    for dataset in datasets if classifies else ():
+      accuracies = [r.get('accuracy') for r in entry['runs'][dataset]]
+      if None in accuracies:  # a method without a classifier
+        cells.append('-')
+      else:
+        mean, std = _mean_std([100 * a for a in accuracies])
+        cells.append(f'{mean:.1f}% ± {std:.1f}')
     cells.append(f'{np.mean(rates):.4f}' if rates else 'n/a')
     lines.append('| ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines) + '\n'
