@@ -9,7 +9,7 @@ each computes the same function as its plain setting (README "Performance").
 import jax
 import ml_collections
 
-from gon_jax import losses, models
+from gon_jax import losses, models, objectives
 from gon_jax.errors import ConfigError, check_choice
 
 NONFINITE_POLICIES = ('stop', 'skip')
@@ -47,6 +47,11 @@ def base_config(model_name: str = 'conv') -> ml_collections.ConfigDict:
   config.gon.detach = False
   config.gon.z0_sigma = 0.0  # z0 ~ N(0, sigma^2) in training; the origin at evaluation
   config.gon.start_from_z0 = True  # z = z0 - grad (True) or z = -grad
+  # Learn the inner optimisation with the decoder: the step size ('none',
+  # 'scalar', or 'per_dimension' of the latent: meta-SGD), starting at
+  # step_size; and a start added to z0, starting at the origin.
+  config.gon.learn_step_size = 'none'
+  config.gon.learn_origin = False
   # Inner loss per example: 'sum' over pixels, 'mean' over pixels, or
   # 'official' (the official scripts' averages over the batch: latents then
   # shrink with 1 / batch_size).
@@ -168,6 +173,14 @@ def _validate_gon(config: ml_collections.ConfigDict, spec: models.ModelSpec) -> 
   losses.observation_mask(gon.observe, config.data.image_size)
   if gon.num_steps < 1:
     raise ConfigError(f'gon.num_steps={gon.num_steps}: the latent needs at least 1 gradient step')
+  check_choice('gon.learn_step_size', gon.learn_step_size, objectives.LEARNED_STEP_SIZES)
+  learned = [f'gon.{key}' for key, off in (('learn_step_size', 'none'), ('learn_origin', False))
+             if gon[key] != off]
+  if learned and not issubclass(spec.objective, objectives.GON):
+    gons = [name for name, other in models.MODELS.items()
+            if issubclass(other.objective, objectives.GON)]
+    raise ConfigError(f'{" and ".join(learned)} (a learnt inner optimisation) needs a GON '
+                      f'model ({", ".join(gons)}), not {config.model.name!r}')
   for name in ('inner_points', 'outer_points'):
     if gon[name] and not spec.implicit:
       implicit = [name for name, other in models.MODELS.items() if other.implicit]

@@ -86,7 +86,8 @@ def origin_latent(
       passes (and their share of the second-order backward pass).
     inner_loss: per-example data-fitting loss `(outputs, target) -> [batch]`.
     num_steps: number of gradient steps (Fig. 2b).
-    step_size: multiplier of each gradient.
+    step_size: multiplier of each gradient: a scalar, or `[latent_dim]` (one
+      per latent dimension, meta-SGD); may be a learnt parameter.
     loss_scale: multiplier of the inner loss. 1.0 sums over pixels; the
       official GON.py averages over batch and pixels, i.e. `1 / (batch * pixels)`
       (gon_jax.losses.inner_loss_scale).

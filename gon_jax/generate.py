@@ -12,15 +12,17 @@ from gon_jax.objectives import Objective
 
 
 def render(model: nn.Module, variables: dict, latents: np.ndarray, size: int,
-           batch_size: int = 4, progress: str | None = None) -> np.ndarray:
+           batch_size: int = 4, progress: str | None = None,
+           coordinates: np.ndarray | None = None) -> np.ndarray:
   """Decodes latents of an implicit model on a `size x size` grid (super-resolution).
 
-  `progress`: a progress bar's description, as for `in_batches`.
+  `progress`: a progress bar's description, as for `in_batches`;
+  `coordinates`: `[size * size, 2]`, by default `grid(size)`.
 
   Returns:
     `[n, size, size, channels]`.
   """
-  coordinates = jnp.asarray(grid(size))
+  coordinates = jnp.asarray(grid(size) if coordinates is None else coordinates)
   decode = jax.jit(lambda z: (model.apply(variables, z, True, coordinates=coordinates),))
   (pixels,) = in_batches(decode, latents, batch_size, progress)
   return pixels.reshape(len(latents), size, size, -1)

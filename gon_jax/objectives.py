@@ -259,17 +259,43 @@ class Objective(abc.ABC):
     return result.latents, self.images(result.outputs)
 
 
+LEARNED_STEP_SIZES = ('none', 'scalar', 'per_dimension')
+
+
 class GON(Objective):
   """Latents as gradient steps on the inner loss from z0 (gon_jax.core.origin_latent).
 
   The inner pass always normalises with BatchNorm's running averages: at z0
   every example is the same, so batch statistics would have zero variance
   and make an image's latent depend on its batch.
+
+  The inner optimisation can be learnt with the decoder (functa's meta-SGD,
+  gon-pytorch's learnable origin): `gon.learn_step_size` 'scalar' or
+  'per_dimension' makes the step size a parameter (`params['gon']['step_size']`,
+  `[]` or `[latent_dim]`, starting at `gon.step_size`), and `gon.learn_origin`
+  adds a learnt start `params['gon']['origin']` `[latent_dim]` (starting at 0)
+  to z0. The decoder module does not read `params['gon']`.
   """
+
+  def init_variables(self, key):
+    variables = super().init_variables(key)
+    gon, latent_dim = self.config.gon, self.config.model.latent_dim
+    learned = {}
+    if gon.learn_step_size != 'none':
+      shape = () if gon.learn_step_size == 'scalar' else (latent_dim,)
+      learned['step_size'] = jnp.full(shape, gon.step_size, jnp.float32)
+    if gon.learn_origin:
+      learned['origin'] = jnp.zeros((latent_dim,), jnp.float32)
+    if learned:
+      variables = {**variables, 'params': {**variables['params'], 'gon': learned}}
+    return variables
 
   def latents(self, variables, images, z0, draws, train, rows, loss):
     del rows
     gon, size = self.config.gon, self.config.data.image_size
+    learned = variables['params'].get('gon', {})
+    if 'origin' in learned:
+      z0 = z0 + learned['origin']
     mask = losses.observation_mask(gon.observe, size)
     inner_loss = loss
     if mask is not None:
@@ -287,7 +313,8 @@ class GON(Objective):
     return origin_latent(
         lambda z: self.decode(variables, z, draws.inner_points, draws.inner_noise),
         _gather(images, draws.inner_points), z0[0] if shared else z0, inner_loss,
-        num_steps=gon.num_steps, step_size=gon.step_size, loss_scale=scale,
+        num_steps=gon.num_steps, step_size=learned.get('step_size', gon.step_size),
+        loss_scale=scale,
         start_from_z0=gon.start_from_z0, detach=gon.detach)
 
 

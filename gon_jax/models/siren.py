@@ -14,6 +14,7 @@ import numpy as np
 
 from gon_jax import objectives
 from gon_jax.coordinates import grid
+from gon_jax.errors import ConfigError, check_choice
 from gon_jax.models.initializers import uniform
 from gon_jax.models.spec import ModelSpec
 
@@ -65,19 +66,61 @@ def fast_sin(x: jax.Array) -> jax.Array:
   return sincos(x)[0]
 
 
+CONDITIONINGS = ('concat', 'shift', 'film')
+ENCODINGS = ('none', 'fourier', 'positional')
+
+
+def encode_coordinates(coordinates: jax.Array, encoding: str, size: int,
+                       scale: float) -> jax.Array:
+  """Features of coordinates `[..., d]` in [-1, 1] (`model.encoding`).
+
+  'none': the coordinates. 'fourier' (Tancik et al., 2020): `[sin(2 pi c B),
+  cos(2 pi c B)]` for `size` random frequencies `B ~ N(0, scale^2)`, `[d, size]`,
+  drawn from PRNGKey(0): part of the architecture, the same in every run, not
+  trained. 'positional' (NeRF): `[c, sin(2^k pi c), cos(2^k pi c)]` for k < `size`.
+
+  Returns:
+    `[..., d]`, `[..., 2 size]` or `[..., d (1 + 2 size)]`.
+  """
+  if encoding == 'none':
+    return coordinates
+  d = coordinates.shape[-1]
+  if encoding == 'fourier':
+    frequencies = scale * jax.random.normal(jax.random.key(0), (d, size), coordinates.dtype)
+    angles = 2 * np.pi * coordinates @ frequencies
+    return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+  angles = (coordinates[..., None] * (np.pi * 2.0 ** np.arange(size))).reshape(
+      *coordinates.shape[:-1], d * size)
+  return jnp.concatenate([coordinates, jnp.sin(angles), jnp.cos(angles)], axis=-1)
+
+
+def encoded_dim(encoding: str, size: int, coordinate_dim: int = 2) -> int:
+  """Width of `encode_coordinates`' features."""
+  return {'none': coordinate_dim, 'fourier': 2 * size,
+          'positional': coordinate_dim * (1 + 2 * size)}[encoding]
+
+
 class SirenDecoder(nn.Module):
-  """SIREN over `coordinate_dim + latent_dim` inputs.
+  """SIREN over coordinates, conditioned on a latent (`conditioning`).
+
+  'concat' (the paper): the input of every coordinate is concat(c, z).
+  'shift' and 'film' (functa's modulations, from pi-GAN): the input is the
+  coordinates alone, and a map of the latent (a linear layer, or an MLP with
+  ELU over `modulation_widths`) gives every sine layer a shift, and for
+  'film' also a scale, of its pre-activation: sin(w0 ((1 + scale) (W h + b) +
+  shift)). The map's bias starts at zero, so at z = 0 every modulation is the
+  identity. Concatenation is a shift of the first layer only.
 
   Initialisation of Sitzmann et al.: first-layer weights U(-1/fan_in,
   1/fan_in), later weights U(-sqrt(6/fan_in)/w0, sqrt(6/fan_in)/w0); biases
   U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (PyTorch's nn.Linear default, which the
   official code keeps).
 
-  The latent's share of the first layer, z @ W_z + b, is the same for every
-  coordinate of an image: it is computed once per image and added to the
-  coordinates' share c @ W_c (computed once per coordinate set). The kernel
-  is still one `[coordinate_dim + latent_dim, width]` matrix, as in a plain
-  Dense layer over concat(c, z).
+  The latent's share of the first layer, z @ W_z + b (or its modulation), is
+  the same for every coordinate of an image: it is computed once per image
+  and added to the coordinates' share c @ W_c (computed once per coordinate
+  set). The kernel is still one `[coordinate features + latent_dim, width]`
+  matrix, as in a plain Dense layer over concat(c, z).
 
   Attributes:
     latent_dim: size of the latent.
@@ -85,6 +128,10 @@ class SirenDecoder(nn.Module):
     channels: output channels.
     image_size: side of the default coordinate grid.
     w0: frequency of the sines.
+    conditioning: 'concat', 'shift' or 'film' (above).
+    modulation_widths: hidden widths of the latent-to-modulation MLP.
+    encoding, encoding_size, encoding_scale: coordinate features
+      (`encode_coordinates`).
     factorised: compute the first layer in its factorised form (else as a
       Dense over the concatenated input; same function).
     fast_sine: sines through `sincos` (else `jnp.sin`; same function to 2e-7).
@@ -94,6 +141,11 @@ class SirenDecoder(nn.Module):
   channels: int = 1
   image_size: int = 28
   w0: float = 30.0
+  conditioning: str = 'concat'
+  modulation_widths: tuple[int, ...] = ()
+  encoding: str = 'none'
+  encoding_size: int = 16
+  encoding_scale: float = 10.0
   factorised: bool = True
   fast_sine: bool = True
   coordinate_dim: int = 2
@@ -117,17 +169,24 @@ class SirenDecoder(nn.Module):
     on_grid = coordinates is None
     if on_grid:
       coordinates = jnp.asarray(grid(self.image_size))
-    fan_in = self.coordinate_dim + self.latent_dim
+    features = encode_coordinates(coordinates, self.encoding, self.encoding_size,
+                                  self.encoding_scale)
+    concat = self.conditioning == 'concat'
+    n = features.shape[-1]
+    fan_in = n + self.latent_dim if concat else n
     kernel = self.param('first_kernel', uniform(1 / fan_in), (fan_in, self.widths[0]))
     bias = self.param('first_bias', uniform(fan_in ** -0.5), (self.widths[0],))
-    if self.factorised:
-      per_coordinate = coordinates @ kernel[:self.coordinate_dim]  # [(batch,) points, width]
-      per_image = z @ kernel[self.coordinate_dim:] + bias  # [batch, width]
+    if not concat:
+      h = features @ kernel + bias  # [(batch,) points, width], once per coordinate set
+    elif self.factorised:
+      per_coordinate = features @ kernel[:n]  # [(batch,) points, width]
+      per_image = z @ kernel[n:] + bias  # [batch, width]
       h = per_coordinate + per_image[:, None, :]
     else:
-      coordinates = jnp.broadcast_to(coordinates, (z.shape[0], *coordinates.shape[-2:]))
-      latents = jnp.broadcast_to(z[:, None, :], (*coordinates.shape[:2], z.shape[-1]))
-      h = jnp.concatenate([coordinates, latents], axis=-1) @ kernel + bias
+      features = jnp.broadcast_to(features, (z.shape[0], *features.shape[-2:]))
+      latents = jnp.broadcast_to(z[:, None, :], (*features.shape[:2], z.shape[-1]))
+      h = jnp.concatenate([features, latents], axis=-1) @ kernel + bias
+    modulations = [None] * len(self.widths) if concat else self._modulations(z)
 
     def dense(width, h):
       fan_in = h.shape[-1]
@@ -135,27 +194,79 @@ class SirenDecoder(nn.Module):
                       bias_init=uniform(fan_in ** -0.5))(h)
 
     sine = fast_sin if self.fast_sine else jnp.sin
-    h = sine(self.w0 * h)
-    for width in self.widths[1:]:
-      h = sine(self.w0 * dense(width, h))
+    h = sine(self.w0 * _modulate(h, modulations[0]))
+    for width, modulation in zip(self.widths[1:], modulations[1:]):
+      h = sine(self.w0 * _modulate(dense(width, h), modulation))
     h = dense(self.channels, h)
     if on_grid:
       return h.reshape(z.shape[0], self.image_size, self.image_size, self.channels)
     return h
 
+  def _modulations(self, z: jax.Array) -> list[tuple[jax.Array, jax.Array | None]]:
+    """Per sine layer, `(shift, scale or None)`, each `[batch, 1, width]`."""
+    h = z
+    for width in self.modulation_widths:
+      # ELU, not functa's ReLU: at the origin every hidden pre-activation is 0,
+      # where ReLU's gradient is 0, and a GON's latent would get no gradient.
+      h = nn.elu(nn.Dense(width)(h))
+    per_unit = 2 if self.conditioning == 'film' else 1
+    out = nn.Dense(per_unit * sum(self.widths), bias_init=nn.initializers.zeros,
+                   name='to_modulations')(h)
+    modulations, start = [], 0
+    for width in self.widths:
+      shift = out[:, None, start:start + width]
+      scale = out[:, None, start + width:start + 2 * width] if per_unit == 2 else None
+      modulations.append((shift, scale))
+      start += per_unit * width
+    return modulations
+
+
+def _modulate(h: jax.Array, modulation: tuple[jax.Array, jax.Array | None] | None) -> jax.Array:
+  """`(1 + scale) h + shift` (FiLM), `h + shift`, or `h` (None)."""
+  if modulation is None:
+    return h
+  shift, scale = modulation
+  return (h if scale is None else (1 + scale) * h) + shift
+
 
 def default_config() -> ml_collections.ConfigDict:
-  """The model section of the official Implicit-GON.py: 4 sine layers of 256, w0 = 30."""
-  return ml_collections.ConfigDict(dict(name='siren', latent_dim=32, widths=(256, 256, 256, 256),
-                                        channels=1, w0=30.0))
+  """The model section of the official Implicit-GON.py (4 sine layers of 256, w0 = 30,
+  concatenated latent, raw coordinates), and the options beyond it."""
+  return ml_collections.ConfigDict(dict(
+      name='siren', latent_dim=32, widths=(256, 256, 256, 256), channels=1, w0=30.0,
+      # 'concat' (the paper), or functa's modulations of every sine layer from the
+      # latent: 'shift', 'film' (shift and scale), through a linear map or an MLP
+      # with ELU over modulation_widths.
+      conditioning='concat', modulation_widths=(),
+      # Coordinate features: 'none', 'fourier' (encoding_size random frequencies of
+      # standard deviation encoding_scale), 'positional' (encoding_size octaves).
+      encoding='none', encoding_size=16, encoding_scale=10.0))
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+  m = config.model
+  check_choice('model.conditioning', m.conditioning, CONDITIONINGS)
+  check_choice('model.encoding', m.encoding, ENCODINGS)
+  if m.encoding != 'none' and (isinstance(m.encoding_size, bool) or not isinstance(
+      m.encoding_size, int) or m.encoding_size < 1):
+    raise ConfigError(f'model.encoding_size={m.encoding_size!r}: use a positive number of '
+                      f'frequencies')
+  if m.encoding == 'fourier' and not m.encoding_scale > 0:
+    raise ConfigError(f'model.encoding_scale={m.encoding_scale!r}: the frequencies\' standard '
+                      f'deviation must be positive')
+  if any(not isinstance(w, int) or w < 1 for w in (*m.widths, *m.modulation_widths)):
+    raise ConfigError(f'model.widths {tuple(m.widths)} and model.modulation_widths '
+                      f'{tuple(m.modulation_widths)} must be positive integers')
 
 
 def build(config: ml_collections.ConfigDict, axis_name: str | None) -> SirenDecoder:
   del axis_name  # no batch statistics
   m, p = config.model, config.performance
   return SirenDecoder(latent_dim=m.latent_dim, widths=tuple(m.widths), channels=m.channels,
-                      image_size=config.data.image_size, w0=m.w0, factorised=p.factorised,
-                      fast_sine=p.fast_sine)
+                      image_size=config.data.image_size, w0=m.w0, conditioning=m.conditioning,
+                      modulation_widths=tuple(m.modulation_widths), encoding=m.encoding,
+                      encoding_size=m.encoding_size, encoding_scale=m.encoding_scale,
+                      factorised=p.factorised, fast_sine=p.fast_sine)
 
 
 def forward_flops(config: ml_collections.ConfigDict, batch_size: int, points: int = 0) -> int:
@@ -163,14 +274,22 @@ def forward_flops(config: ml_collections.ConfigDict, batch_size: int, points: in
   m, size = config.model, config.data.image_size
   pixels = points or size * size
   widths = (*m.widths, m.channels)
-  first = 2 * pixels * 2 * widths[0] + batch_size * 2 * m.latent_dim * widths[0]
-  if not config.performance.factorised:
-    first = batch_size * pixels * 2 * (2 + m.latent_dim) * widths[0]
+  n = encoded_dim(m.encoding, m.encoding_size)
+  encoding = 2 * pixels * 2 * m.encoding_size if m.encoding == 'fourier' else 0
+  if m.conditioning != 'concat':  # coordinates once; the latent through the modulation map
+    mlp = (m.latent_dim, *m.modulation_widths,
+           (2 if m.conditioning == 'film' else 1) * sum(m.widths))
+    first = 2 * pixels * n * widths[0] + batch_size * sum(
+        2 * a * b for a, b in zip(mlp[:-1], mlp[1:]))
+  elif config.performance.factorised:
+    first = 2 * pixels * n * widths[0] + batch_size * 2 * m.latent_dim * widths[0]
+  else:
+    first = batch_size * pixels * 2 * (n + m.latent_dim) * widths[0]
   rest = sum(2 * pixels * a * b for a, b in zip(widths[:-1], widths[1:]))
-  return first + batch_size * rest
+  return encoding + first + batch_size * rest
 
 
 SIREN = ModelSpec(objective=objectives.GON, build=build, default_config=default_config,
-                  forward_flops=forward_flops, implicit=True, classifiable=True,
+                  forward_flops=forward_flops, check=check, implicit=True, classifiable=True,
                   # Implicit-GON.py's inner loss averages over the batch and the channels.
                   official_average=lambda config: config.model.channels)
