@@ -97,3 +97,16 @@ def test_the_table_adds_test_accuracy_when_a_method_classifies():
   assert '| 6.00 ± 0.00 | 85.0% ± 5.0 | 0.1000 |' in table, table
   without = compare.summarise(results, ['gon'], ['mnist'], {'gon': 500}, 2)
   assert 'accuracy' not in without
+
+
+def test_the_implicit_ablation_reports_psnr():
+  for method in compare.ABLATIONS['implicit']:
+    config = compare.run_config(method, 'fashion_mnist', 0, 10, 'idx', '/x', {})
+    assert config.model.name == 'siren' and config.data.name == 'fashion_mnist'
+  config = compare.run_config('siren_steps_3_learnt', 'mnist', 0, 10, 'idx', '/x', {})
+  assert config.gon.num_steps == 3 and config.gon.learn_step_size == 'per_dimension'
+  run = {'sse': 20.0, 'psnr': 15.0, 'accuracy': None, 'seconds_per_step': 0.1, 'curve': []}
+  results = {'siren': {'parameters': 9, 'implicit': True, 'runs': {'mnist': [run, run]}}}
+  table = compare.summarise(results, ['siren'], ['mnist'], {'siren': 50}, 2)
+  assert '| MNIST test SSE | MNIST test PSNR (dB) | s / step |' in table, table
+  assert '| 20.00 ± 0.00 | 15.00 ± 0.00 | 0.1000 |' in table, table

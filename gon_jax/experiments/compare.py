@@ -19,9 +19,12 @@ The activation ablation (Fig. 3) and the z0 ablation (App. C) are
 `--ablation activation` and `--ablation z0_sigma`, the recipe study
 (PyTorch's or flax's layer defaults, Adam 1e-3 or 1e-4, with each norm)
 `--ablation init`, the normalisations `--ablation norm`, the GON classifier
-(Eq. 13; the table then adds test accuracy) `--ablation classifier` (with
-their own methods unless --methods names some).
-Every method is conv_mnist's recipe with a few config changes (METHODS);
+(Eq. 13; the table then adds test accuracy) `--ablation classifier`, and the
+implicit GON's options beyond the paper (modulations, Fourier features, learnt
+and repeated inner steps, on siren_mnist_tiny; the table adds test PSNR)
+`--ablation implicit` (each with its own methods unless --methods names some).
+Every method is a config of configs/ (conv_mnist for the paper's, siren_mnist_tiny for
+the implicit ones) with a few changes (METHODS);
 `--override key=value` changes all of them.
 
 Writes to --workdir: `results.md` (the mean and standard deviation over
@@ -49,6 +52,7 @@ from absl import app, flags, logging
 from gon_jax import images
 from gon_jax.config import validate
 from gon_jax.errors import ConfigError, parse_flags_or_exit, run_reporting_errors
+from gon_jax.models import get_spec
 from gon_jax.state import setup
 from gon_jax.train import train_and_evaluate
 
@@ -93,6 +97,20 @@ METHODS.update({
                            "GON, GON.py's inner-loss scale"),
     'gon_classifier': ('gon_classifier_mnist', {}, 'GON classifier, Eq. 13'),
 })
+# Implicit GONs beyond the paper (issue 15), on siren_mnist_tiny's SIREN.
+_SIREN = 'siren_mnist_tiny'
+_FILM, _FOURIER = {'model.conditioning': 'film'}, {'model.encoding': 'fourier'}
+_LEARNT_STEP = {'gon.learn_step_size': 'per_dimension'}
+METHODS.update({
+    'siren': (_SIREN, {}, 'implicit GON, latent concatenated'),
+    'siren_film': (_SIREN, _FILM, 'FiLM modulations'),
+    'siren_fourier': (_SIREN, _FOURIER, 'Fourier features'),
+    'siren_film_fourier': (_SIREN, {**_FILM, **_FOURIER}, 'FiLM and Fourier features'),
+    'siren_learnt_step': (_SIREN, _LEARNT_STEP, 'step size learnt per latent dimension'),
+    'siren_steps_3': (_SIREN, {'gon.num_steps': 3}, '3 inner steps'),
+    'siren_steps_3_learnt': (_SIREN, {'gon.num_steps': 3, **_LEARNT_STEP},
+                             '3 inner steps, step size learnt'),
+})
 TABLE_1 = ('gon', 'ae', 'tied_ae', 'glo', 'detach_1', 'detach_10', 'steps_10')
 ABLATIONS = {
     # conv_mnist's activation is ELU: `gon` is the ELU row, not a second run of it
@@ -101,6 +119,8 @@ ABLATIONS = {
                  *(f'gon_sigma{s:g}_step' for s in SIGMAS)),
     'norm': ('gon', 'gon_batchnorm', 'gon_groupnorm', 'gon_no_norm', 'gon_official_inner'),
     'classifier': ('gon', 'gon_classifier'),
+    'implicit': ('siren', 'siren_film', 'siren_fourier', 'siren_film_fourier',
+                 'siren_learnt_step', 'siren_steps_3', 'siren_steps_3_learnt'),
     'init': ('gon', 'gon_flax_init', 'gon_lr1e-4', 'gon_flax_init_lr1e-4', 'gon_batchnorm',
              'gon_batchnorm_flax_init', 'gon_batchnorm_lr1e-4', 'gon_batchnorm_flax_init_lr1e-4'),
 }
@@ -173,8 +193,8 @@ def read_run(workdir: str, steps: int) -> dict | None:
   """A finished run's results from its metrics.jsonl, or None if unfinished.
 
   Returns:
-    `{'sse': final test SSE per image, 'accuracy': final test accuracy (None
-    without a classifier), 'seconds_per_step': median over the logged rates
+    `{'sse': final test SSE per image, 'psnr': its PSNR (dB), 'accuracy':
+    final test accuracy (None without a classifier), 'seconds_per_step': median over the logged rates
     (the training loop leaves compilation out), 'curve': [(step, training
     reconstruction loss)]}`.
   """
@@ -189,7 +209,8 @@ def read_run(workdir: str, steps: int) -> dict | None:
   train = {r['step']: r for r in records if 'train/loss' in r}  # last write per step wins
   rates = [r['train/steps_per_second'] for r in train.values() if 'train/steps_per_second' in r]
   curve = [(s, train[s].get('train/reconstruction', train[s]['train/loss'])) for s in sorted(train)]
-  return {'sse': final[-1]['test/sse'], 'accuracy': final[-1].get('test/accuracy'),
+  return {'sse': final[-1]['test/sse'], 'psnr': final[-1].get('test/psnr'),
+          'accuracy': final[-1].get('test/accuracy'),
           'seconds_per_step': float(1.0 / np.median(rates)) if rates else None,
           'curve': curve}
 
@@ -209,8 +230,10 @@ def summarise(results: dict, methods: list[str], datasets: list[str], steps: dic
   """The Markdown table of `results[method]` ('parameters', 'runs': {dataset: [run]})."""
   classifies = any(r.get('accuracy') is not None for m in methods
                    for runs in results[m]['runs'].values() for r in runs)
+  implicit = any(results[m].get('implicit') for m in methods)  # PSNR, as implicit work reports
   titles = [DATASET_TITLES.get(d, d) for d in datasets]
   header = (['Method', 'Parameters', 'Steps'] + [f'{t} test SSE' for t in titles]
+            + ([f'{t} test PSNR (dB)' for t in titles] if implicit else [])
             + ([f'{t} test accuracy' for t in titles] if classifies else []) + ['s / step'])
   lines = [f'Test summed squared error per image (mean ± std over {seeds} seeds).', '',
            '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
@@ -223,6 +246,8 @@ def summarise(results: dict, methods: list[str], datasets: list[str], steps: dic
       mean, std = _mean_std([r['sse'] for r in runs])
       cells.append(f'{mean:.2f} ± {std:.2f}')
       rates += [r['seconds_per_step'] for r in runs if r['seconds_per_step']]
+    for dataset in datasets if implicit else ():
+      cells.append('{:.2f} ± {:.2f}'.format(*_mean_std([r['psnr'] for r in entry['runs'][dataset]])))
     for dataset in datasets if classifies else ():
       accuracies = [r.get('accuracy') for r in entry['runs'][dataset]]
       if None in accuracies:  # a method without a classifier
@@ -285,6 +310,7 @@ def compare(methods: list[str], datasets: list[str], steps: int | dict[str, int]
   configs = {(m, d, s): run_config(m, d, s, steps[m], data_source, data_dirs[d], overrides)
              for m in methods for d in datasets for s in range(seeds)}  # all checked first
   results = {m: {'parameters': count_parameters(configs[m, datasets[0], 0]),
+                 'implicit': get_spec(configs[m, datasets[0], 0].model.name).implicit,
                  'runs': {d: [] for d in datasets}} for m in methods}
   for i, ((method, dataset, seed), config) in enumerate(configs.items()):
     run_dir = os.path.join(workdir, 'runs', dataset, method, f'seed{seed}')
