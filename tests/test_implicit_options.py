@@ -138,8 +138,7 @@ def _loss_and_grads(config, params=None, num_steps=1):
   return (*jax.value_and_grad(loss_fn)(params), params, objective, batch)
 
 
-@pytest.mark.parametrize('num_steps', [1, 3])
-@pytest.mark.parametrize('step_size', ['scalar', 'per_dimension'])
+@pytest.mark.parametrize('num_steps, step_size', [(1, 'scalar'), (3, 'per_dimension')])
 def test_a_learnt_step_size_and_origin_start_as_the_fixed_ones_and_get_gradients(
     num_steps, step_size):
   fixed_loss, _, fixed_params, _, _ = _loss_and_grads(_config(), num_steps=num_steps)
