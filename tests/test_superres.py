@@ -2,10 +2,14 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import chex
 import numpy as np
 import pytest
+
+import testing_utils
 
 from gon_jax.coordinates import grid, upsampling_grid
 from gon_jax.errors import ConfigError
@@ -62,3 +66,11 @@ def test_superres_errors_are_one_line(blob_dir):
     superres.downsampled_config(conv_mnist.get_config(), 2)
   with pytest.raises(ConfigError, match='--factor 5 must be at least 2 and divide'):
     superres.downsampled_config(_config(blob_dir), 5)
+  result = subprocess.run(
+      [sys.executable, '-m', 'gon_jax.experiments.superres', '--config',
+       'configs/siren_mnist_tiny.py', '--workdir', str(blob_dir / 'unused'), '--factor', '3'],
+      capture_output=True, text=True, cwd=testing_utils.REPO, timeout=120)
+  assert result.returncode == 1
+  assert result.stderr.strip().splitlines() == [
+      'error: --factor 3 must be at least 2 and divide data.image_size 28 into at least 2 pixels']
+  assert not (blob_dir / 'unused').exists()

@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 from absl import flags
 
-from gon_jax import checkpoints, cli, data, generate, images
+from gon_jax import checkpoints, data, generate, images
 from gon_jax.config import validate
 from gon_jax.coordinates import upsampling_grid
 from gon_jax.errors import ConfigError
@@ -31,7 +31,6 @@ from gon_jax.objectives import model_variables
 from gon_jax.state import setup
 from gon_jax.train import train_and_evaluate
 
-_FACTOR = flags.DEFINE_integer('factor', 2, 'Downsampling factor of the training images.')
 BASELINES = ('bicubic', 'nearest')
 
 
@@ -94,9 +93,10 @@ def measure(config: ml_collections.ConfigDict, workdir: str, factor: int) -> dic
   return results
 
 
-def main(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  return measure(config, workdir, _FACTOR.value)
-
-
 if __name__ == '__main__':
-  cli.run(main, interrupted=cli.training_interrupted)
+  # train.py's flags (--config, --workdir) come with gon_jax.cli: imported here
+  # only, so that importing this module defines no flags.
+  from gon_jax import cli  # pylint: disable=wrong-import-position
+  _FACTOR = flags.DEFINE_integer('factor', 2, 'Downsampling factor of the training images.')
+  cli.run(lambda config, workdir: measure(config, workdir, _FACTOR.value),
+          interrupted=cli.training_interrupted)
