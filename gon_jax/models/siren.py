@@ -6,6 +6,8 @@ output (Sitzmann et al., 2020; the paper's section 3.4). A GON turns one such
 network into a space of continuous images, decodable at any resolution.
 """
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -76,8 +78,8 @@ def encode_coordinates(coordinates: jax.Array, encoding: str, size: int,
 
   'none': the coordinates. 'fourier' (Tancik et al., 2020): `[sin(2 pi c B),
   cos(2 pi c B)]` for `size` random frequencies `B ~ N(0, scale^2)`, `[d, size]`,
-  drawn from PRNGKey(0): part of the architecture, the same in every run, not
-  trained. 'positional' (NeRF): `[c, sin(2^k pi c), cos(2^k pi c)]` for k < `size`.
+  drawn from numpy's default_rng(0): part of the architecture, the same in every
+  run, not trained. 'positional' (NeRF): `[c, sin(2^k pi c), cos(2^k pi c)]` for k < `size`.
 
   Returns:
     `[..., d]`, `[..., 2 size]` or `[..., d (1 + 2 size)]`.
@@ -86,12 +88,19 @@ def encode_coordinates(coordinates: jax.Array, encoding: str, size: int,
     return coordinates
   d = coordinates.shape[-1]
   if encoding == 'fourier':
-    frequencies = scale * jax.random.normal(jax.random.key(0), (d, size), coordinates.dtype)
+    frequencies = jnp.asarray(scale * _fourier_normals(d, size), coordinates.dtype)
     angles = 2 * np.pi * coordinates @ frequencies
     return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
   angles = (coordinates[..., None] * (np.pi * 2.0 ** np.arange(size))).reshape(
       *coordinates.shape[:-1], d * size)
   return jnp.concatenate([coordinates, jnp.sin(angles), jnp.cos(angles)], axis=-1)
+
+
+@functools.lru_cache(maxsize=None)
+def _fourier_normals(d: int, size: int) -> np.ndarray:
+  """Standard normal `[d, size]`, numpy's default_rng(0), computed once on the host: a
+  constant of the compiled program (no random-number operations inside it)."""
+  return np.random.default_rng(0).standard_normal((d, size)).astype(np.float32)
 
 
 def encoded_dim(encoding: str, size: int, coordinate_dim: int = 2) -> int:
