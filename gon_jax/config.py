@@ -41,28 +41,7 @@ def base_config(model_name: str = 'conv') -> ml_collections.ConfigDict:
 
   config.data = _data_defaults()
 
-  config.gon = ml_collections.ConfigDict()
-  config.gon.num_steps = 1  # latent gradient steps
-  config.gon.step_size = 1.0
-  config.gon.detach = False
-  config.gon.z0_sigma = 0.0  # z0 ~ N(0, sigma^2) in training; the origin at evaluation
-  config.gon.start_from_z0 = True  # z = z0 - grad (True) or z = -grad
-  # Learn the inner optimisation with the decoder: the step size ('none',
-  # 'scalar', or 'per_dimension' of the latent: meta-SGD), starting at
-  # step_size; and a start added to z0, starting at the origin.
-  config.gon.learn_step_size = 'none'
-  config.gon.learn_origin = False
-  # Inner loss per example: 'sum' over pixels, 'mean' over pixels, or
-  # 'official' (the official scripts' averages over the batch: latents then
-  # shrink with 1 / batch_size).
-  config.gon.inner_reduction = 'sum'
-  # Implicit models: losses on this many random pixels per image and step
-  # (Monte Carlo estimates); 0 for every pixel.
-  config.gon.inner_points = 0
-  config.gon.outer_points = 0
-  # What the inner loss observes: 'all', 'lowres:K' (every K-th row and
-  # column), 'hole:S' (all but a centred SxS square). The outer loss sees all.
-  config.gon.observe = 'all'
+  config.gon = _gon_defaults()
 
   # A linear softmax classifier on the latents (Eq. 13): num_classes > 0 adds
   # it to GON models; the training loss is reconstruction_weight times the
@@ -91,6 +70,33 @@ def base_config(model_name: str = 'conv') -> ml_collections.ConfigDict:
   config.num_fit_examples = 2000  # eval.py: training latents of the Gaussian it samples (App. D)
   config.superres_size = 256  # eval.py, implicit models: resolution of the super-resolved grid
   return config
+
+
+def _gon_defaults() -> ml_collections.ConfigDict:
+  """`config.gon`: how a GON's latents are computed (gon_jax.core.origin_latent)."""
+  gon = ml_collections.ConfigDict()
+  gon.num_steps = 1  # latent gradient steps
+  gon.step_size = 1.0
+  gon.detach = False
+  gon.z0_sigma = 0.0  # z0 ~ N(0, sigma^2) in training; the origin at evaluation
+  gon.start_from_z0 = True  # z = z0 - grad (True) or z = -grad
+  # Learn the inner optimisation with the decoder: the step size ('none',
+  # 'scalar', or 'per_dimension' of the latent: meta-SGD), starting at
+  # step_size; and a start added to z0, starting at the origin.
+  gon.learn_step_size = 'none'
+  gon.learn_origin = False
+  # Inner loss per example: 'sum' over pixels, 'mean' over pixels, or
+  # 'official' (the official scripts' averages over the batch: latents then
+  # shrink with 1 / batch_size).
+  gon.inner_reduction = 'sum'
+  # Implicit models: losses on this many random pixels per image and step
+  # (Monte Carlo estimates); 0 for every pixel.
+  gon.inner_points = 0
+  gon.outer_points = 0
+  # What the inner loss observes: 'all', 'lowres:K' (every K-th row and
+  # column), 'hole:S' (all but a centred SxS square). The outer loss sees all.
+  gon.observe = 'all'
+  return gon
 
 
 def _data_defaults() -> ml_collections.ConfigDict:
