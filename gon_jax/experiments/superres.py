@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 from absl import flags
 
-from gon_jax import checkpoints, data, generate, images
+from gon_jax import data, generate, images
 from gon_jax.config import validate
 from gon_jax.coordinates import upsampling_grid
 from gon_jax.errors import ConfigError
@@ -61,12 +61,11 @@ def measure(config: ml_collections.ConfigDict, workdir: str, factor: int) -> dic
   """
   small = downsampled_config(config, factor)
   size, low = config.data.image_size, small.data.image_size
-  train_and_evaluate(small, workdir)
+  state = train_and_evaluate(small, workdir)  # the trained (or restored) state
+  step = int(state.step)
   truth, _ = data.load_split(config.data, 'test', size)
   inputs, _ = data.load_split(small.data, 'test', low)
-  objective, _, template = setup(small, num_train_examples=1)
-  state, step = checkpoints.restore_latest(
-      checkpoints.manager(workdir, small, read_only=True), template)
+  objective = setup(small, num_train_examples=1)[0]
   variables = model_variables(state.params, state.batch_stats)
   latents, reconstructions = make_encoder(objective)(variables, inputs,
                                                      progress='encoding test images')
