@@ -1,4 +1,5 @@
-"""Implicit GON on CIFAR-10, 32x32x3 colour images (tfds). Run:
+"""Implicit GON on CIFAR-10, 32x32x3 colour images (its python archive downloads into the
+cache the first time, as MNIST does). Run:
 
   python train.py --config configs/siren_cifar10.py --workdir runs/siren_cifar10
 """
@@ -8,7 +9,7 @@ from configs import siren_mnist
 
 def get_config():
   config = siren_mnist.get_config()
-  config.data.source = 'tfds'  # CIFAR-10 ships no IDX files
+  config.data.source = 'cifar'  # its python archive, downloaded into the cache
   config.data.name = 'cifar10'
   config.data.image_size = 32
   config.model.channels = 3

@@ -10,12 +10,12 @@ import jax
 import ml_collections
 
 from gon_jax import losses, models, objectives
+from gon_jax.data import SOURCES as DATA_SOURCES
 from gon_jax.errors import ConfigError, check_choice
 
 NONFINITE_POLICIES = ('stop', 'skip')
 LR_SCHEDULES = ('constant', 'cosine')
 PARALLEL_MODES = ('jit', 'pmap')
-DATA_SOURCES = ('idx', 'tfds')
 
 
 def base_config(model_name: str = 'conv') -> ml_collections.ConfigDict:
@@ -102,17 +102,18 @@ def _gon_defaults() -> ml_collections.ConfigDict:
 def _data_defaults() -> ml_collections.ConfigDict:
   """`config.data`: where the images come from."""
   data = ml_collections.ConfigDict()
-  # 'idx': the four IDX files of an MNIST-like set in a folder; 'tfds': a TFDS data set.
+  # The files as published, read without TensorFlow: 'idx', the four IDX files of an MNIST-like
+  # set; 'cifar', CIFAR-10's python archive (or its extracted folder). 'tfds': a TFDS data set.
   data.source = 'idx'
   data.name = 'mnist'
-  # idx: the folder with the IDX files; '' = the cache folder, $XDG_CACHE_HOME/gon_jax/<name>
+  # idx, cifar: the folder with the files; '' = the cache folder, $XDG_CACHE_HOME/gon_jax/<name>
   # or ~/.cache/gon_jax/<name>. tfds: its data_dir; '' = tfds's default.
   data.dir = ''
   data.image_size = 32
-  # May the data arrive by itself? idx: mnist and fashion_mnist are downloaded (checksummed)
-  # into a folder holding no IDX files; tfds: tfds may download and prepare the set.
+  # May the data arrive by itself? idx, cifar: mnist, fashion_mnist and cifar10 are downloaded
+  # (checksummed) into a folder holding none of their files; tfds: tfds may download and prepare.
   data.download = True
-  data.mirror = ''  # idx: a base URL holding the IDX .gz files; '' = the usual mirrors
+  data.mirror = ''  # idx, cifar: a base URL holding the set's files; '' = the usual mirrors
   return data
 
 

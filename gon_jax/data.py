@@ -1,19 +1,25 @@
 """Data: whole data sets held in host memory as numpy, deterministic, resumable training
 batches, and fixed-size batches of any array through a function (`in_batches`).
 
-Two sources: 'idx' reads the four IDX files of MNIST-like sets (no TensorFlow), downloading
-MNIST and Fashion-MNIST into a cache folder the first time (gon_jax.download); 'tfds' reads a
-prepared TFDS data set through `tfds.data_source` (array_record, no TensorFlow).
+Three sources. Two read a data set's files as their publishers ship them, without TensorFlow,
+downloading the sets gon_jax knows into a cache folder the first time (gon_jax.download): 'idx'
+reads the four IDX files of MNIST-like sets (MNIST and Fashion-MNIST download), 'cifar' the
+python version of CIFAR-10 (its archive or the extracted folder). 'tfds' reads a prepared TFDS
+data set through `tfds.data_source` (array_record, no TensorFlow).
 Images come back as float32 [num_examples, height, width, channels] in [0, 1].
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gzip
+import io
 import pathlib
+import pickle
 import queue
 import socket
+import tarfile
 import threading
 import urllib.error
 from typing import Any, Callable, Iterator
@@ -37,14 +43,14 @@ DATASETS: dict[str, str] = {
     'coil100': 'coil100',  # TFDS has COIL-100, not the paper's COIL-20.
     'smallnorb': 'smallnorb',
 }
-SOURCES = ('idx', 'tfds')
+SOURCES = ('idx', 'cifar', 'tfds')
 SPLITS = ('train', 'test')
 
 _IDX_PREFIX = {'train': 'train', 'test': 't10k'}
 _IDX_MAGIC = {'images': 0x00000803, 'labels': 0x00000801}
 _LABEL_KEYS = ('label', 'label_category')  # 'label_category' is smallnorb's class.
 _CHUNK = 4096  # Examples per resize / tfds read: bounds the temporary memory.
-_idx_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+_files_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
 
 def _find_idx(folder: pathlib.Path, split: str, kind: str) -> pathlib.Path | None:
@@ -121,55 +127,164 @@ def _to_float(images: np.ndarray, image_size: int | None) -> np.ndarray:
   return np.clip(out, 0.0, 1.0, out=out)  # Guards against float rounding just past 1.
 
 
-def _idx_folder(data_config: Any) -> tuple[pathlib.Path, str]:
-  """The IDX folder of `data_config`, with a known set's files downloaded into it if it has none.
+_CIFAR_ARCHIVE, _CIFAR_FOLDER = 'cifar-10-python.tar.gz', 'cifar-10-batches-py'
+_CIFAR_BATCHES = {'train': tuple(f'data_batch_{i}' for i in range(1, 6)), 'test': ('test_batch',)}
+
+
+def _find_cifar(folder: pathlib.Path) -> pathlib.Path | None:
+  """CIFAR-10's extracted folder cifar-10-batches-py in (or as) `folder`, else its archive."""
+  for path in (folder / _CIFAR_FOLDER, folder):
+    if (path / 'test_batch').is_file():
+      return path
+  return folder / _CIFAR_ARCHIVE if (folder / _CIFAR_ARCHIVE).is_file() else None
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+  """Unpickles CIFAR's batches (dicts of bytes, lists and numpy arrays) and nothing that runs code."""
+  # Python 3 pickles of bytes (protocol 2) call _codecs.encode; numpy 2 moved numpy.core.
+  _ALLOWED = {('numpy', 'ndarray'), ('numpy', 'dtype'), ('numpy.core.multiarray', '_reconstruct'),
+              ('numpy._core.multiarray', '_reconstruct'), ('_codecs', 'encode')}
+
+  def find_class(self, module: str, name: str):
+    if (module, name) not in self._ALLOWED:
+      raise pickle.UnpicklingError(f'{module}.{name} is not part of a CIFAR batch')
+    return super().find_class(module, name)
+
+
+def _read_cifar(path: pathlib.Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+  """Parses CIFAR-10's python batches of `split` from its archive or its extracted folder.
+
+  Each batch is a pickled dict: b'data' uint8 [n, 3072], a row the red, green then blue
+  32x32 planes in row-major order; b'labels' n ints.
+
+  Returns:
+    (uint8 images [N, 32, 32, 3], labels [N]).
+  """
+  def batches():
+    if path.is_dir():
+      for name in _CIFAR_BATCHES[split]:
+        yield name, (path / name).read_bytes()
+      return
+    with tarfile.open(path, 'r:gz') as archive:
+      for name in _CIFAR_BATCHES[split]:
+        member = archive.extractfile(f'{_CIFAR_FOLDER}/{name}')
+        if member is None:
+          raise KeyError(name)
+        yield name, member.read()
+
+  images, labels = [], []
+  try:
+    for name, raw in batches():
+      batch = _NumpyOnlyUnpickler(io.BytesIO(raw), encoding='bytes').load()
+      images.append(np.asarray(batch[b'data'], np.uint8).reshape(-1, 3, 32, 32))
+      labels.append(np.asarray(batch[b'labels']))
+  except (OSError, EOFError, KeyError, ValueError, TypeError, tarfile.TarError,
+          pickle.UnpicklingError) as e:  # A missing, cut or foreign batch; a corrupt archive.
+    raise DataError(f"cannot read CIFAR-10's {split} batches from {path} ({type(e).__name__}: "
+                    f"{e}); it must hold {', '.join(_CIFAR_BATCHES[split])} as in "
+                    f"{_CIFAR_ARCHIVE}; re-download it") from None
+  return np.concatenate(images).transpose(0, 2, 3, 1), np.concatenate(labels)
+
+
+@dataclasses.dataclass(frozen=True)
+class _FileFormat:
+  """How a source that reads published files finds and parses a split in a folder."""
+  # (folder, split, hint) -> the files holding the split; raises a DataError naming what is
+  # missing (and `hint`, a way out).
+  paths: Callable[[pathlib.Path, str, str], list[pathlib.Path]]
+  # (the paths, split) -> (uint8 images [N, H, W, C], integer labels [N]).
+  read: Callable[[list[pathlib.Path], str], tuple[np.ndarray, np.ndarray]]
+  holds_any: Callable[[pathlib.Path], bool]  # Whether a folder holds any of the set's files.
+  title: str  # The format's name, for messages: 'IDX'.
+  example: str  # What the folder should hold, for messages.
+
+
+def _idx_paths(folder: pathlib.Path, split: str, hint: str) -> list[pathlib.Path]:
+  return [_idx_file(folder, split, kind, hint) for kind in ('images', 'labels')]
+
+
+def _read_idx_split(paths: list[pathlib.Path], split: str) -> tuple[np.ndarray, np.ndarray]:
+  images, labels = (_read_idx(p, kind) for p, kind in zip(paths, ('images', 'labels')))
+  folder = paths[0].parent
+  if images.ndim != 3 or labels.ndim != 1:
+    raise DataError(f"IDX files in {folder} have shapes {images.shape} and {labels.shape}, "
+                    "expected [N, height, width] images and [N] labels")
+  if len(images) != len(labels):
+    raise DataError(f"IDX {split} files in {folder} disagree: {len(images)} images but "
+                    f"{len(labels)} labels; re-download them")
+  return images[..., None], labels
+
+
+def _cifar_paths(folder: pathlib.Path, split: str, hint: str) -> list[pathlib.Path]:
+  path = _find_cifar(folder)
+  if path is None:
+    raise DataError(f"folder {folder} holds neither {_CIFAR_ARCHIVE} nor its extracted "
+                    f"{_CIFAR_FOLDER}/ (CIFAR-10's python version){hint}")
+  return [path]
+
+
+_FORMATS = {
+    'idx': _FileFormat(
+        _idx_paths, _read_idx_split,
+        lambda folder: any(_find_idx(folder, split, kind) for split in SPLITS
+                           for kind in ('images', 'labels')),
+        'IDX', "the four IDX files (e.g. MNIST's train-images-idx3-ubyte.gz)"),
+    'cifar': _FileFormat(
+        _cifar_paths, lambda paths, split: _read_cifar(paths[0], split),
+        lambda folder: _find_cifar(folder) is not None,
+        'CIFAR-10', f'{_CIFAR_ARCHIVE} or its extracted {_CIFAR_FOLDER}/'),
+}
+
+
+def _files_folder(data_config: Any) -> tuple[pathlib.Path, str]:
+  """The folder of `data_config`'s files, with a known set's downloaded into it if it has none.
 
     Returns:
       (the folder, a hint for messages about missing files: how to let them download, or '').
     """
-  name = data_config.name
-  known = name in download.KNOWN
+  name, source = data_config.name, data_config.source
+  known = download.KNOWN.get(name)
+  if known is not None and known.source != source:
+    raise DataError(f"data set {name!r} is read by the {known.source} source, not {source}: "
+                    f"--config.data.source={known.source}")
+  downloadable = [n for n, k in download.KNOWN.items() if k.source == source]
   if data_config.dir:  # The user's folder: used as it is when it holds the files.
     folder = pathlib.Path(data_config.dir).expanduser()
   elif known:
     folder = download.cache_dir(name)
   else:
     raise DataError(
-        f"the idx source needs a folder for data set {name!r} (only "
-        f"{', '.join(download.KNOWN)} download by themselves): "
-        "--config.data.dir=/path/to/folder-with-IDX-files")
+        f"the {source} source needs a folder for data set {name!r} (only "
+        f"{', '.join(downloadable)} download by themselves): "
+        f"--config.data.dir=/path/to/folder-with-{_FORMATS[source].title}-files")
   if not known:
     return folder, ''
   if not getattr(data_config, 'download', True):
     return folder, f', or set --config.data.download=True to download {name}'
-  # Download only into a folder holding none of the four files: a partial set is the user's
+  # Download only into a folder holding none of the set's files: a partial set is the user's
   # (a download is all or nothing), and mixing in another set's files would be silent garbage.
-  if not (folder.is_dir() and any(_find_idx(folder, split, kind) for split in SPLITS
-                                  for kind in ('images', 'labels'))):
+  if not (folder.is_dir() and _FORMATS[source].holds_any(folder)):
     mirror = getattr(data_config, 'mirror', '')
-    download.download_idx(folder, name, mirrors=[mirror] if mirror else ())
+    download.download_files(folder, name, mirrors=[mirror] if mirror else ())
   return folder, f', or empty the folder: {name} then downloads by itself'
 
 
-def _load_idx(folder: pathlib.Path, split: str, image_size: int | None, hint: str = ''):
+def _load_files(data_config: Any, split: str, image_size: int | None):
+  """load_split for the sources that read published files ('idx', 'cifar')."""
+  file_format = _FORMATS[data_config.source]
+  folder, hint = _files_folder(data_config)
   if not folder.is_dir():
-    raise DataError(f"IDX folder {folder} does not exist; set --config.data.dir to the folder "
-                    f"holding the four IDX files (e.g. MNIST's train-images-idx3-ubyte.gz){hint}")
-  paths = [_idx_file(folder, split, kind, hint) for kind in ('images', 'labels')]
-  key = (tuple((str(p.resolve()), p.stat().st_mtime_ns) for p in paths), image_size)
-  if key not in _idx_cache:  # Parsing + resizing 60k images once per process is enough.
-    images, labels = (_read_idx(p, kind) for p, kind in zip(paths, ('images', 'labels')))
-    if images.ndim != 3 or labels.ndim != 1:
-      raise DataError(f"IDX files in {folder} have shapes {images.shape} and {labels.shape}, "
-                      "expected [N, height, width] images and [N] labels")
-    if len(images) != len(labels):
-      raise DataError(f"IDX {split} files in {folder} disagree: {len(images)} images but "
-                      f"{len(labels)} labels; re-download them")
-    result = (_to_float(images[..., None], image_size), labels.astype(np.int32))
+    raise DataError(f"{file_format.title} folder {folder} does not exist; set --config.data.dir to the folder "
+                    f"holding {file_format.example}{hint}")
+  paths = file_format.paths(folder, split, hint)
+  key = (tuple((str(p.resolve()), p.stat().st_mtime_ns) for p in paths), split, image_size)
+  if key not in _files_cache:  # Parsing + resizing 60k images once per process is enough.
+    images, labels = file_format.read(paths, split)
+    result = (_to_float(images, image_size), labels.astype(np.int32))
     for array in result:
       array.flags.writeable = False  # Shared by every caller: keep it read-only.
-    _idx_cache[key] = result
-  return _idx_cache[key]
+    _files_cache[key] = result
+  return _files_cache[key]
 
 
 def _load_tfds(name: str, split: str, data_dir: str | None, image_size: int | None,
@@ -247,9 +362,8 @@ def load_split(data_config: Any, split: str,
   source, name = data_config.source, data_config.name
   if split not in SPLITS:
     raise DataError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-  if source == 'idx':
-    folder, hint = _idx_folder(data_config)
-    return _load_idx(folder, split, image_size, hint)
+  if source in _FORMATS:
+    return _load_files(data_config, split, image_size)
   if source == 'tfds':
     if name not in DATASETS:
       raise DataError(f"unknown data set {name!r}; use one of {', '.join(sorted(DATASETS))}")

@@ -1,9 +1,10 @@
-"""Downloads MNIST-like data sets as their four gzipped IDX files: the one place that fetches files.
+"""Downloads data sets as their publishers ship them: the one place that fetches files.
 
-A download is verified, atomic and cached: each file is streamed to a temporary
-file in the target folder, checked against the sha256 of its decompressed
-content, and only once every missing file has arrived intact are they renamed
-into place. A failed download leaves the folder as it found it (and removes it
+MNIST and Fashion-MNIST come as four gzipped IDX files, CIFAR-10 as one archive of
+pickled batches ('cifar-10-python.tar.gz'). A download is verified, atomic and
+cached: each file is streamed to a temporary file in the target folder, checked
+against its known checksum, and only once every missing file has arrived intact
+are they renamed into place. A failed download leaves the folder as it found it (and removes it
 again if it created it), so the next run starts clean; a folder that holds the
 files is used without touching the network.
 """
@@ -27,35 +28,40 @@ from typing import Callable, Mapping, Sequence
 from gon_jax.errors import DataError
 
 
-# The four files of an MNIST-like set, without their '.gz'.
-IDX_FILES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte',
-             't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')
+# The four files of an MNIST-like set as published.
+IDX_FILES = ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz',
+             't10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz')
+# How a checksum is taken: 'content_sha256', the sha256 of a gzip file's decompressed content
+# (any correct gzip of the original bytes passes: mirrors and distributions recompress IDX files,
+# so their .gz bytes differ); 'md5', the md5 of the file as published (all CIFAR-10 publishes).
+CHECKSUMS = ('content_sha256', 'md5')
 
 
 @dataclasses.dataclass(frozen=True)
 class KnownDataset:
-  """Where a data set's files are published and what their content must be."""
+  """Where a data set's files are published, in which format, and what they must hash to."""
+  source: str  # The data source that reads the files: 'idx' or 'cifar' (gon_jax.data).
   mirrors: tuple[str, ...]  # Base URLs ending in '/', tried in order.
-  sha256: Mapping[str, str]  # IDX file name (no '.gz') -> sha256 of the decompressed file.
+  files: Mapping[str, str]  # Published file name -> its checksum.
+  checksum: str = 'content_sha256'  # One of CHECKSUMS.
 
 
-# Checksums of the *decompressed* IDX files, so that any correct gzip of the original bytes is
-# accepted (mirrors and distributions recompress them: their .gz bytes and md5s differ).
 KNOWN: dict[str, KnownDataset] = {
     # Computed from ../shared/data/mnist, whose decompressed files have the md5s of the original
     # distribution (6bbc9ace..., a25bea73..., 2646ac64..., 27ae3e4e..., as listed by its
     # SOURCE.md and by many public MNIST loaders). Mirrors: tfds's, then torchvision's.
     'mnist': KnownDataset(
+        source='idx',
         mirrors=('https://storage.googleapis.com/cvdf-datasets/mnist/',
                  'https://ossci-datasets.s3.amazonaws.com/mnist/'),
-        sha256={
-            'train-images-idx3-ubyte':
+        files={
+            'train-images-idx3-ubyte.gz':
                 'ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db',
-            'train-labels-idx1-ubyte':
+            'train-labels-idx1-ubyte.gz':
                 '65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5',
-            't10k-images-idx3-ubyte':
+            't10k-images-idx3-ubyte.gz':
                 '0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7',
-            't10k-labels-idx1-ubyte':
+            't10k-labels-idx1-ubyte.gz':
                 'ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2',
         }),
     # Computed from Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist). Debian
@@ -64,17 +70,25 @@ KNOWN: dict[str, KnownDataset] = {
     # are those of the files behind Zalando's .gz md5s (8d4fb7e6..., 25c81989..., bef4ecab...,
     # bb300cfd...), checked directly for the two label files from Zalando's repository.
     'fashion_mnist': KnownDataset(
+        source='idx',
         mirrors=('http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/',),
-        sha256={
-            'train-images-idx3-ubyte':
+        files={
+            'train-images-idx3-ubyte.gz':
                 'c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888',
-            'train-labels-idx1-ubyte':
+            'train-labels-idx1-ubyte.gz':
                 'bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9',
-            't10k-images-idx3-ubyte':
+            't10k-images-idx3-ubyte.gz':
                 '5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b',
-            't10k-labels-idx1-ubyte':
+            't10k-labels-idx1-ubyte.gz':
                 '0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34',
         }),
+    # The python version of CIFAR-10 from its authors' page, with the md5 they publish there
+    # (the one checksum anyone publishes for it; torchvision checks the same).
+    'cifar10': KnownDataset(
+        source='cifar',
+        mirrors=('https://www.cs.toronto.edu/~kriz/',),
+        files={'cifar-10-python.tar.gz': 'c58f30108f718f92721af3b95e74349a'},
+        checksum='md5'),
 }
 
 # Seconds a connection attempt or a read may wait for the server (the socket timeout).
@@ -103,59 +117,60 @@ def cache_dir(name: str) -> pathlib.Path:
   return pathlib.Path(root) / 'gon_jax' / name
 
 
-def download_idx(folder: pathlib.Path,
-                 name: str,
-                 files: Sequence[str] = IDX_FILES,
-                 mirrors: Sequence[str] = (),
-                 sha256: Mapping[str, str] | None = None,
-                 timeout: float = TIMEOUT_S,
-                 log: Callable[[str], None] | None = None) -> list[pathlib.Path]:
-  """Downloads `files` ('<file>.gz' each) into `folder`, verified; all arrive or none do.
+def download_files(folder: pathlib.Path,
+                   name: str,
+                   files: Mapping[str, str] | None = None,
+                   mirrors: Sequence[str] = (),
+                   checksum: str | None = None,
+                   timeout: float = TIMEOUT_S,
+                   log: Callable[[str], None] | None = None) -> list[pathlib.Path]:
+  """Downloads `files` into `folder`, verified; all arrive or none do.
 
   Stops at the first file that no mirror delivers intact. Temporary files are
-  `.<file>.gz.part-<pid>` in `folder`, never read by anyone, and deleted on failure.
+  `.<file>.part-<pid>` in `folder`, never read by anyone, and deleted on failure.
 
   Args:
     folder: where the files go; created if missing (and removed again if the download fails).
-    name: data set name, for the default mirrors and checksums (KNOWN) and messages.
-    files: IDX file names without '.gz', e.g. IDX_FILES.
+    name: data set name, for the default files, mirrors and checksums (KNOWN) and messages.
+    files: published file name -> its checksum; None for KNOWN[name]'s.
     mirrors: base URLs tried in order instead of the data set's mirrors (KNOWN); () for those.
-    sha256: IDX file name -> sha256 of its decompressed content; None for KNOWN[name]'s.
+    checksum: how `files`' checksums are taken, one of CHECKSUMS; None for KNOWN[name]'s
+      (or 'content_sha256' for a set not in KNOWN).
     timeout: socket timeout of each attempt, in seconds.
     log: called with one line per file downloaded; None prints it to stderr.
 
   Returns:
-    The paths of the files placed in `folder`.
+    The paths of the files placed in `folder`, in the order of `files`.
 
   Raises:
     DataError: a file could not be fetched from any mirror, or its content is not the expected.
   """
   known = KNOWN.get(name)
-  if sha256 is None:
+  if files is None:
     if known is None:
       raise DataError(f"no known checksums for data set {name!r}; known: {', '.join(KNOWN)}")
-    sha256 = known.sha256
+    files = known.files
+  checksum = checksum or (known.checksum if known else 'content_sha256')
+  if checksum not in CHECKSUMS:
+    raise DataError(f"unknown checksum {checksum!r}; use one of {', '.join(CHECKSUMS)}")
   if not mirrors:
     if known is None:
       raise DataError(f"no known mirrors for data set {name!r}: set --config.data.mirror=URL")
     mirrors = known.mirrors
   mirrors = [m if m.endswith('/') else m + '/' for m in mirrors]
-  missing = [f for f in files if f not in sha256]
-  if missing:
-    raise DataError(f"no known checksum for {', '.join(missing)} of data set {name!r}")
   log = log or (lambda line: print(line, file=sys.stderr, flush=True))
 
   created = _make_folder(folder)
-  parts: dict[str, pathlib.Path] = {}  # IDX file name -> its verified temporary file.
+  parts: dict[str, pathlib.Path] = {}  # File name -> its verified temporary file.
   try:
     _delete_stale_parts(folder)
-    for file in files:
-      parts[file] = _fetch_one(folder, file, mirrors, sha256[file], timeout, log)
+    for file, expected in files.items():
+      parts[file] = _fetch_one(folder, file, list(files), mirrors, (checksum, expected),
+                               timeout, log)
     placed = []
     for file, part in parts.items():
-      target = folder / (file + '.gz')
-      os.replace(part, target)  # Atomic: readers see the whole file or none.
-      placed.append(target)
+      os.replace(part, folder / file)  # Atomic: readers see the whole file or none.
+      placed.append(folder / file)
     return placed
   except BaseException:  # Also KeyboardInterrupt: leave nothing half done.
     for part in parts.values():
@@ -166,22 +181,25 @@ def download_idx(folder: pathlib.Path,
     raise
 
 
-def _fetch_one(folder: pathlib.Path, file: str, mirrors: Sequence[str], expected: str,
-               timeout: float, log: Callable[[str], None]) -> pathlib.Path:
-  """Fetches `<file>.gz` from the first mirror that delivers it intact; returns its temp file."""
-  gz_name = file + '.gz'
-  part = folder / f'.{gz_name}.part-{os.getpid()}'
+def _fetch_one(folder: pathlib.Path, file: str, all_files: Sequence[str], mirrors: Sequence[str],
+               checksum: tuple[str, str], timeout: float,
+               log: Callable[[str], None]) -> pathlib.Path:
+  """Fetches `file` from the first mirror that delivers it intact; returns its temp file.
+
+  `checksum`: (how it is taken, one of CHECKSUMS; the expected hex digest).
+  """
+  part = folder / f'.{file}.part-{os.getpid()}'
   failures, mismatch = [], None
   start = time.monotonic()
   for base in mirrors:
-    url = base + gz_name
+    url = base + file
     left = FILE_BUDGET_S - (time.monotonic() - start)
     if failures and left < 1.0:  # Two mirrors that don't answer must not hold the run for long.
       failures.append(f'{url}: not tried, out of time')
       continue
     try:
       _stream(url, part, min(timeout, max(left, 1.0)), folder, log)
-      got = _content_sha256(part)
+      got = _digest(part, checksum[0])
     except (OSError, http.client.HTTPException, ValueError) as e:
       # OSError covers URLError, HTTPError, timeouts, refused connections, disk errors.
       _unlink(part)
@@ -190,19 +208,20 @@ def _fetch_one(folder: pathlib.Path, file: str, mirrors: Sequence[str], expected
     except BaseException:
       _unlink(part)
       raise
-    if got == expected:
+    if got == checksum[1]:
       return part
     _unlink(part)
-    mismatch = mismatch or (
-        f"checksum mismatch for {gz_name} from {url}: the sha256 of its decompressed content is "
-        f"{got}, expected {expected}; nothing was cached")
+    what = ('the sha256 of its decompressed content' if checksum[0] == 'content_sha256'
+            else 'its md5')
+    mismatch = mismatch or (f"checksum mismatch for {file} from {url}: {what} is {got}, "
+                            f"expected {checksum[1]}; nothing was cached")
     failures.append(f'{url}: checksum mismatch')
   if mismatch:
     raise DataError(mismatch if len(failures) == 1 else f"{mismatch} ({'; '.join(failures)})")
   raise DataError(
-      f"could not download {gz_name} ({'; '.join(failures)}); set --config.data.mirror=URL to "
-      "a mirror holding the four IDX .gz files, or --config.data.dir=FOLDER to a folder holding "
-      "the four IDX files")
+      f"could not download {file} ({'; '.join(failures)}); set --config.data.mirror=URL to a "
+      f"mirror holding {', '.join(all_files)}, or --config.data.dir=FOLDER to a folder holding "
+      "them")
 
 
 def _stream(url: str, part: pathlib.Path, timeout: float, folder: pathlib.Path,
@@ -222,8 +241,14 @@ def _stream(url: str, part: pathlib.Path, timeout: float, folder: pathlib.Path,
       raise http.client.IncompleteRead(b'', int(length) - written)
 
 
-def _content_sha256(path: pathlib.Path) -> str:
-  """sha256 of the decompressed content of gzip file `path`; raises if it is not intact gzip."""
+def _digest(path: pathlib.Path, checksum: str) -> str:
+  """`path`'s checksum (one of CHECKSUMS); raises ValueError if a gzip file is not intact."""
+  if checksum == 'md5':
+    digest = hashlib.md5()
+    with open(path, 'rb') as f:
+      while chunk := f.read(_CHUNK):
+        digest.update(chunk)
+    return digest.hexdigest()
   digest = hashlib.sha256()
   try:
     with gzip.open(path, 'rb') as f:
@@ -274,7 +299,7 @@ def _make_folder(folder: pathlib.Path) -> list[pathlib.Path]:
 def _delete_stale_parts(folder: pathlib.Path) -> None:
   """Deletes temporary files of dead runs (they are never read)."""
   now = time.time()
-  for part in folder.glob('.*-ubyte.gz.part-*'):
+  for part in folder.glob('.*.part-*'):
     with contextlib.suppress(OSError):  # gone meanwhile, or not ours to delete
       if now - part.stat().st_mtime > STALE_PART_S:
         part.unlink()

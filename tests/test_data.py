@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import pickle
 import re
+import tarfile
 import time
 import types
 
@@ -12,7 +14,8 @@ import pytest
 
 from gon_jax import data, download
 
-from testing_utils import IDX_NAMES, MNIST_DIR, NEEDS_MNIST, idx_bytes, write_idx_folder
+from testing_utils import (IDX_NAMES, MNIST_DIR, NEEDS_MNIST, cifar_batch_bytes, idx_bytes,
+                           write_cifar_archive, write_idx_folder)
 
 
 def config(source: str = 'idx', name: str = 'mnist', folder=None, **extra) -> types.SimpleNamespace:
@@ -101,6 +104,66 @@ def test_idx_errors(tmp_path, tiny_set):
   folder = write_idx_folder(tmp_path / 'badgz', images, labels, gz=True)
   (folder / 'train-images-idx3-ubyte.gz').write_bytes(b'\x1f\x8b' + b'not gzip')
   assert_one_line_error(config(folder=folder), 'cannot read')
+
+
+@pytest.fixture
+def tiny_cifar() -> tuple[dict, dict]:
+  """Random uint8 images [N, 32, 32, 3] and labels [N] (11 train, 4 test); the first train
+  image is black but for one pure red, one pure green and one pure blue pixel."""
+  rng = np.random.default_rng(1)
+  images = {s: rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+            for s, n in (('train', 11), ('test', 4))}
+  images['train'][0] = 0
+  images['train'][0, 0, 1, 0] = images['train'][0, 2, 0, 1] = images['train'][0, 31, 31, 2] = 255
+  labels = {s: rng.integers(0, 10, len(images[s])) for s in images}
+  return images, labels
+
+
+def test_cifar_reader_exact_values_from_the_archive_and_the_extracted_folder(tmp_path, tiny_cifar):
+  images, labels = tiny_cifar
+  archive = write_cifar_archive(tmp_path / 'set' / 'cifar-10-python.tar.gz', images, labels)
+  # The published layout, byte by byte: a row holds the red, green, blue planes, row-major.
+  row = pickle.loads(cifar_batch_bytes(images['train'][:1], labels['train'][:1], 'b'),
+                     encoding='bytes')[b'data'][0]
+  assert np.flatnonzero(row).tolist() == [1, 1024 + 2 * 32, 2048 + 31 * 32 + 31]
+  with tarfile.open(archive) as tar:
+    tar.extractall(tmp_path / 'extracted', filter='data')
+  for folder in (tmp_path / 'set', tmp_path / 'extracted', tmp_path / 'extracted' /
+                 'cifar-10-batches-py'):
+    for split in ('train', 'test'):
+      x, y = data.load_split(config('cifar', 'cifar10', folder), split, None)
+      assert x.dtype == np.float32 and x.shape == (len(images[split]), 32, 32, 3)
+      np.testing.assert_array_equal(x * 255, images[split])  # Exact: k / 255 * 255 == k.
+      np.testing.assert_array_equal(y, labels[split])
+  x, _ = data.load_split(config('cifar', 'cifar10', tmp_path / 'set'), 'test', 16)
+  assert x.shape == (4, 16, 16, 3)
+
+
+def test_cifar_errors(tmp_path, tiny_cifar):
+  (tmp_path / 'empty').mkdir()
+  assert_one_line_error(config('cifar', 'cifar10', tmp_path / 'empty'),
+                        'holds neither cifar-10-python.tar.gz nor its extracted')
+  assert_one_line_error(config('idx', 'cifar10', tmp_path), 'read by the cifar source.*source=cifar')
+  assert_one_line_error(config('cifar', 'mnist', tmp_path), 'read by the idx source.*source=idx')
+  assert_one_line_error(config('cifar', 'my_set'), "cifar source needs a folder for data set 'my_set'")
+
+  images, labels = tiny_cifar
+  archive = write_cifar_archive(tmp_path / 'cut' / 'cifar-10-python.tar.gz', images, labels)
+  archive.write_bytes(archive.read_bytes()[:-200])
+  assert_one_line_error(config('cifar', 'cifar10', archive.parent), "cannot read CIFAR-10's train")
+
+  folder = tmp_path / 'foreign' / 'cifar-10-batches-py'  # A pickle that would run a command.
+  folder.mkdir(parents=True)
+  for name in ['test_batch'] + [f'data_batch_{i}' for i in range(1, 6)]:
+    (folder / name).write_bytes(pickle.dumps({b'data': Exploit()}, protocol=2))
+  assert_one_line_error(config('cifar', 'cifar10', folder.parent),
+                        'posix.system is not part of a CIFAR batch')
+
+
+class Exploit:
+  def __reduce__(self):
+    import os  # pylint: disable=import-outside-toplevel
+    return os.system, ('echo should never run',)
 
 
 def test_known_sets_default_to_the_cache_folder(tmp_path, monkeypatch, tiny_set):

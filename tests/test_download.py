@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import gzip
 import hashlib
@@ -22,7 +23,7 @@ from gon_jax import data, download
 from gon_jax.errors import DataError
 
 from testing_utils import (IDX_NAMES, MNIST_DIR, NEEDS_MNIST, TINY_SIREN_FLAGS, idx_bytes,
-                           run_script, write_idx_folder)
+                           run_script, write_cifar_archive, write_idx_folder)
 
 FASHION_DIR = pathlib.Path('/usr/share/datasets/fashion-mnist')  # Debian's dataset-fashion-mnist
 WAYS_OUT = ('--config.data.mirror=URL', '--config.data.dir=FOLDER')
@@ -91,7 +92,7 @@ def tiny_mirror(tmp_path) -> tuple[pathlib.Path, dict[str, str]]:
   labels = {s: rng.integers(0, 10, len(images[s]), dtype=np.uint8) for s in images}
   folder = write_idx_folder(tmp_path / 'mirror', images, labels, gz=True)
   arrays = (images['train'], labels['train'], images['test'], labels['test'])
-  return folder, {name: hashlib.sha256(idx_bytes(a)).hexdigest()
+  return folder, {f'{name}.gz': hashlib.sha256(idx_bytes(a)).hexdigest()
                   for name, a in zip(IDX_NAMES, arrays)}
 
 
@@ -106,7 +107,7 @@ def test_download_lands_verified_and_the_cache_needs_no_network(tmp_path, tiny_m
   cache = download.cache_dir('mnist')
   lines = []
   with serving(served) as url:
-    placed = download.download_idx(cache, 'mnist', mirrors=[url], sha256=sums, log=lines.append)
+    placed = download.download_files(cache, 'mnist', mirrors=[url], files=sums, log=lines.append)
   assert placed == [cache / f'{name}.gz' for name in IDX_NAMES]
   assert listing(cache) == sorted(f'{name}.gz' for name in IDX_NAMES)  # No temp files.
   for name in IDX_NAMES:  # Byte for byte what the server holds.
@@ -125,20 +126,20 @@ def test_download_lands_verified_and_the_cache_needs_no_network(tmp_path, tiny_m
 
 def test_checksum_mismatch_is_one_line_and_caches_nothing(tmp_path, tiny_mirror):
   served, sums = tiny_mirror
-  wrong = dict(sums, **{'train-labels-idx1-ubyte': '0' * 64})
+  wrong = dict(sums, **{'train-labels-idx1-ubyte.gz': '0' * 64})
   folder = tmp_path / 'cache' / 'mnist'
   with serving(served) as url, pytest.raises(DataError) as info:
-    download.download_idx(folder, 'mnist', mirrors=[url], sha256=wrong, log=lambda _: None)
+    download.download_files(folder, 'mnist', mirrors=[url], files=wrong, log=lambda _: None)
   message = str(info.value)
   assert '\n' not in message
   assert message.startswith(f'checksum mismatch for train-labels-idx1-ubyte.gz from {url}'
                             'train-labels-idx1-ubyte.gz')
-  assert f"is {sums['train-labels-idx1-ubyte']}, expected {'0' * 64}; nothing was cached" in message
+  assert f"is {sums['train-labels-idx1-ubyte.gz']}, expected {'0' * 64}; nothing was cached" in message
   assert not (tmp_path / 'cache').exists()  # Neither the verified first file nor the folders.
 
   folder.mkdir(parents=True)  # A folder that was there before stays, empty.
   with serving(served) as url, pytest.raises(DataError, match='checksum mismatch'):
-    download.download_idx(folder, 'mnist', mirrors=[url], sha256=wrong, log=lambda _: None)
+    download.download_files(folder, 'mnist', mirrors=[url], files=wrong, log=lambda _: None)
   assert listing(folder) == []
 
 
@@ -146,13 +147,13 @@ def test_server_dying_mid_file_caches_nothing_and_the_next_run_succeeds(tmp_path
   served, sums = tiny_mirror
   folder = tmp_path / 'cache' / 'mnist'
   with serving(served, DiesMidFileHandler) as url, pytest.raises(DataError) as info:
-    download.download_idx(folder, 'mnist', mirrors=[url], sha256=sums, log=lambda _: None)
+    download.download_files(folder, 'mnist', mirrors=[url], files=sums, log=lambda _: None)
   message = str(info.value)
   assert message.startswith(f'could not download t10k-images-idx3-ubyte.gz ({url}t10k-images')
   assert 'connection closed with' in message and all(way in message for way in WAYS_OUT)
   assert not (tmp_path / 'cache').exists()
   with serving(served) as url:
-    download.download_idx(folder, 'mnist', mirrors=[url], sha256=sums, log=lambda _: None)
+    download.download_files(folder, 'mnist', mirrors=[url], files=sums, log=lambda _: None)
   assert listing(folder) == sorted(f'{name}.gz' for name in IDX_NAMES)
 
 
@@ -194,7 +195,7 @@ def test_next_mirror_is_tried_and_temp_files_are_never_trusted(tmp_path, tiny_mi
   lines = []
   with serving(served) as url:
     dead = f'http://127.0.0.1:{closed_port()}/'
-    download.download_idx(folder, 'mnist', mirrors=[dead, url], sha256=sums, log=lines.append)
+    download.download_files(folder, 'mnist', mirrors=[dead, url], files=sums, log=lines.append)
   assert all(line.startswith(f'downloading {url}') for line in lines) and len(lines) == 4
   assert listing(folder) == sorted([live.name] + [f'{name}.gz' for name in IDX_NAMES])
   for name in IDX_NAMES:
@@ -219,8 +220,8 @@ def test_known_checksums_match_local_copies(name, folder):
   """The hard-coded sha256s are those of the local copies' decompressed files."""
   if not folder.is_dir():
     pytest.skip(f'needs {name} in IDX form at {folder}')
-  for file, expected in download.KNOWN[name].sha256.items():
-    content = gzip.decompress((folder / f'{file}.gz').read_bytes())
+  for file, expected in download.KNOWN[name].files.items():
+    content = gzip.decompress((folder / file).read_bytes())
     assert hashlib.sha256(content).hexdigest() == expected, file
 
 
@@ -263,3 +264,67 @@ def test_train_offline_fails_fast_with_one_line(tmp_path):
   assert mirror in lines[0] and all(way in lines[0] for way in WAYS_OUT), lines[0]
   assert not (tmp_path / 'run').exists()
   assert listing(home) == []  # The cache folder (and ~/.cache) created for it are gone.
+
+
+@pytest.fixture
+def cifar_mirror(tmp_path) -> tuple[pathlib.Path, dict, dict]:
+  """A folder serving a small cifar-10-python.tar.gz in the published layout (8 train and 3
+  test images), with its images and labels."""
+  rng = np.random.default_rng(2)
+  images = {s: rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8) for s, n in (('train', 8),
+                                                                               ('test', 3))}
+  labels = {s: rng.integers(0, 10, len(images[s])) for s in images}
+  folder = tmp_path / 'cifar_mirror'
+  write_cifar_archive(folder / 'cifar-10-python.tar.gz', images, labels)
+  return folder, images, labels
+
+
+def test_cifar10_downloads_and_is_cached_like_mnist(tmp_path, cifar_mirror, monkeypatch):
+  """The cifar source fetches the one archive, verifies its md5, and reads it without unpacking;
+  the test's archive stands in for the real one (its md5 in place of the published md5)."""
+  served, images, labels = cifar_mirror
+  archive = served / 'cifar-10-python.tar.gz'
+  md5 = hashlib.md5(archive.read_bytes()).hexdigest()
+  monkeypatch.setitem(download.KNOWN, 'cifar10', dataclasses.replace(
+      download.KNOWN['cifar10'], files={archive.name: md5}))
+  monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'xdg'))
+  config = types.SimpleNamespace(source='cifar', name='cifar10', dir='', download=True)
+  with serving(served) as url:
+    config.mirror = url
+    x, y = data.load_split(config, 'train', None)
+  cache = download.cache_dir('cifar10')
+  assert listing(cache) == [archive.name] and (cache / archive.name).read_bytes() == \
+      archive.read_bytes()
+  np.testing.assert_array_equal(x * 255, images['train'])
+  np.testing.assert_array_equal(y, labels['train'])
+  x, y = data.load_split(config, 'test', None)  # The server is gone: the cache serves it.
+  np.testing.assert_array_equal(x * 255, images['test'])
+
+
+def test_cifar10_checksum_mismatch_is_one_line_and_caches_nothing(tmp_path, cifar_mirror):
+  """With the published md5, the test's archive is rejected, by train.py in one line."""
+  served, _, _ = cifar_mirror
+  cache = tmp_path / 'cache'
+  with serving(served) as url:
+    result = run_script('train.py', tmp_path / 'run', f'--config.data.mirror={url}',
+                        f'--config.data.dir={cache}', config='configs/siren_cifar10.py',
+                        tiny_flags=[])
+  lines = result.stderr.strip().splitlines()
+  assert result.returncode == 1 and len(lines) == 2, result.stderr[-2000:]  # downloading, error
+  assert lines[1].startswith('error: checksum mismatch for cifar-10-python.tar.gz from ')
+  assert lines[1].endswith(f"expected {download.KNOWN['cifar10'].files['cifar-10-python.tar.gz']}; nothing was cached")
+  assert not cache.exists() and not (tmp_path / 'run').exists()
+
+
+def test_colour_siren_trains_and_evaluates_on_a_cifar_archive(tmp_path, cifar_mirror):
+  """configs/siren_cifar10.py end to end on the archive in a folder: 3 outputs per pixel."""
+  served, _, _ = cifar_mirror
+  flags = (*TINY_SIREN_FLAGS, '--config.data.source=cifar', f'--config.data.dir={served}',
+           '--config.num_fit_examples=3', '--config.train_eval_examples=3')
+  siren = dict(config='configs/siren_cifar10.py', tiny_flags=flags)
+  result = run_script('train.py', tmp_path / 'run', '--config.batch_size=4', **siren)
+  assert result.returncode == 0, result.stderr[-2000:]
+  result = run_script('eval.py', tmp_path / 'run', **siren)
+  assert result.returncode == 0, result.stderr[-2000:]
+  metrics = json.loads(result.stdout.strip().splitlines()[-1])
+  assert metrics['step'] == 3 and metrics['num_images'] == 3 and metrics['psnr'] > 0

@@ -1,10 +1,13 @@
 """Shared by the tests: tiny IDX data sets and tiny configs."""
 
 import gzip
+import io
 import os
 import pathlib
+import pickle
 import subprocess
 import sys
+import tarfile
 
 import numpy as np
 
@@ -32,6 +35,34 @@ def write_idx_folder(folder: pathlib.Path, images: dict, labels: dict, gz: bool)
     payload = idx_bytes(array)
     (folder / (name + '.gz' if gz else name)).write_bytes(gzip.compress(payload) if gz else payload)
   return folder
+
+
+def cifar_batch_bytes(images: np.ndarray, labels: np.ndarray, name: str) -> bytes:
+  """One CIFAR-10 python batch as its authors' Python 2 pickles hold it: a dict with b'data'
+  uint8 [n, 3072] (each row the red, green then blue 32x32 planes) and b'labels' a list; the
+  numpy module named numpy.core.multiarray, as in the published files."""
+  batch = {b'batch_label': name.encode(), b'labels': [int(y) for y in labels],
+           b'data': np.ascontiguousarray(images.transpose(0, 3, 1, 2)).reshape(len(images), -1),
+           b'filenames': [f'{name}_{i}.png'.encode() for i in range(len(images))]}
+  return pickle.dumps(batch, protocol=2).replace(b'numpy._core.multiarray',
+                                                 b'numpy.core.multiarray')
+
+
+def write_cifar_archive(path: pathlib.Path, images: dict, labels: dict) -> pathlib.Path:
+  """Writes cifar-10-python.tar.gz's layout to `path`: cifar-10-batches-py/ with data_batch_1..5
+  (the train images split in five), test_batch and batches.meta; images/labels map
+  'train'/'test' to uint8 [n, 32, 32, 3] and [n]."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  members = {f'data_batch_{i + 1}': (x, y) for i, (x, y) in enumerate(
+      zip(np.array_split(images['train'], 5), np.array_split(labels['train'], 5)))}
+  members['test_batch'] = (images['test'], labels['test'])
+  with tarfile.open(path, 'w:gz') as archive:
+    for name, payload in [*((n, cifar_batch_bytes(x, y, n)) for n, (x, y) in members.items()),
+                          ('batches.meta', pickle.dumps({b'label_names': [b'airplane']}, 2))]:
+      info = tarfile.TarInfo(f'cifar-10-batches-py/{name}')
+      info.size = len(payload)
+      archive.addfile(info, io.BytesIO(payload))
+  return path
 
 
 def write_blob_digits(folder: pathlib.Path, num_train: int = 256, num_test: int = 64) -> pathlib.Path:

@@ -49,7 +49,7 @@ import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
-from gon_jax import images
+from gon_jax import data, images
 from gon_jax.config import validate
 from gon_jax.errors import ConfigError, parse_flags_or_exit, run_reporting_errors
 from gon_jax.models import get_spec
@@ -133,7 +133,7 @@ _ABLATION = flags.DEFINE_enum('ablation', None, list(ABLATIONS),
 _DATASETS = flags.DEFINE_list('datasets', 'mnist', 'Data sets (data.name), e.g. mnist,fashion_mnist.')
 _STEPS = flags.DEFINE_integer('steps', 1000, 'Training steps of every run.')
 _SEEDS = flags.DEFINE_integer('seeds', 3, 'Runs per method and data set (seeds 0, 1, ...).')
-_DATA_SOURCE = flags.DEFINE_enum('data_source', 'idx', ['idx', 'tfds'], 'As data.source.')
+_DATA_SOURCE = flags.DEFINE_enum('data_source', 'idx', list(data.SOURCES), 'As data.source.')
 _DATA_DIR = flags.DEFINE_multi_string(
     'data_dir', [], 'As data.dir: DATASET=PATH for one data set, or PATH for all '
     '(default: the download cache).')
