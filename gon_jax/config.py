@@ -127,7 +127,8 @@ def performance_defaults() -> ml_collections.ConfigDict:
   # Rematerialise the decoder (jax.checkpoint): its activations are recomputed
   # in the backward passes instead of kept, for images too large to fit.
   performance.remat = False
-  # XLA:CPU's YNNPACK fusions in the train step (off: faster for GONs).
+  # XLA:CPU's YNNPACK fusions where the model runs (off: faster for GONs, and with them a
+  # FiLM SIREN's latents changed from call to call; gon_jax.parallel.compiler_options).
   performance.cpu_ynn_fusions = False
   # Decode the origin once for the batch when every example starts there
   # (same latents, fewer passes). False: once per example.

@@ -1,5 +1,6 @@
 """Test-set evaluation (SSE and PSNR per image, Table 1; bits/dim, Table 2) and eval.py."""
 
+import functools
 import json
 import os
 from typing import Callable
@@ -9,7 +10,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from gon_jax import checkpoints, data, generate, images
+from gon_jax import checkpoints, data, generate, images, parallel
 from gon_jax.config import validate
 from gon_jax.core import origin
 from gon_jax.data import in_batches
@@ -32,7 +33,7 @@ def make_encoder(objective: Objective) -> Callable[..., tuple[np.ndarray, np.nda
   Returns latents `[n, latent_dim]` and reconstructions like images.
   BatchNorm uses running averages; batches of `config.eval_batch_size`.
   """
-  encode_batch = jax.jit(objective.encode)
+  encode_batch = parallel.jit(objective.encode, objective.config)
   return lambda variables, images, progress=None: in_batches(
       lambda batch: encode_batch(variables, batch), images, objective.config.eval_batch_size,
       progress)
@@ -65,7 +66,8 @@ def make_evaluator(objective: Objective) -> Callable[..., tuple[dict, np.ndarray
   """
   config = objective.config
   encode = make_encoder(objective)
-  classify = jax.jit(lambda variables, z: objective.model.apply(variables, z, method='classify'))
+  classify = parallel.jit(
+      lambda variables, z: objective.model.apply(variables, z, method='classify'), config)
 
   def evaluate(variables: dict, images: np.ndarray, labels: np.ndarray | None = None,
                progress: str | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
@@ -105,7 +107,7 @@ def make_elbo(objective: Objective) -> Callable[..., np.ndarray]:
   config = objective.config
   m = config.model
 
-  @jax.jit
+  @functools.partial(parallel.jit, config=config)
   def batch_elbo(variables, images):
     z0 = origin(images.shape[0], m.latent_dim)
 

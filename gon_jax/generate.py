@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gon_jax import parallel
 from gon_jax.coordinates import grid
 from gon_jax.data import in_batches
 from gon_jax.objectives import Objective
@@ -36,9 +37,11 @@ def decode(objective: Objective, variables: dict, latents: np.ndarray,
   """
   model = objective.model
   if method is not None:
-    apply = jax.jit(lambda z: (model.apply(variables, z, True, method=method),))
+    apply = parallel.jit(lambda z: (model.apply(variables, z, True, method=method),),
+                         objective.config)
   else:
-    apply = jax.jit(lambda z: (objective.images(model.apply(variables, z, True)),))
+    apply = parallel.jit(lambda z: (objective.images(model.apply(variables, z, True)),),
+                         objective.config)
   return in_batches(apply, latents, batch_size)[0]
 
 

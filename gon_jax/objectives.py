@@ -308,12 +308,8 @@ class GON(Objective):
       scale *= images.shape[1] * images.shape[2] / draws.inner_points.shape[1]
     # Every example starts at the same z0 and decodes the same pixels: one
     # shared start, decoded once for the batch (performance.shared_origin).
-    # Not for modulated SIRENs: there XLA:CPU computed non-deterministic latents
-    # (finite, then up to 1e22 for the same inputs, after 20 training steps) on
-    # this path; decoded per example they are deterministic. Under investigation.
     shared = (self.config.performance.shared_origin and not (train and gon.z0_sigma > 0)
-              and draws.inner_points is None and draws.inner_noise is None
-              and self.config.model.get('conditioning', 'concat') == 'concat')
+              and draws.inner_points is None and draws.inner_noise is None)
     return origin_latent(
         lambda z: self.decode(variables, z, draws.inner_points, draws.inner_noise),
         _gather(images, draws.inner_points), z0[0] if shared else z0, inner_loss,

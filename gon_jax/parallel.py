@@ -16,10 +16,36 @@ import dataclasses
 from typing import Any, Callable
 
 import jax
+import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 AXIS = 'batch'
+
+
+def compiler_options(config: ml_collections.ConfigDict) -> dict | None:
+  """XLA options of every jitted step that runs the model (training, encoding, scoring): on
+  CPU, without YNNPACK fusions unless `performance.cpu_ynn_fusions`.
+
+  XLA:CPU hands dots, reductions and the elementwise work around them to
+  YNNPACK as fused library calls. For GON steps, whose layers are narrow
+  (16 to 64 channels), XLA's own loops and Eigen's matrix products are
+  faster: about 1.5x for conv_mnist on a 2-core CPU, the same for
+  siren_mnist (README "Performance"). They are also wrong on some GON
+  programs: jax 0.10.2's XLA:CPU with them gave different latents for the
+  same inputs from one call to the next (finite, then up to 1e22) for a
+  FiLM-modulated SIREN with Fourier features; without them, the same bits
+  every call.
+  """
+  if jax.default_backend() != 'cpu' or config.performance.cpu_ynn_fusions:
+    return None
+  return {'xla_cpu_experimental_ynn_fusion_type': ''}
+
+
+def jit(fn: Callable, config: ml_collections.ConfigDict, **jit_kwargs) -> Callable:
+  """`jax.jit(fn, **jit_kwargs)` with `compiler_options(config)`: how evaluation, encoding
+  and decoding compile what runs the model."""
+  return jax.jit(fn, compiler_options=compiler_options(config), **jit_kwargs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,10 +59,11 @@ class Placement:
     """The collective axis a step must name (pmap only)."""
     return AXIS if self.mode == 'pmap' else None
 
-  def compile(self, step: Callable, compiler_options: dict | None = None) -> Callable:
+  def compile(self, step: Callable, options: dict | None = None) -> Callable:
     """Compiles `step(state, batch) -> (state, metrics)`; the old state is donated.
 
-    `compiler_options` (XLA debug options) apply under jit; jax.pmap takes none.
+    `options` (XLA compiler options, e.g. `compiler_options(config)`) apply under jit;
+    jax.pmap takes none.
     """
     if self.mode == 'pmap':
       return jax.pmap(step, axis_name=AXIS, donate_argnums=0)
@@ -44,7 +71,7 @@ class Placement:
     sharded = NamedSharding(self.mesh, PartitionSpec(AXIS))
     return jax.jit(step, in_shardings=(replicated, sharded),
                    out_shardings=(replicated, replicated), donate_argnums=0,
-                   compiler_options=compiler_options)
+                   compiler_options=options)
 
   def put_state(self, state: Any) -> Any:
     """Host state (the same on every process) -> replicated device state."""

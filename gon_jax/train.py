@@ -22,7 +22,7 @@ from gon_jax.errors import RunStopped
 from gon_jax.metric_writer import MetricWriter
 from gon_jax.models import make_objective
 from gon_jax.objectives import Objective, model_variables
-from gon_jax.parallel import Placement, make_placement
+from gon_jax.parallel import Placement, compiler_options, make_placement
 from gon_jax.state import TrainState, setup
 
 
@@ -123,20 +123,6 @@ def compile_train_step(config: ml_collections.ConfigDict, placement: Placement,
   return placement.compile(functools.partial(
       train_step, objective=make_objective(config, axis_name=placement.axis_name), tx=tx,
       config=config, axis_name=placement.axis_name), compiler_options(config))
-
-
-def compiler_options(config: ml_collections.ConfigDict) -> dict | None:
-  """XLA options of the train step: on CPU, without YNNPACK fusions unless `cpu_ynn_fusions`.
-
-  XLA:CPU hands dots, reductions and the elementwise work around them to
-  YNNPACK as fused library calls. For GON steps, whose layers are narrow
-  (16 to 64 channels), XLA's own loops and Eigen's matrix products are
-  faster: about 1.5x for conv_mnist on a 2-core CPU, the same for
-  siren_mnist (README "Performance"; `performance.cpu_ynn_fusions`).
-  """
-  if jax.default_backend() != 'cpu' or config.performance.cpu_ynn_fusions:
-    return None
-  return {'xla_cpu_experimental_ynn_fusion_type': ''}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:

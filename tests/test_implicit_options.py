@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from gon_jax import config as config_lib
+from gon_jax import parallel
 from gon_jax.coordinates import grid
 from gon_jax.core import origin_latent
 from gon_jax.errors import ConfigError
@@ -179,6 +180,22 @@ def _inner_scale(objective):
   c = objective.config
   return losses.inner_loss_scale(c.gon.inner_reduction, c.batch_size, c.data.image_size ** 2,
                                  objective.spec.official_average(c))
+
+
+@pytest.mark.parametrize('ynn_fusions', [False, True])
+def test_model_functions_compile_without_ynnpack_fusions_unless_asked(ynn_fusions):
+  """jax 0.10.2's XLA:CPU with YNNPACK fusions gave a FiLM SIREN with Fourier features
+  different latents for the same inputs from one call to the next; the train step, the
+  encoder and the decoders compile without them (performance.cpu_ynn_fusions=False)."""
+  if jax.default_backend() != 'cpu':
+    pytest.skip('an XLA:CPU option')
+  config = _config(conditioning='film', encoding='fourier')
+  config.performance.cpu_ynn_fusions = ynn_fusions
+  objective = make_objective(config)
+  variables = objective.init_variables(jax.random.key(0))
+  images = jnp.zeros((4, 6, 6, 1))
+  text = parallel.jit(objective.encode, config).lower(variables, images).compile().as_text()
+  assert ('%ynn_fusion' in text) == ynn_fusions
 
 
 def test_option_errors_are_one_line():
