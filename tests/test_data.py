@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import pickle
 import re
+import subprocess
+import sys
 import tarfile
 import time
 import types
@@ -14,7 +16,7 @@ import pytest
 
 from gon_jax import data, download
 
-from testing_utils import (IDX_NAMES, MNIST_DIR, NEEDS_MNIST, cifar_batch_bytes, idx_bytes,
+from testing_utils import (IDX_NAMES, MNIST_DIR, NEEDS_MNIST, REPO, cifar_batch_bytes, idx_bytes,
                            write_cifar_archive, write_idx_folder)
 
 
@@ -320,3 +322,23 @@ def test_real_mnist():
     counts = np.bincount(labels, minlength=10)
     assert len(counts) == 10 and counts.min() >= low and counts.max() <= high, counts
   assert 0.1 < test_x.mean() < 0.15  # MNIST's mean intensity is about 0.13.
+
+
+def test_colour_digits_script_writes_what_the_cifar_source_reads(tmp_path, tiny_set):
+  """scripts/colour_digits.py: each digit on a 32x32 canvas, background and stroke in two
+  colours per image; the cifar source reads the result like CIFAR-10."""
+  images, labels = tiny_set
+  images = {s: np.where(x > 127, 255, 0).astype(np.uint8) for s, x in images.items()}
+  write_idx_folder(tmp_path / 'mnist', images, labels, gz=True)
+  result = subprocess.run([sys.executable, str(REPO / 'scripts' / 'colour_digits.py'),
+                           '--mnist_dir', str(tmp_path / 'mnist'), '--out', str(tmp_path / 'out')],
+                          capture_output=True, text=True, timeout=120, check=False)
+  assert result.returncode == 0, result.stderr
+  x, y = data.load_split(config('cifar', 'cifar10', tmp_path / 'out'), 'test', None)
+  assert x.shape == (3, 32, 32, 3)
+  np.testing.assert_array_equal(y, labels['test'])
+  for image, digit in zip(x, images['test']):
+    stroke = np.pad(digit, 2) == 255
+    for mask in (stroke, ~stroke):  # One colour each, and two different colours.
+      assert len(np.unique(image[mask], axis=0)) == 1
+    assert not np.array_equal(image[stroke][0], image[~stroke][0])
