@@ -165,25 +165,29 @@ def _read_cifar(path: pathlib.Path, split: str) -> tuple[np.ndarray, np.ndarray]
       for name in _CIFAR_BATCHES[split]:
         yield name, (path / name).read_bytes()
       return
+    wanted, found = {f'{_CIFAR_FOLDER}/{n}' for n in _CIFAR_BATCHES[split]}, set()
     with tarfile.open(path, 'r:gz') as archive:
-      for name in _CIFAR_BATCHES[split]:
-        member = archive.extractfile(f'{_CIFAR_FOLDER}/{name}')
-        if member is None:
-          raise KeyError(name)
-        yield name, member.read()
+      for member in archive:  # One pass: the archive's members are in no particular order.
+        if member.name in wanted and member.isfile():
+          found.add(member.name)
+          yield member.name, archive.extractfile(member).read()
+    if found != wanted:
+      raise KeyError(', '.join(sorted(wanted - found)))
 
-  images, labels = [], []
+  images, labels = {}, {}
   try:
     for name, raw in batches():
       batch = _NumpyOnlyUnpickler(io.BytesIO(raw), encoding='bytes').load()
-      images.append(np.asarray(batch[b'data'], np.uint8).reshape(-1, 3, 32, 32))
-      labels.append(np.asarray(batch[b'labels']))
+      images[name] = np.asarray(batch[b'data'], np.uint8).reshape(-1, 3, 32, 32)
+      labels[name] = np.asarray(batch[b'labels'])
   except (OSError, EOFError, KeyError, ValueError, TypeError, tarfile.TarError,
           pickle.UnpicklingError) as e:  # A missing, cut or foreign batch; a corrupt archive.
     raise DataError(f"cannot read CIFAR-10's {split} batches from {path} ({type(e).__name__}: "
                     f"{e}); it must hold {', '.join(_CIFAR_BATCHES[split])} as in "
                     f"{_CIFAR_ARCHIVE}; re-download it") from None
-  return np.concatenate(images).transpose(0, 2, 3, 1), np.concatenate(labels)
+  order = sorted(images)  # data_batch_1 to data_batch_5, whatever the archive's order
+  return (np.concatenate([images[n] for n in order]).transpose(0, 2, 3, 1),
+          np.concatenate([labels[n] for n in order]))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -56,9 +56,12 @@ def write_cifar_archive(path: pathlib.Path, images: dict, labels: dict) -> pathl
   members = {f'data_batch_{i + 1}': (x, y) for i, (x, y) in enumerate(
       zip(np.array_split(images['train'], 5), np.array_split(labels['train'], 5)))}
   members['test_batch'] = (images['test'], labels['test'])
-  with tarfile.open(path, 'w:gz') as archive:
-    for name, payload in [*((n, cifar_batch_bytes(x, y, n)) for n, (x, y) in members.items()),
-                          ('batches.meta', pickle.dumps({b'label_names': [b'airplane']}, 2))]:
+  payloads = {n: cifar_batch_bytes(x, y, n) for n, (x, y) in members.items()}
+  payloads['batches.meta'] = pickle.dumps({b'label_names': [b'airplane']}, 2)
+  with tarfile.open(path, 'w:gz') as archive:  # Out of order, as the published archive is.
+    for name in ('data_batch_4', 'test_batch', 'data_batch_3', 'batches.meta', 'data_batch_2',
+                 'data_batch_5', 'data_batch_1'):
+      payload = payloads[name]
       info = tarfile.TarInfo(f'cifar-10-batches-py/{name}')
       info.size = len(payload)
       archive.addfile(info, io.BytesIO(payload))
