@@ -9,6 +9,9 @@ from a gon_jax config's sizes, so both sides train the same network:
   group (`'layer'`, conv_mnist's), ELU, a sigmoid; PyTorch's default init.
 * siren: Implicit-GON.py. A SIREN (w0 30, the official init) over
   concat(coordinates in [-1, 1], latent).
+* ae: the autoencoder baseline, conv's decoder after a mirrored encoder of
+  Conv2d layers (stride 2, doubling the width, the same norm and ELU, then a
+  4x4 valid convolution to the latent), as gon_jax's `ae` model.
 
 The latent is minus the gradient at zeros of the inner loss, computed with
 `torch.autograd.grad(create_graph=True)`; the inner loss is each example's
@@ -40,6 +43,13 @@ from gon_jax import losses, models  # pylint: disable=wrong-import-position
 
 NORMS = {'batch': nn.BatchNorm2d, 'layer': lambda c: nn.GroupNorm(1, c),
          'group': lambda c: nn.GroupNorm(8, c), 'none': lambda c: nn.Identity()}
+
+
+def conv_encoder(latent_dim: int, features: int, channels: int, norm: str) -> nn.Module:
+  layers, widths = [], [channels, features, 2 * features, 4 * features]
+  for c_in, c_out in zip(widths[:-1], widths[1:]):
+    layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), NORMS[norm](c_out), nn.ELU()]
+  return nn.Sequential(*layers, nn.Conv2d(4 * features, latent_dim, 4, 1, 0), nn.Flatten())
 
 
 def conv_decoder(latent_dim: int, features: int, channels: int, norm: str) -> nn.Module:
@@ -89,20 +99,24 @@ class Recipe:
     torch.manual_seed(config.seed)
     self.latent_dim, self.implicit = m.latent_dim, models.get_spec(m.name).implicit
     size = config.data.image_size
+    self.image_shape = (size, size, m.channels)
     if self.implicit:
       self.decoder = siren(2 + m.latent_dim, tuple(m.widths), m.channels, m.w0)
       side = torch.linspace(-1, 1, size)
       self.coordinates = torch.stack(torch.meshgrid(side, side, indexing='ij'), -1).reshape(-1, 2)
-    elif m.name == 'conv':
+    elif m.name in ('conv', 'ae'):
       self.decoder = conv_decoder(m.latent_dim, m.features, m.channels, m.norm)
     else:
-      raise ValueError(f"no PyTorch recipe for model {m.name!r}; use 'conv' or 'siren'")
+      raise ValueError(f"no PyTorch recipe for model {m.name!r}; use 'conv', 'siren' or 'ae'")
+    self.encoder = (conv_encoder(m.latent_dim, m.features, m.channels, m.norm).to(self.device)
+                    if m.name == 'ae' else None)
     self.decoder.to(self.device)
     self.coordinates = self.coordinates.to(self.device) if self.implicit else None
     spec = models.get_spec(m.name)
     self.scale = losses.inner_loss_scale(config.gon.inner_reduction, config.batch_size,
                                          size * size, spec.official_average(config))
-    self.optimiser = torch.optim.Adam(self.decoder.parameters(), lr=config.learning_rate)
+    trained = [*self.decoder.parameters(), *(self.encoder.parameters() if self.encoder else [])]
+    self.optimiser = torch.optim.Adam(trained, lr=config.learning_rate)
     self.batch_size = config.batch_size
 
   def decode(self, z: torch.Tensor) -> torch.Tensor:
@@ -117,6 +131,9 @@ class Recipe:
     return self.scale * ((self.decode(z) - images) ** 2).sum()
 
   def latents(self, images: torch.Tensor, create_graph: bool) -> torch.Tensor:
+    """The GON's latents (minus the gradient at the origin), or the autoencoder's encodings."""
+    if self.encoder is not None:
+      return self.encoder(images.reshape(-1, *self.image_shape).permute(0, 3, 1, 2))
     origin = torch.zeros(images.shape[0], self.latent_dim, device=self.device, requires_grad=True)
     return -torch.autograd.grad(self.loss(origin, images), [origin], create_graph=create_graph)[0]
 
@@ -126,6 +143,8 @@ class Recipe:
   def step(self, images: np.ndarray) -> float:
     """One training step on a batch; returns the outer loss."""
     self.decoder.train()
+    if self.encoder is not None:
+      self.encoder.train()
     x = self.as_tensor(images)
     loss = self.loss(self.latents(x, create_graph=True), x)
     self.optimiser.zero_grad()
@@ -137,7 +156,9 @@ class Recipe:
     """The decoder's parameters as gon_jax's tree (numpy), so that both can start from the
     same point. Conv: a transposed convolution's weight [in, out, 4, 4] is UpConv's kernel
     [4, 4, in, out]; a norm's weight and bias its scale and bias. SIREN: a Linear's weight
-    [out, in] is a kernel [in, out] (the first one SirenDecoder's `first_kernel`)."""
+    [out, in] is a kernel [in, out] (the first one SirenDecoder's `first_kernel`). The
+    autoencoder's encoder: under 'ConvEncoder_0', a Conv2d's weight [out, in, 4, 4] is a
+    Conv kernel [4, 4, in, out]."""
     if self.implicit:
       linear = [m for m in self.decoder if isinstance(m, nn.Linear)]
       kernel = lambda m: m.weight.detach().numpy().T.copy()
@@ -145,15 +166,9 @@ class Recipe:
       for i, m in enumerate(linear[1:]):
         params[f'Dense_{i}'] = {'kernel': kernel(m), 'bias': m.bias.detach().numpy()}
       return params
-    params = {}
-    convs = [m for m in self.decoder if isinstance(m, nn.ConvTranspose2d)]
-    norms = [m for m in self.decoder if isinstance(m, (nn.GroupNorm, nn.BatchNorm2d))]
-    for i, m in enumerate(convs):
-      params[f'UpConv_{i}'] = {'kernel': m.weight.detach().numpy().transpose(2, 3, 0, 1),
-                               'bias': m.bias.detach().numpy()}
-    for i, m in enumerate(norms):
-      name = 'BatchNorm' if isinstance(m, nn.BatchNorm2d) else 'GroupNorm'
-      params[f'{name}_{i}'] = {'scale': m.weight.detach().numpy(), 'bias': m.bias.detach().numpy()}
+    params = _conv_params(self.decoder, nn.ConvTranspose2d, 'UpConv', (2, 3, 0, 1))
+    if self.encoder is not None:  # a Conv2d's weight [out, in, 4, 4] is a kernel [4, 4, in, out]
+      params['ConvEncoder_0'] = _conv_params(self.encoder, nn.Conv2d, 'Conv', (2, 3, 1, 0))
     return params
 
   def reconstruct(self, images: np.ndarray) -> np.ndarray:
@@ -164,11 +179,29 @@ class Recipe:
     variance with the outer pass's and reconstruct badly); without BatchNorm the modes
     do not differ."""
     self.decoder.train()
+    if self.encoder is not None:
+      self.encoder.train()
     out, batch_size = [], self.batch_size
     for start in range(0, len(images), batch_size):
       x = self.as_tensor(images[start:start + batch_size])
       out.append(self.decode(self.latents(x, create_graph=False)).detach().clamp(0, 1).cpu())
     return torch.cat(out).numpy().reshape(images.shape)
+
+
+def _conv_params(network: nn.Sequential, conv_type: type, conv_name: str,
+                 kernel_axes: tuple[int, ...]) -> dict:
+  """Flax parameters of a Sequential's convolutions (weights transposed by `kernel_axes`) and
+  norms (weight and bias as scale and bias), numbered in order as Flax names them."""
+  params = {}
+  convs = [m for m in network if isinstance(m, conv_type)]
+  norms = [m for m in network if isinstance(m, (nn.GroupNorm, nn.BatchNorm2d))]
+  for i, m in enumerate(convs):
+    params[f'{conv_name}_{i}'] = {'kernel': m.weight.detach().numpy().transpose(kernel_axes),
+                                  'bias': m.bias.detach().numpy()}
+  for i, m in enumerate(norms):
+    name = 'BatchNorm' if isinstance(m, nn.BatchNorm2d) else 'GroupNorm'
+    params[f'{name}_{i}'] = {'scale': m.weight.detach().numpy(), 'bias': m.bias.detach().numpy()}
+  return params
 
 
 def main():

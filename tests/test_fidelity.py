@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO / 'benchmarks'))
 
 import pytorch_reference  # pylint: disable=wrong-import-position
 
-from configs import conv_mnist, siren_mnist_tiny  # pylint: disable=wrong-import-position
+from configs import ae_mnist, conv_mnist, siren_mnist_tiny  # pylint: disable=wrong-import-position
 from gon_jax.coordinates import grid  # pylint: disable=wrong-import-position
 from gon_jax.parallel import make_placement  # pylint: disable=wrong-import-position
 from gon_jax.state import setup  # pylint: disable=wrong-import-position
@@ -36,13 +36,13 @@ def _config(model: str):
     # gon_jax's (a sum over the batch, not a mean), which Adam does not see. (With GON.py's
     # 'official' scale, 1024 times smaller than gon_jax's, Adam's epsilon makes parameters
     # with tiny gradients move differently: the losses still agree to 1e-4.)
-    config = conv_mnist.get_config()
+    config = (ae_mnist if model.startswith('ae') else conv_mnist).get_config()
     config.model.norm = model.split('_', 1)[1]
   config.batch_size, config.learning_rate = 8, 1e-4
   return config
 
 
-@pytest.mark.parametrize('model', ['conv_layer', 'conv_none', 'siren'])
+@pytest.mark.parametrize('model', ['conv_layer', 'conv_none', 'siren', 'ae_layer'])
 def test_gon_follows_pytorch_from_the_same_parameters(model):
   config = _config(model)
   recipe = pytorch_reference.Recipe(config)
