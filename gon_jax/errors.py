@@ -38,6 +38,14 @@ class RunStopped(Exception):
     self.exit_code = exit_code
 
 
+class Diverged(RunStopped):
+  """Training stopped at step `step` on a non-finite loss or gradient (`nonfinite='stop'`)."""
+
+  def __init__(self, message: str, step: int):
+    super().__init__(message, 1)
+    self.step = step
+
+
 def run_reporting_errors(fn: Callable[..., Any], *args: Any) -> Any:
   """`fn(*args)`; a user error or a stopped run becomes one line on stderr and an exit."""
   try:

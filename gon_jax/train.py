@@ -18,7 +18,7 @@ from jax.experimental import multihost_utils
 
 from gon_jax import checkpoints, data, evaluate, images
 from gon_jax.config import validate
-from gon_jax.errors import RunStopped
+from gon_jax.errors import Diverged, RunStopped
 from gon_jax.metric_writer import MetricWriter
 from gon_jax.models import make_objective
 from gon_jax.objectives import Objective, model_variables
@@ -331,9 +331,9 @@ def _check_finite(step: int, metrics: dict, placement: Placement, manager) -> No
   manager.wait_until_finished()
   last = manager.latest_step()
   kept = f'the last checkpoint (step {last}) is kept' if last else 'no checkpoint was saved'
-  raise RunStopped(f'non-finite {quantity} ({value}) at step {step}; stopped, {kept}; try '
-                   f'--config.grad_clip_norm=1.0, a lower learning_rate, or '
-                   f"--config.nonfinite=skip", 1)
+  raise Diverged(f'non-finite {quantity} ({value}) at step {step}; stopped, {kept}; try '
+                 f'--config.grad_clip_norm=1.0, a lower learning_rate, or '
+                 f"--config.nonfinite=skip", step)
 
 
 class StopSignals:

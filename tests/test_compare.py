@@ -110,3 +110,24 @@ def test_the_implicit_ablation_reports_psnr():
   table = compare.summarise(results, ['siren'], ['mnist'], {'siren': 50}, 2)
   assert '| MNIST test SSE | MNIST test PSNR (dB) | s / step |' in table, table
   assert '| 20.00 ± 0.00 | 15.00 ± 0.00 | 0.1000 |' in table, table
+
+
+def test_a_diverged_run_is_a_result_not_the_end_of_the_comparison(blob_dir, tmp_path):
+  """A run stopped on a non-finite loss or gradient is recorded (diverged.json) and shown as
+  diverged; the comparison goes on, and reading it back does not train it again."""
+  workdir = str(tmp_path / 'compare')
+  os.makedirs(workdir)
+  args = (['gon', 'detach_1'], ['mnist'], 4, 1, 'idx', {'mnist': str(blob_dir)},
+          {**TINY, 'learning_rate': 1e30}, workdir)  # Adam steps of 1e30 overflow at once
+  results = compare.compare(*args)
+  for method in ('gon', 'detach_1'):
+    run = results[method]['runs']['mnist'][0]
+    assert run['diverged_at'] in (1, 2, 3, 4) and run['sse'] != run['sse']  # nan
+  table = open(os.path.join(workdir, 'results.md'), encoding='utf-8').read()
+  assert table.count('| diverged (1 of 1) |') == 2, table
+  run_dir = os.path.join(workdir, 'runs', 'mnist', 'gon', 'seed0')
+  before = sorted(os.listdir(run_dir))
+  again = compare.compare(*args)['gon']['runs']['mnist'][0]
+  assert again['diverged_at'] == results['gon']['runs']['mnist'][0]['diverged_at']
+  assert sorted(os.listdir(run_dir)) == before
+  assert compare._mean_std_cell([1.0, float('nan'), 3.0]) == '2.00 ± 1.00 (1 of 3 diverged)'

@@ -51,7 +51,7 @@ from absl import app, flags, logging
 
 from gon_jax import data, images
 from gon_jax.config import validate
-from gon_jax.errors import ConfigError, parse_flags_or_exit, run_reporting_errors
+from gon_jax.errors import ConfigError, Diverged, parse_flags_or_exit, run_reporting_errors
 from gon_jax.models import get_spec
 from gon_jax.state import setup
 from gon_jax.train import train_and_evaluate
@@ -145,6 +145,8 @@ _EQUAL_TIME = flags.DEFINE_string(
     '(its measured seconds per step over each one\'s), into WORKDIR/equal_time.')
 
 _CONFIGS = pathlib.Path(__file__).resolve().parents[2] / 'configs'
+# In a run's folder when training stopped on a non-finite loss or gradient: that step.
+_DIVERGED = 'diverged.json'
 
 
 def _load_config(name: str) -> ml_collections.ConfigDict:
@@ -190,20 +192,27 @@ def run_config(method: str, dataset: str, seed: int, steps: int, data_source: st
 
 
 def read_run(workdir: str, steps: int) -> dict | None:
-  """A finished run's results from its metrics.jsonl, or None if unfinished.
+  """A finished (or diverged) run's results from its metrics.jsonl, or None if unfinished.
 
   Returns:
     `{'sse': final test SSE per image, 'psnr': its PSNR (dB), 'accuracy':
     final test accuracy (None without a classifier), 'seconds_per_step': median over the logged rates
     (the training loop leaves compilation out), 'curve': [(step, training
-    reconstruction loss)]}`.
+    reconstruction loss)], 'diverged_at': None, or the step whose loss or gradient was not
+    finite (training stopped there; then 'sse' and 'psnr' are nan)}`.
   """
   path = os.path.join(workdir, 'metrics.jsonl')
-  if not os.path.exists(path):
-    return None
-  with open(path, encoding='utf-8') as f:
-    records = [json.loads(line) for line in f if line.strip()]
+  diverged = os.path.join(workdir, _DIVERGED)
+  records = []
+  if os.path.exists(path):
+    with open(path, encoding='utf-8') as f:
+      records = [json.loads(line) for line in f if line.strip()]
   final = [r for r in records if r['step'] == steps and 'test/sse' in r]
+  diverged_at = None
+  if not final and os.path.exists(diverged):
+    with open(diverged, encoding='utf-8') as f:
+      diverged_at = json.load(f)['step']
+    final = [{'test/sse': float('nan'), 'test/psnr': float('nan')}]
   if not final:
     return None
   train = {r['step']: r for r in records if 'train/loss' in r}  # last write per step wins
@@ -212,7 +221,7 @@ def read_run(workdir: str, steps: int) -> dict | None:
   return {'sse': final[-1]['test/sse'], 'psnr': final[-1].get('test/psnr'),
           'accuracy': final[-1].get('test/accuracy'),
           'seconds_per_step': float(1.0 / np.median(rates)) if rates else None,
-          'curve': curve}
+          'curve': curve, 'diverged_at': diverged_at}
 
 
 def count_parameters(config: ml_collections.ConfigDict) -> int:
@@ -223,6 +232,17 @@ def count_parameters(config: ml_collections.ConfigDict) -> int:
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
   return float(np.mean(values)), float(np.std(values))
+
+
+def _mean_std_cell(values: list[float]) -> str:
+  """'mean ± std' over the finite values (diverged runs give nan), and how many diverged."""
+  finite = [v for v in values if np.isfinite(v)]
+  if not finite:
+    return f'diverged ({len(values)} of {len(values)})'
+  mean, std = _mean_std(finite)
+  cell = f'{mean:.2f} ± {std:.2f}'
+  return cell + (f' ({len(values) - len(finite)} of {len(values)} diverged)'
+                 if len(finite) < len(values) else '')
 
 
 def summarise(results: dict, methods: list[str], datasets: list[str], steps: dict[str, int],
@@ -243,11 +263,10 @@ def summarise(results: dict, methods: list[str], datasets: list[str], steps: dic
     rates = []
     for dataset in datasets:
       runs = entry['runs'][dataset]
-      mean, std = _mean_std([r['sse'] for r in runs])
-      cells.append(f'{mean:.2f} ± {std:.2f}')
+      cells.append(_mean_std_cell([r['sse'] for r in runs]))
       rates += [r['seconds_per_step'] for r in runs if r['seconds_per_step']]
     for dataset in datasets if implicit else ():
-      cells.append('{:.2f} ± {:.2f}'.format(*_mean_std([r['psnr'] for r in entry['runs'][dataset]])))
+      cells.append(_mean_std_cell([r['psnr'] for r in entry['runs'][dataset]]))
     for dataset in datasets if classifies else ():
       accuracies = [r.get('accuracy') for r in entry['runs'][dataset]]
       if None in accuracies:  # a method without a classifier
@@ -292,7 +311,7 @@ def equal_time_steps(results: dict, reference: str, steps: int) -> dict[str, int
   seconds per training step measured in `results` (mean over data sets and seeds)."""
   def seconds_per_step(method: str) -> float:
     return float(np.mean([r['seconds_per_step'] for runs in results[method]['runs'].values()
-                          for r in runs]))
+                          for r in runs if r['seconds_per_step']]))
 
   budget = steps * seconds_per_step(reference)
   return {m: max(10, 10 * round(budget / seconds_per_step(m) / 10)) for m in results}
@@ -317,10 +336,16 @@ def compare(methods: list[str], datasets: list[str], steps: int | dict[str, int]
     run = read_run(run_dir, steps[method])
     if run is None:
       start = time.perf_counter()
-      train_and_evaluate(config, run_dir)
+      try:
+        train_and_evaluate(config, run_dir)
+      except Diverged as stopped:  # a result of the method, kept: the others still run
+        with open(os.path.join(run_dir, _DIVERGED), 'w', encoding='utf-8') as f:
+          json.dump({'step': stopped.step, 'message': str(stopped)}, f)
       run = read_run(run_dir, steps[method])
-      print(f'[{i + 1}/{len(configs)}] {dataset} {method} seed {seed}: test SSE '
-            f'{run["sse"]:.3f} ({time.perf_counter() - start:.0f} s)', flush=True)
+      outcome = (f'diverged at step {run["diverged_at"]}' if run['diverged_at'] else
+                 f'test SSE {run["sse"]:.3f}')
+      print(f'[{i + 1}/{len(configs)}] {dataset} {method} seed {seed}: {outcome} '
+            f'({time.perf_counter() - start:.0f} s)', flush=True)
     results[method]['runs'][dataset].append(run)
   table = summarise(results, methods, datasets, steps, seeds)
   with open(os.path.join(workdir, 'results.md'), 'w', encoding='utf-8') as f:
