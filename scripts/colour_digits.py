@@ -1,6 +1,6 @@
 """Colour images built offline: MNIST digits in colour, written in CIFAR-10's format.
 
-  python scripts/colour_digits.py --mnist_dir ../shared/data/mnist --out runs/colour_digits
+  python scripts/colour_digits.py --out runs/colour_digits [--mnist_dir FOLDER]
   python train.py --config configs/siren_cifar10.py --workdir runs/siren_colour_digits \
       --config.data.dir=runs/colour_digits
 
@@ -35,15 +35,17 @@ def colour(digits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--mnist_dir', required=True, help='folder with MNIST\'s IDX files')
+  parser.add_argument('--mnist_dir', default='',
+                      help="folder with MNIST's IDX files (default: the download cache, "
+                           "where MNIST downloads by itself)")
   parser.add_argument('--out', required=True, help='folder to write cifar-10-batches-py/ into')
   parser.add_argument('--seed', type=int, default=0)
   args = parser.parse_args()
   rng = np.random.default_rng(args.seed)
   folder = pathlib.Path(args.out) / 'cifar-10-batches-py'
   folder.mkdir(parents=True, exist_ok=True)
-  source = types.SimpleNamespace(source='idx', name='mnist_digits', dir=args.mnist_dir,
-                                 download=False)
+  source = types.SimpleNamespace(source='idx', name='mnist', dir=args.mnist_dir, download=True,
+                                 mirror='')
   for split, names in (('train', [f'data_batch_{i}' for i in range(1, 6)]),
                        ('test', ['test_batch'])):
     digits, labels = data.load_split(source, split, None)
