@@ -12,6 +12,11 @@ from a gon_jax config's sizes, so both sides train the same network:
 * ae: the autoencoder baseline, conv's decoder after a mirrored encoder of
   Conv2d layers (stride 2, doubling the width, the same norm and ELU, then a
   4x4 valid convolution to the latent), as gon_jax's `ae` model.
+* vgon: Variational-GON.py. Two Linear layers (fc21, fc22) map the latent to
+  a Gaussian's mean and log-variance, a reparameterised sample of which
+  conv's decoder turns into Bernoulli probabilities (or Gaussian means); the
+  loss is the negative ELBO (KL weight `model.kl_weight`) in both passes,
+  each drawing its own noise. vae: the same after ae's encoder.
 
 The latent is minus the gradient at zeros of the inner loss, computed with
 `torch.autograd.grad(create_graph=True)`; the inner loss is each example's
@@ -41,6 +46,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from gon_jax import losses, models  # pylint: disable=wrong-import-position
 
 
+RECIPES = ('conv', 'ae', 'vgon', 'vae')  # the models on conv's decoder
 NORMS = {'batch': nn.BatchNorm2d, 'layer': lambda c: nn.GroupNorm(1, c),
          'group': lambda c: nn.GroupNorm(8, c), 'none': lambda c: nn.Identity()}
 
@@ -104,72 +110,119 @@ class Recipe:
       self.decoder = siren(2 + m.latent_dim, tuple(m.widths), m.channels, m.w0)
       side = torch.linspace(-1, 1, size)
       self.coordinates = torch.stack(torch.meshgrid(side, side, indexing='ij'), -1).reshape(-1, 2)
-    elif m.name in ('conv', 'ae'):
+    elif m.name in RECIPES:
       self.decoder = conv_decoder(m.latent_dim, m.features, m.channels, m.norm)
     else:
-      raise ValueError(f"no PyTorch recipe for model {m.name!r}; use 'conv', 'siren' or 'ae'")
+      raise ValueError(f'no PyTorch recipe for model {m.name!r}; use one of '
+                       f'{", ".join(("siren",) + RECIPES)}')
+    self.variational = models.get_spec(m.name).variational
+    # Variational-GON.py's fc21 and fc22: the stochastic layer's mean and log-variance.
+    self.mu, self.logvar = ((nn.Linear(m.latent_dim, m.latent_dim).to(self.device),
+                             nn.Linear(m.latent_dim, m.latent_dim).to(self.device))
+                            if self.variational else (None, None))
     self.encoder = (conv_encoder(m.latent_dim, m.features, m.channels, m.norm).to(self.device)
-                    if m.name == 'ae' else None)
+                    if m.name in ('ae', 'vae') else None)
     self.decoder.to(self.device)
     self.coordinates = self.coordinates.to(self.device) if self.implicit else None
     spec = models.get_spec(m.name)
     self.scale = losses.inner_loss_scale(config.gon.inner_reduction, config.batch_size,
                                          size * size, spec.official_average(config))
-    trained = [*self.decoder.parameters(), *(self.encoder.parameters() if self.encoder else [])]
-    self.optimiser = torch.optim.Adam(trained, lr=config.learning_rate)
+    self.likelihood = (m.likelihood, m.gaussian_sigma, m.kl_weight) if self.variational else None
+    self.elbo_samples = config.get('elbo_samples', 1)
+    self.optimiser = torch.optim.Adam(self.modules().parameters(), lr=config.learning_rate)
     self.batch_size = config.batch_size
 
-  def decode(self, z: torch.Tensor) -> torch.Tensor:
-    """Images [batch, height * width * channels] (flattened) of latents [batch, latent_dim]."""
+  def modules(self) -> nn.ModuleList:
+    """Every trained module (decoder, stochastic layer, encoder)."""
+    return nn.ModuleList([x for x in (self.decoder, self.mu, self.logvar, self.encoder)
+                          if x is not None])
+
+  def decode(self, z: torch.Tensor, noise: torch.Tensor | None = None):
+    """Images [batch, height * width * channels] (flattened) of latents [batch, latent_dim];
+    variational: (images, mu, logvar), the code mu + exp(logvar / 2) * noise (None: mu)."""
+    if self.variational:
+      mu, logvar = self.mu(z), self.logvar(z)
+      code = mu if noise is None else mu + torch.exp(0.5 * logvar) * noise
+      return self._decode_code(code), mu, logvar
+    return self._decode_code(z)
+
+  def _decode_code(self, z: torch.Tensor) -> torch.Tensor:
     if self.implicit:
       n, p = z.shape[0], self.coordinates.shape[0]
       inputs = torch.cat([self.coordinates.expand(n, -1, -1), z[:, None, :].expand(-1, p, -1)], -1)
       return self.decoder(inputs).reshape(n, -1)
     return self.decoder(z[:, :, None, None]).permute(0, 2, 3, 1).reshape(z.shape[0], -1)
 
-  def loss(self, z: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    return self.scale * ((self.decode(z) - images) ** 2).sum()
+  def per_example_loss(self, outputs, images: torch.Tensor) -> torch.Tensor:
+    """Each example's summed squared error, or its negative ELBO in nats: [batch]."""
+    if not self.variational:
+      return ((outputs - images) ** 2).sum(1)
+    (decoded, mu, logvar), (likelihood, sigma, kl_weight) = outputs, self.likelihood
+    if likelihood == 'bernoulli':  # logs clamped at -100, as in gon_jax
+      nll = nn.functional.binary_cross_entropy(decoded, images, reduction='none').sum(1)
+    else:
+      nll = (((decoded - images) ** 2).sum(1) / (2 * sigma ** 2)
+             + 0.5 * np.log(2 * np.pi * sigma ** 2) * images.shape[1])
+    return nll - kl_weight * 0.5 * (1 + logvar - mu ** 2 - logvar.exp()).sum(1)
 
-  def latents(self, images: torch.Tensor, create_graph: bool) -> torch.Tensor:
-    """The GON's latents (minus the gradient at the origin), or the autoencoder's encodings."""
+  def loss(self, z: torch.Tensor, images: torch.Tensor,
+           noise: torch.Tensor | None = None) -> torch.Tensor:
+    return self.scale * self.per_example_loss(self.decode(z, noise), images).sum()
+
+  def noise(self, images: torch.Tensor) -> torch.Tensor | None:
+    """A draw of the stochastic layer's noise for a pass over `images`; None if it has none."""
+    if not self.variational:
+      return None
+    return torch.randn(images.shape[0], self.latent_dim, device=self.device)
+
+  def latents(self, images: torch.Tensor, create_graph: bool,
+              noise: torch.Tensor | None = None) -> torch.Tensor:
+    """The GON's latents (minus the gradient at the origin, the inner pass decoding with
+    `noise`), or the autoencoder's encodings."""
     if self.encoder is not None:
       return self.encoder(images.reshape(-1, *self.image_shape).permute(0, 3, 1, 2))
     origin = torch.zeros(images.shape[0], self.latent_dim, device=self.device, requires_grad=True)
-    return -torch.autograd.grad(self.loss(origin, images), [origin], create_graph=create_graph)[0]
+    return -torch.autograd.grad(self.loss(origin, images, noise), [origin],
+                                create_graph=create_graph)[0]
 
   def as_tensor(self, images: np.ndarray) -> torch.Tensor:
     return torch.tensor(images.reshape(len(images), -1), device=self.device)  # copies
 
   def step(self, images: np.ndarray) -> float:
     """One training step on a batch; returns the outer loss."""
-    self.decoder.train()
-    if self.encoder is not None:
-      self.encoder.train()
+    self.modules().train()
     x = self.as_tensor(images)
-    loss = self.loss(self.latents(x, create_graph=True), x)
+    loss = self.loss(self.latents(x, True, self.noise(x)), x, self.noise(x))
     self.optimiser.zero_grad()
     loss.backward()
     self.optimiser.step()
     return loss
 
-  def flax_params(self) -> dict:
-    """The decoder's parameters as gon_jax's tree (numpy), so that both can start from the
-    same point. Conv: a transposed convolution's weight [in, out, 4, 4] is UpConv's kernel
-    [4, 4, in, out]; a norm's weight and bias its scale and bias. SIREN: a Linear's weight
-    [out, in] is a kernel [in, out] (the first one SirenDecoder's `first_kernel`). The
-    autoencoder's encoder: under 'ConvEncoder_0', a Conv2d's weight [out, in, 4, 4] is a
-    Conv kernel [4, 4, in, out]."""
+  def flax_params(self, gradients: bool = False) -> dict:
+    """The parameters as gon_jax's tree (numpy), so that both can start from the same
+    point; or, with `gradients`, their gradients (after a backward pass), to compare.
+
+    Conv: a transposed convolution's weight [in, out, 4, 4] is UpConv's kernel [4, 4, in,
+    out]; a norm's weight and bias its scale and bias. SIREN: a Linear's weight [out, in]
+    is a kernel [in, out] (the first one SirenDecoder's `first_kernel`). The autoencoder's
+    encoder: under 'ConvEncoder_0', a Conv2d's weight [out, in, 4, 4] is a Conv kernel
+    [4, 4, in, out]. Variational: the conv tree under 'decoder', the encoder's under
+    'encoder', the Linear layers fc21 and fc22 as Dense 'mu' and 'logvar'."""
+    value = (lambda p: p.grad.cpu().numpy()) if gradients else (lambda p: p.detach().cpu().numpy())
+    dense = lambda m: {'kernel': value(m.weight).T.copy(), 'bias': value(m.bias)}
     if self.implicit:
       linear = [m for m in self.decoder if isinstance(m, nn.Linear)]
-      kernel = lambda m: m.weight.detach().numpy().T.copy()
-      params = {'first_kernel': kernel(linear[0]), 'first_bias': linear[0].bias.detach().numpy()}
-      for i, m in enumerate(linear[1:]):
-        params[f'Dense_{i}'] = {'kernel': kernel(m), 'bias': m.bias.detach().numpy()}
+      first = dense(linear[0])
+      params = {'first_kernel': first['kernel'], 'first_bias': first['bias']}
+      params.update({f'Dense_{i}': dense(m) for i, m in enumerate(linear[1:])})
       return params
-    params = _conv_params(self.decoder, nn.ConvTranspose2d, 'UpConv', (2, 3, 0, 1))
-    if self.encoder is not None:  # a Conv2d's weight [out, in, 4, 4] is a kernel [4, 4, in, out]
-      params['ConvEncoder_0'] = _conv_params(self.encoder, nn.Conv2d, 'Conv', (2, 3, 1, 0))
-    return params
+    params = _conv_params(self.decoder, nn.ConvTranspose2d, 'UpConv', (2, 3, 0, 1), value)
+    encoder = (_conv_params(self.encoder, nn.Conv2d, 'Conv', (2, 3, 1, 0), value)
+               if self.encoder is not None else None)
+    if not self.variational:
+      return params if encoder is None else {**params, 'ConvEncoder_0': encoder}
+    params = {'decoder': params, 'mu': dense(self.mu), 'logvar': dense(self.logvar)}
+    return params if encoder is None else {**params, 'encoder': encoder}
 
   def reconstruct(self, images: np.ndarray) -> np.ndarray:
     """Reconstructions in [0, 1], shaped like `images`, in batches of the training batch size.
@@ -178,29 +231,43 @@ class Recipe:
     never switches to eval mode; its running averages mix the inner pass's zero
     variance with the outer pass's and reconstruct badly); without BatchNorm the modes
     do not differ."""
-    self.decoder.train()
-    if self.encoder is not None:
-      self.encoder.train()
+    self.modules().train()
     out, batch_size = [], self.batch_size
     for start in range(0, len(images), batch_size):
       x = self.as_tensor(images[start:start + batch_size])
-      out.append(self.decode(self.latents(x, create_graph=False)).detach().clamp(0, 1).cpu())
+      decoded = self.decode(self.latents(x, create_graph=False))
+      decoded = decoded[0] if self.variational else decoded  # the posterior mean's, as gon_jax's
+      out.append(decoded.detach().clamp(0, 1).cpu())
     return torch.cat(out).numpy().reshape(images.shape)
+
+  def negative_elbo(self, images: np.ndarray) -> np.ndarray:
+    """Each image's negative ELBO in nats [n], as gon_jax evaluates it: the mean over
+    `elbo_samples` draws, each with its own noise for the inner and the outer pass."""
+    self.modules().train()
+    out = []
+    for start in range(0, len(images), self.batch_size):
+      x = self.as_tensor(images[start:start + self.batch_size])
+      samples = [self.per_example_loss(
+          self.decode(self.latents(x, False, self.noise(x)), self.noise(x)), x).detach()
+                 for _ in range(self.elbo_samples)]
+      out.append(torch.stack(samples).mean(0).cpu())
+    return torch.cat(out).numpy()
 
 
 def _conv_params(network: nn.Sequential, conv_type: type, conv_name: str,
-                 kernel_axes: tuple[int, ...]) -> dict:
+                 kernel_axes: tuple[int, ...], value) -> dict:
   """Flax parameters of a Sequential's convolutions (weights transposed by `kernel_axes`) and
-  norms (weight and bias as scale and bias), numbered in order as Flax names them."""
+  norms (weight and bias as scale and bias), numbered in order as Flax names them; `value`
+  maps a torch parameter to numpy (its value or its gradient)."""
   params = {}
   convs = [m for m in network if isinstance(m, conv_type)]
   norms = [m for m in network if isinstance(m, (nn.GroupNorm, nn.BatchNorm2d))]
   for i, m in enumerate(convs):
-    params[f'{conv_name}_{i}'] = {'kernel': m.weight.detach().numpy().transpose(kernel_axes),
-                                  'bias': m.bias.detach().numpy()}
+    params[f'{conv_name}_{i}'] = {'kernel': value(m.weight).transpose(kernel_axes),
+                                  'bias': value(m.bias)}
   for i, m in enumerate(norms):
     name = 'BatchNorm' if isinstance(m, nn.BatchNorm2d) else 'GroupNorm'
-    params[f'{name}_{i}'] = {'scale': m.weight.detach().numpy(), 'bias': m.bias.detach().numpy()}
+    params[f'{name}_{i}'] = {'scale': value(m.weight), 'bias': value(m.bias)}
   return params
 
 

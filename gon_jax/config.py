@@ -103,17 +103,19 @@ def _data_defaults() -> ml_collections.ConfigDict:
   """`config.data`: where the images come from."""
   data = ml_collections.ConfigDict()
   # The files as published, read without TensorFlow: 'idx', the four IDX files of an MNIST-like
-  # set; 'cifar', CIFAR-10's python archive (or its extracted folder). 'tfds': a TFDS data set.
+  # set; 'cifar', CIFAR-10's python archive (or its extracted folder); 'celeba', CelebA's
+  # img_align_celeba.zip (or its folder) and list_eval_partition.txt. 'tfds': a TFDS data set.
   data.source = 'idx'
   data.name = 'mnist'
-  # idx, cifar: the folder with the files; '' = the cache folder, $XDG_CACHE_HOME/gon_jax/<name>
+  # idx, cifar, celeba: the folder with the files; '' = the cache folder, $XDG_CACHE_HOME/gon_jax/<name>
   # or ~/.cache/gon_jax/<name>. tfds: its data_dir; '' = tfds's default.
   data.dir = ''
   data.image_size = 32
-  # May the data arrive by itself? idx, cifar: mnist, fashion_mnist and cifar10 are downloaded
-  # (checksummed) into a folder holding none of their files; tfds: tfds may download and prepare.
+  # May the data arrive by itself? idx, cifar, celeba: mnist, fashion_mnist, cifar10 and celeb_a
+  # are downloaded (checksummed) into a folder holding none of their files; tfds: tfds may
+  # download and prepare.
   data.download = True
-  data.mirror = ''  # idx, cifar: a base URL holding the set's files; '' = the usual mirrors
+  data.mirror = ''  # idx, cifar, celeba: a base URL holding the set's files; '' = the usual ones
   return data
 
 

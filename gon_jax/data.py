@@ -1,20 +1,24 @@
 """Data: whole data sets held in host memory as numpy, deterministic, resumable training
 batches, and fixed-size batches of any array through a function (`in_batches`).
 
-Three sources. Two read a data set's files as their publishers ship them, without TensorFlow,
+Four sources. Three read a data set's files as their publishers ship them, without TensorFlow,
 downloading the sets gon_jax knows into a cache folder the first time (gon_jax.download): 'idx'
 reads the four IDX files of MNIST-like sets (MNIST and Fashion-MNIST download), 'cifar' the
-python version of CIFAR-10 (its archive or the extracted folder). 'tfds' reads a prepared TFDS
+python version of CIFAR-10 (its archive or the extracted folder), 'celeba' CelebA's aligned
+JPEGs (their zip or its extracted folder) and its split file. 'tfds' reads a prepared TFDS
 data set through `tfds.data_source` (array_record, no TensorFlow).
 Images come back as float32 [num_examples, height, width, channels] in [0, 1].
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import dataclasses
 import functools
 import gzip
 import io
+import os
 import pathlib
 import pickle
 import queue
@@ -22,10 +26,12 @@ import socket
 import tarfile
 import threading
 import urllib.error
+import zipfile
 from typing import Any, Callable, Iterator
 
 import jax
 import numpy as np
+from PIL import Image
 import tqdm
 
 from gon_jax import download
@@ -43,7 +49,7 @@ DATASETS: dict[str, str] = {
     'coil100': 'coil100',  # TFDS has COIL-100, not the paper's COIL-20.
     'smallnorb': 'smallnorb',
 }
-SOURCES = ('idx', 'cifar', 'tfds')
+SOURCES = ('idx', 'cifar', 'celeba', 'tfds')
 SPLITS = ('train', 'test')
 
 _IDX_PREFIX = {'train': 'train', 'test': 't10k'}
@@ -190,14 +196,102 @@ def _read_cifar(path: pathlib.Path, split: str) -> tuple[np.ndarray, np.ndarray]
           np.concatenate([labels[n] for n in order]))
 
 
+_CELEBA_ZIP, _CELEBA_FOLDER = 'img_align_celeba.zip', 'img_align_celeba'
+_CELEBA_PARTITION = 'list_eval_partition.txt'
+_CELEBA_SPLITS = {'train': '0', 'test': '2'}  # list_eval_partition.txt's codes; '1': validation
+
+
+def _find_celeba_images(folder: pathlib.Path) -> pathlib.Path | None:
+  """CelebA's extracted img_align_celeba/ in `folder`, else its zip, else None."""
+  for path in (folder / _CELEBA_FOLDER, folder / _CELEBA_ZIP):
+    if path.exists():
+      return path
+  return None
+
+
+def _celeba_paths(folder: pathlib.Path, split: str, hint: str) -> list[pathlib.Path]:
+  del split
+  images = _find_celeba_images(folder)
+  missing = [name for name, there in ((_CELEBA_PARTITION, (folder / _CELEBA_PARTITION).is_file()),
+                                      (_CELEBA_ZIP, images is not None)) if not there]
+  if missing:
+    raise DataError(f"folder {folder} has no {' or '.join(missing)} (CelebA's "
+                    f"{_CELEBA_PARTITION} and {_CELEBA_ZIP} or its extracted {_CELEBA_FOLDER}/)"
+                    f"{hint}")
+  return [folder / _CELEBA_PARTITION, images]
+
+
+def _square(image: Image.Image, size: int | None) -> np.ndarray:
+  """The centred square crop of an RGB image, resized to size x size (bilinear, antialiased
+  as PIL shrinks; None: kept), as uint8 [size, size, 3]."""
+  width, height = image.size
+  side = min(width, height)
+  left, top = (width - side) // 2, (height - side) // 2
+  image = image.convert('RGB').crop((left, top, left + side, top + side))
+  if size is not None and size != side:
+    image = image.resize((size, size), Image.Resampling.BILINEAR)
+  return np.asarray(image, np.uint8)
+
+
+def _read_celeba(paths: list[pathlib.Path], split: str,
+                 image_size: int | None) -> tuple[np.ndarray, np.ndarray]:
+  """CelebA's images of `split` (list_eval_partition.txt: 0 train, 2 test), each cropped to its
+  centred square and resized to `image_size` as it is decoded (the whole set at full size would
+  not fit in memory), read from img_align_celeba.zip or its extracted folder.
+
+  Returns:
+    (uint8 images [N, S, S, 3], zero labels [N]: CelebA has no classes).
+  """
+  partition, images = paths
+  try:
+    lines = partition.read_text(encoding='ascii').split('\n')
+    names = [name for name, code in (line.split() for line in lines if line.strip())
+             if code == _CELEBA_SPLITS[split]]
+  except (OSError, UnicodeDecodeError, ValueError) as e:
+    raise DataError(f'cannot read {partition} ({e}); each line must be "<image>.jpg <0|1|2>" as '
+                    f'in CelebA\'s {_CELEBA_PARTITION}; re-download it') from None
+  if not names:
+    raise DataError(f'{partition} names no {split} image (code {_CELEBA_SPLITS[split]}); '
+                    're-download it')
+  bar = tqdm.tqdm(total=len(names), desc=f'decoding CelebA {split} images', unit='image',
+                  dynamic_ncols=True)
+  try:
+    with (zipfile.ZipFile(images) if images.is_file() else contextlib.nullcontext()) as archive:
+      if archive is None:
+        read = lambda name: (images / name).read_bytes()
+      else:  # The zip's entries are img_align_celeba/<name>; reads are serialised by a lock.
+        lock = threading.Lock()
+
+        def read(name):
+          with lock:
+            return archive.read(f'{_CELEBA_FOLDER}/{name}')
+
+      def decode(name):
+        square = _square(Image.open(io.BytesIO(read(name))), image_size)
+        bar.update()
+        return square
+
+      # PIL decodes and resizes without holding the GIL: one thread per core.
+      with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        decoded = np.stack(list(pool.map(decode, names)))
+  except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:  # PIL: OSError/ValueError
+    raise DataError(f"cannot read CelebA's {split} images from {images} ({type(e).__name__}: "
+                    f"{e}); it must hold every JPEG {_CELEBA_PARTITION} names, as "
+                    f"{_CELEBA_ZIP}; re-download it") from None
+  finally:
+    bar.close()
+  return decoded, np.zeros(len(decoded), np.int64)
+
+
 @dataclasses.dataclass(frozen=True)
 class _FileFormat:
   """How a source that reads published files finds and parses a split in a folder."""
   # (folder, split, hint) -> the files holding the split; raises a DataError naming what is
   # missing (and `hint`, a way out).
   paths: Callable[[pathlib.Path, str, str], list[pathlib.Path]]
-  # (the paths, split) -> (uint8 images [N, H, W, C], integer labels [N]).
-  read: Callable[[list[pathlib.Path], str], tuple[np.ndarray, np.ndarray]]
+  # (the paths, split, image size or None) -> (uint8 images [N, H, W, C], integer labels [N]);
+  # a format may resize as it reads (or leave it to _to_float).
+  read: Callable[[list[pathlib.Path], str, int | None], tuple[np.ndarray, np.ndarray]]
   holds_any: Callable[[pathlib.Path], bool]  # Whether a folder holds any of the set's files.
   title: str  # The format's name, for messages: 'IDX'.
   example: str  # What the folder should hold, for messages.
@@ -207,7 +301,9 @@ def _idx_paths(folder: pathlib.Path, split: str, hint: str) -> list[pathlib.Path
   return [_idx_file(folder, split, kind, hint) for kind in ('images', 'labels')]
 
 
-def _read_idx_split(paths: list[pathlib.Path], split: str) -> tuple[np.ndarray, np.ndarray]:
+def _read_idx_split(paths: list[pathlib.Path], split: str,
+                    image_size: int | None) -> tuple[np.ndarray, np.ndarray]:
+  del image_size  # _to_float resizes
   images, labels = (_read_idx(p, kind) for p, kind in zip(paths, ('images', 'labels')))
   folder = paths[0].parent
   if images.ndim != 3 or labels.ndim != 1:
@@ -234,9 +330,13 @@ _FORMATS = {
                            for kind in ('images', 'labels')),
         'IDX', "the four IDX files (e.g. MNIST's train-images-idx3-ubyte.gz)"),
     'cifar': _FileFormat(
-        _cifar_paths, lambda paths, split: _read_cifar(paths[0], split),
+        _cifar_paths, lambda paths, split, image_size: _read_cifar(paths[0], split),
         lambda folder: _find_cifar(folder) is not None,
         'CIFAR-10', f'{_CIFAR_ARCHIVE} or its extracted {_CIFAR_FOLDER}/'),
+    'celeba': _FileFormat(
+        _celeba_paths, _read_celeba,
+        lambda folder: (folder / _CELEBA_PARTITION).exists() or bool(_find_celeba_images(folder)),
+        'CelebA', f'{_CELEBA_PARTITION} and {_CELEBA_ZIP} (or its extracted {_CELEBA_FOLDER}/)'),
 }
 
 
@@ -274,7 +374,7 @@ def _files_folder(data_config: Any) -> tuple[pathlib.Path, str]:
 
 
 def _load_files(data_config: Any, split: str, image_size: int | None):
-  """load_split for the sources that read published files ('idx', 'cifar')."""
+  """load_split for the sources that read published files ('idx', 'cifar', 'celeba')."""
   file_format = _FORMATS[data_config.source]
   folder, hint = _files_folder(data_config)
   if not folder.is_dir():
@@ -283,7 +383,7 @@ def _load_files(data_config: Any, split: str, image_size: int | None):
   paths = file_format.paths(folder, split, hint)
   key = (tuple((str(p.resolve()), p.stat().st_mtime_ns) for p in paths), split, image_size)
   if key not in _files_cache:  # Parsing + resizing 60k images once per process is enough.
-    images, labels = file_format.read(paths, split)
+    images, labels = file_format.read(paths, split, image_size)
     result = (_to_float(images, image_size), labels.astype(np.int32))
     for array in result:
       array.flags.writeable = False  # Shared by every caller: keep it read-only.
@@ -308,14 +408,17 @@ def _load_tfds(name: str, split: str, data_dir: str | None, image_size: int | No
   except Exception as e:  # tfds raises many types (NotImplementedError, ImportError, OSError...).
     text = ' '.join(str(e).split())  # One line, whatever tfds put in it.
     reason = _shorten(f"{type(e).__name__}: {text}" if text else type(e).__name__, 160)
-    if _is_network_error(e):
+    known = download.KNOWN.get(name)
+    if known:
+      way_out = (f"the {known.source} source reads {name} without tfds and downloads it by "
+                 f"itself: --config.data.source={known.source}")
+    elif _is_network_error(e):
       way_out = ("no network? prepare it with tfds on a machine online, or for MNIST-like sets "
                  "use the idx source: --config.data.source=idx "
                  "--config.data.dir=/path/to/folder-with-IDX-files")
     else:
       way_out = ("for MNIST-like sets use the idx source instead: --config.data.source=idx "
-                 f"(downloads {', '.join(download.KNOWN)} by itself, or reads "
-                 "--config.data.dir=/path/to/folder-with-IDX-files)")
+                 "--config.data.dir=/path/to/folder-with-IDX-files")
     raise DataError(f"tfds could not load {name!r} split {split!r} ({reason}); {way_out}") from None
   if not images:
     raise DataError(f"tfds data set {name!r} split {split!r} is empty")
@@ -350,15 +453,17 @@ def load_split(data_config: Any, split: str,
   """Loads a whole split into host memory.
 
     Args:
-      data_config: object with attributes `source` ('idx' or 'tfds'), `name` (data set name),
-        `dir` (idx: the folder with the IDX files, None or '' for the cache folder of a set that
-        downloads, download.cache_dir(name); tfds: data_dir, None or '' for the default), and
-        optionally `download` (default True: idx downloads mnist and fashion_mnist into a folder
-        without IDX files; tfds may download and prepare the set) and `mirror` (idx: a base URL
-        to download from instead of the default mirrors; '' for those).
+      data_config: object with attributes `source` (one of SOURCES), `name` (data set name),
+        `dir` (idx, cifar, celeba: the folder with the files, None or '' for the cache folder
+        of a set that downloads, download.cache_dir(name); tfds: data_dir, None or '' for the
+        default), and optionally `download` (default True: the file sources download the sets
+        in download.KNOWN into a folder without their files; tfds may download and prepare the
+        set) and `mirror` (the file sources: a base URL to download from instead of the set's
+        usual addresses; '' for those).
       split: 'train' or 'test'.
       image_size: if set and different from the stored size, images are resized once to
-        image_size x image_size with bilinear interpolation (like torchvision Resize).
+        image_size x image_size with bilinear interpolation (like torchvision Resize); CelebA's
+        are first cropped to their centred square.
 
     Returns:
       (images float32 [num_examples, height, width, channels] in [0, 1], labels int32 [num_examples]).

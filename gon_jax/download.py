@@ -1,7 +1,8 @@
 """Downloads data sets as their publishers ship them: the one place that fetches files.
 
 MNIST and Fashion-MNIST come as four gzipped IDX files, CIFAR-10 as one archive of
-pickled batches ('cifar-10-python.tar.gz'). A download is verified, atomic and
+pickled batches ('cifar-10-python.tar.gz'), CelebA as a zip of aligned JPEGs and a text
+file naming each image's split, each at its own Google Drive address. A download is verified, atomic and
 cached: each file is streamed to a temporary file in the target folder, checked
 against its known checksum, and only once every missing file has arrived intact
 are they renamed into place. A failed download leaves the folder as it found it (and removes it
@@ -35,15 +36,19 @@ IDX_FILES = ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz',
 # (any correct gzip of the original bytes passes: mirrors and distributions recompress IDX files,
 # so their .gz bytes differ); 'md5', the md5 of the file as published (all CIFAR-10 publishes).
 CHECKSUMS = ('content_sha256', 'md5')
+_GOOGLE_DRIVE = 'https://drive.usercontent.google.com/download?export=download&confirm=t&id='
 
 
 @dataclasses.dataclass(frozen=True)
 class KnownDataset:
   """Where a data set's files are published, in which format, and what they must hash to."""
-  source: str  # The data source that reads the files: 'idx' or 'cifar' (gon_jax.data).
+  source: str  # The data source that reads the files: 'idx', 'cifar' or 'celeba' (gon_jax.data).
   mirrors: tuple[str, ...]  # Base URLs ending in '/', tried in order.
   files: Mapping[str, str]  # Published file name -> its checksum.
   checksum: str = 'content_sha256'  # One of CHECKSUMS.
+  # Published file name -> an address of its own, tried after the mirrors (files hosted
+  # where a base URL plus the name does not reach them, as on Google Drive).
+  urls: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 KNOWN: dict[str, KnownDataset] = {
@@ -89,6 +94,18 @@ KNOWN: dict[str, KnownDataset] = {
         mirrors=('https://www.cs.toronto.edu/~kriz/',),
         files={'cifar-10-python.tar.gz': 'c58f30108f718f92721af3b95e74349a'},
         checksum='md5'),
+    # CelebA's aligned and cropped images (202,599 JPEGs, 178x218) and its official split, as
+    # its authors publish them on Google Drive, with the md5s torchvision checks. The address
+    # is Google Drive's direct download with the large-file warning skipped (confirm=t), as
+    # gdown uses; Drive answers an exhausted download quota with an HTML page (_stream).
+    'celeb_a': KnownDataset(
+        source='celeba',
+        mirrors=(),
+        files={'img_align_celeba.zip': '00d2c5bc6d35e252742224ab0c1e8fcb',
+               'list_eval_partition.txt': 'd32c9cbf5e040fd4025c592c306e6668'},
+        checksum='md5',
+        urls={'img_align_celeba.zip': _GOOGLE_DRIVE + '0B7EVK8r0v71pZjFTYXZWM3FlRnM',
+              'list_eval_partition.txt': _GOOGLE_DRIVE + '0B7EVK8r0v71pY0NSMzRuSXJEVkk'}),
 }
 
 # Seconds a connection attempt or a read may wait for the server (the socket timeout).
@@ -133,7 +150,8 @@ def download_files(folder: pathlib.Path,
     folder: where the files go; created if missing (and removed again if the download fails).
     name: data set name, for the default files, mirrors and checksums (KNOWN) and messages.
     files: published file name -> its checksum; None for KNOWN[name]'s.
-    mirrors: base URLs tried in order instead of the data set's mirrors (KNOWN); () for those.
+    mirrors: base URLs tried in order instead of the data set's mirrors and addresses
+      (KNOWN); () for those.
     checksum: how `files`' checksums are taken, one of CHECKSUMS; None for KNOWN[name]'s
       (or 'content_sha256' for a set not in KNOWN).
     timeout: socket timeout of each attempt, in seconds.
@@ -153,10 +171,11 @@ def download_files(folder: pathlib.Path,
   checksum = checksum or (known.checksum if known else 'content_sha256')
   if checksum not in CHECKSUMS:
     raise DataError(f"unknown checksum {checksum!r}; use one of {', '.join(CHECKSUMS)}")
+  own_urls = {}
   if not mirrors:
     if known is None:
       raise DataError(f"no known mirrors for data set {name!r}: set --config.data.mirror=URL")
-    mirrors = known.mirrors
+    mirrors, own_urls = known.mirrors, known.urls
   mirrors = [m if m.endswith('/') else m + '/' for m in mirrors]
   log = log or (lambda line: print(line, file=sys.stderr, flush=True))
 
@@ -165,8 +184,8 @@ def download_files(folder: pathlib.Path,
   try:
     _delete_stale_parts(folder)
     for file, expected in files.items():
-      parts[file] = _fetch_one(folder, file, list(files), mirrors, (checksum, expected),
-                               timeout, log)
+      urls = [base + file for base in mirrors] + ([own_urls[file]] if file in own_urls else [])
+      parts[file] = _fetch_one(folder, file, list(files), urls, (checksum, expected), timeout, log)
     placed = []
     for file, part in parts.items():
       os.replace(part, folder / file)  # Atomic: readers see the whole file or none.
@@ -181,18 +200,17 @@ def download_files(folder: pathlib.Path,
     raise
 
 
-def _fetch_one(folder: pathlib.Path, file: str, all_files: Sequence[str], mirrors: Sequence[str],
+def _fetch_one(folder: pathlib.Path, file: str, all_files: Sequence[str], urls: Sequence[str],
                checksum: tuple[str, str], timeout: float,
                log: Callable[[str], None]) -> pathlib.Path:
-  """Fetches `file` from the first mirror that delivers it intact; returns its temp file.
+  """Fetches `file` from the first of `urls` that delivers it intact; returns its temp file.
 
   `checksum`: (how it is taken, one of CHECKSUMS; the expected hex digest).
   """
   part = folder / f'.{file}.part-{os.getpid()}'
   failures, mismatch = [], None
   start = time.monotonic()
-  for base in mirrors:
-    url = base + file
+  for url in urls:
     left = FILE_BUDGET_S - (time.monotonic() - start)
     if failures and left < 1.0:  # Two mirrors that don't answer must not hold the run for long.
       failures.append(f'{url}: not tried, out of time')
@@ -229,6 +247,10 @@ def _stream(url: str, part: pathlib.Path, timeout: float, folder: pathlib.Path,
   """Writes the body of GET `url` to `part`; raises on a short or failed transfer."""
   request = urllib.request.Request(url, headers={'User-Agent': 'gon_jax'})
   with urllib.request.urlopen(request, timeout=timeout) as response:
+    if response.headers.get_content_type() == 'text/html' and not url.endswith('.html'):
+      # A host's page in place of the file: Google Drive's "quota exceeded" or a sign-in.
+      raise ValueError('the server sent an HTML page, not the file (a download quota or '
+                       'sign-in page?)')
     length = response.headers.get('Content-Length')
     size = f' ({_size(int(length))})' if length and length.isdigit() else ''
     log(f'downloading {url} -> {_display(folder)}{size}')

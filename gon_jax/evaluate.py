@@ -155,7 +155,10 @@ def _write_grids(out: str, objective: Objective, variables: dict, evaluator: Cal
   g = config.grid_size
   grids = {'reconstructions': images.save_reconstructions(
       os.path.join(out, 'reconstructions.png'), test_images, recon, g)}
-  path = generate.slerp(latents[:g], latents[g:2 * g], np.linspace(0, 1, g))
+  # Rows of pairs of test latents (first g to the next g), wrapping round a test set of
+  # fewer than 2g images.
+  pair = lambda start: latents[np.arange(start, start + g) % len(latents)]
+  path = generate.slerp(pair(0), pair(g), np.linspace(0, 1, g))
   grids['interpolation'] = images.save_grid(
       os.path.join(out, 'interpolation.png'),
       [generate.decode(objective, variables, np.asarray(path).reshape(g * g, -1))], g,

@@ -17,7 +17,7 @@ import pytest
 from gon_jax import data, download
 
 from testing_utils import (IDX_NAMES, MNIST_DIR, NEEDS_MNIST, REPO, cifar_batch_bytes, idx_bytes,
-                           write_cifar_archive, write_idx_folder)
+                           write_celeba, write_cifar_archive, write_idx_folder)
 
 
 def config(source: str = 'idx', name: str = 'mnist', folder=None, **extra) -> types.SimpleNamespace:
@@ -160,6 +160,42 @@ def test_cifar_errors(tmp_path, tiny_cifar):
     (folder / name).write_bytes(pickle.dumps({b'data': Exploit()}, protocol=2))
   assert_one_line_error(config('cifar', 'cifar10', folder.parent),
                         'posix.system is not part of a CIFAR batch')
+
+
+CELEBA_COLOURS = {'train': np.array([[200, 30, 40], [10, 250, 90], [128, 128, 0]], np.uint8),
+                  'valid': np.array([[0, 0, 255]], np.uint8),
+                  'test': np.array([[90, 90, 200], [255, 255, 255]], np.uint8)}
+
+
+def test_celeba_reader_crops_resizes_and_follows_the_partition_file(tmp_path):
+  """Train and test are list_eval_partition.txt's codes 0 and 2 (validation, 1, is left out),
+  in its order whatever the zip's; each image is its centred square (the bands above and
+  below, in another colour, are cropped away), resized as asked; zip or extracted folder."""
+  for folder in (write_celeba(tmp_path / 'zip', CELEBA_COLOURS),
+                 write_celeba(tmp_path / 'folder', CELEBA_COLOURS, as_zip=False)):
+    for split in ('train', 'test'):
+      for size, side in ((None, 178), (16, 16)):
+        x, y = data.load_split(config('celeba', 'celeb_a', folder), split, size)
+        assert x.dtype == np.float32 and x.shape == (len(CELEBA_COLOURS[split]), side, side, 3)
+        expected = np.broadcast_to(CELEBA_COLOURS[split][:, None, None] / 255, x.shape)
+        np.testing.assert_allclose(x, expected, atol=3 / 255)  # JPEG at quality 100
+        np.testing.assert_array_equal(y, 0)
+
+
+def test_celeba_errors(tmp_path):
+  (tmp_path / 'empty').mkdir()
+  assert_one_line_error(config('celeba', 'celeb_a', tmp_path / 'empty'),
+                        'has no list_eval_partition.txt or img_align_celeba.zip')
+  assert_one_line_error(config('idx', 'celeb_a', tmp_path), 'read by the celeba source')
+  folder = write_celeba(tmp_path / 'cut', CELEBA_COLOURS)
+  archive = folder / 'img_align_celeba.zip'
+  archive.write_bytes(archive.read_bytes()[:-300])
+  assert_one_line_error(config('celeba', 'celeb_a', folder), "cannot read CelebA's train images")
+  folder = write_celeba(tmp_path / 'missing', CELEBA_COLOURS, as_zip=False)
+  (folder / 'img_align_celeba' / '000002.jpg').unlink()
+  assert_one_line_error(config('celeba', 'celeb_a', folder), "cannot read CelebA's train images")
+  (folder / 'list_eval_partition.txt').write_text('000001.jpg\n', encoding='ascii')
+  assert_one_line_error(config('celeba', 'celeb_a', folder), 'cannot read .*list_eval_partition')
 
 
 class Exploit:

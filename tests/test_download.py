@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 import types
+import urllib.parse
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ from gon_jax import data, download
 from gon_jax.errors import DataError
 
 from testing_utils import (IDX_NAMES, MNIST_DIR, NEEDS_MNIST, TINY_SIREN_FLAGS, idx_bytes,
-                           run_script, write_cifar_archive, write_idx_folder)
+                           run_script, write_celeba, write_cifar_archive, write_idx_folder)
 
 FASHION_DIR = pathlib.Path('/usr/share/datasets/fashion-mnist')  # Debian's dataset-fashion-mnist
 WAYS_OUT = ('--config.data.mirror=URL', '--config.data.dir=FOLDER')
@@ -328,3 +329,103 @@ def test_colour_siren_trains_and_evaluates_on_a_cifar_archive(tmp_path, cifar_mi
   assert result.returncode == 0, result.stderr[-2000:]
   metrics = json.loads(result.stdout.strip().splitlines()[-1])
   assert metrics['step'] == 3 and metrics['num_images'] == 3 and metrics['psnr'] > 0
+
+
+class DriveHandler(QuietHandler):
+  """Google Drive's way: `/download?...&id=<id>` serves the file whose name the id maps to
+  (`ids`); any other path gets an HTML page with status 200, as Drive answers a spent quota."""
+  ids: dict[str, str] = {}
+
+  def do_GET(self) -> None:
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+    name = self.ids.get(query.get('id', [''])[0])
+    if name is None:
+      body = b'<html><body>Too many users have viewed or downloaded this file</body></html>'
+      self.send_response(200)
+      self.send_header('Content-Type', 'text/html; charset=utf-8')
+    else:
+      body = (pathlib.Path(self.directory) / name).read_bytes()
+      self.send_response(200)
+      self.send_header('Content-Type', 'application/octet-stream')
+    self.send_header('Content-Length', str(len(body)))
+    self.end_headers()
+    self.wfile.write(body)
+
+
+CELEBA_FILES = ('img_align_celeba.zip', 'list_eval_partition.txt')
+
+
+@pytest.fixture
+def celeba_drive(tmp_path, monkeypatch) -> pathlib.Path:
+  """A folder of CelebA's two files as published (2 train, 1 validation, 1 test image),
+  served Google Drive's way: each at its own address, `/download?...&id=<id>`."""
+  folder = write_celeba(tmp_path / 'drive', {
+      'train': np.array([[250, 0, 0], [0, 250, 0]], np.uint8),
+      'valid': np.array([[0, 0, 250]], np.uint8), 'test': np.array([[9, 9, 9]], np.uint8)})
+  monkeypatch.setattr(DriveHandler, 'ids', {f'id{i}': name for i, name in enumerate(CELEBA_FILES)})
+  return folder
+
+
+def test_celeb_a_downloads_from_its_own_addresses_and_is_cached(tmp_path, celeba_drive,
+                                                                monkeypatch):
+  """With no mirror given, the celeba source fetches each file from its own address (the test
+  server standing in for Google Drive, the test's md5s for the published ones), caches both,
+  and reads the cache offline."""
+  monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'xdg'))
+  md5s = {n: hashlib.md5((celeba_drive / n).read_bytes()).hexdigest() for n in CELEBA_FILES}
+  config = types.SimpleNamespace(source='celeba', name='celeb_a', dir='', download=True,
+                                 mirror='')
+  with serving(celeba_drive, DriveHandler) as url:
+    monkeypatch.setitem(download.KNOWN, 'celeb_a', dataclasses.replace(
+        download.KNOWN['celeb_a'], files=md5s,
+        urls={n: f'{url}download?export=download&confirm=t&id=id{i}'
+              for i, n in enumerate(CELEBA_FILES)}))
+    x, _ = data.load_split(config, 'train', 8)
+  cache = download.cache_dir('celeb_a')
+  assert listing(cache) == sorted(CELEBA_FILES)
+  assert all((cache / n).read_bytes() == (celeba_drive / n).read_bytes() for n in CELEBA_FILES)
+  np.testing.assert_allclose(x[:, 4, 4], [[250 / 255, 0, 0], [0, 250 / 255, 0]], atol=3 / 255)
+  x, _ = data.load_split(config, 'test', 8)  # The server is gone: the cache serves it.
+  np.testing.assert_allclose(x, 9 / 255, atol=3 / 255)
+
+
+def test_an_html_page_in_place_of_a_file_is_one_line_and_caches_nothing(tmp_path, celeba_drive):
+  """Google Drive answers a spent download quota with an HTML page and status 200: train.py
+  says so in one line, instead of a checksum mismatch, and caches nothing."""
+  cache = tmp_path / 'cache'
+  with serving(celeba_drive, DriveHandler) as url:  # no id in a mirror's URL: the HTML page
+    result = run_script('train.py', tmp_path / 'run', f'--config.data.mirror={url}',
+                        f'--config.data.dir={cache}', config='configs/siren_celeba.py',
+                        tiny_flags=[])
+  lines = result.stderr.strip().splitlines()
+  assert result.returncode == 1 and len(lines) == 1, result.stderr[-2000:]
+  assert lines[0].startswith('error: could not download img_align_celeba.zip (')
+  assert 'the server sent an HTML page, not the file' in lines[0]
+  assert all(way in lines[0] for way in WAYS_OUT), lines[0]
+  assert not cache.exists() and not (tmp_path / 'run').exists()
+
+
+def test_celeb_a_checksum_mismatch_and_a_colour_siren_on_its_files(tmp_path, celeba_drive):
+  """The published md5 rejects the test's zip (one line, nothing cached); the same files in a
+  folder train and evaluate configs/siren_celeba.py end to end (3 outputs per pixel)."""
+  cache = tmp_path / 'cache'
+  with serving(celeba_drive) as url:
+    result = run_script('train.py', tmp_path / 'run', f'--config.data.mirror={url}',
+                        f'--config.data.dir={cache}', config='configs/siren_celeba.py',
+                        tiny_flags=[])
+  lines = result.stderr.strip().splitlines()
+  assert result.returncode == 1 and len(lines) == 2, result.stderr[-2000:]  # downloading, error
+  assert lines[1].startswith('error: checksum mismatch for img_align_celeba.zip from ')
+  assert lines[1].endswith('expected 00d2c5bc6d35e252742224ab0c1e8fcb; nothing was cached')
+  assert not cache.exists() and not (tmp_path / 'run').exists()
+
+  flags = (*TINY_SIREN_FLAGS, '--config.data.source=celeba', f'--config.data.dir={celeba_drive}',
+           '--config.batch_size=2', '--config.num_fit_examples=2',
+           '--config.train_eval_examples=1', '--config.model.latent_dim=4')
+  siren = dict(config='configs/siren_celeba.py', tiny_flags=flags)
+  result = run_script('train.py', tmp_path / 'run', **siren)
+  assert result.returncode == 0, result.stderr[-2000:]
+  result = run_script('eval.py', tmp_path / 'run', **siren)
+  assert result.returncode == 0, result.stderr[-2000:]
+  metrics = json.loads(result.stdout.strip().splitlines()[-1])
+  assert metrics['step'] == 3 and metrics['num_images'] == 1 and metrics['psnr'] > 0

@@ -20,8 +20,11 @@ sys.path.insert(0, str(REPO / 'benchmarks'))
 
 import pytorch_reference  # pylint: disable=wrong-import-position
 
-from configs import ae_mnist, conv_mnist, siren_mnist_tiny  # pylint: disable=wrong-import-position
+from configs import (ae_mnist, conv_mnist, siren_mnist_tiny, vae_mnist,  # pylint: disable=wrong-import-position
+                     vgon_mnist)
 from gon_jax.coordinates import grid  # pylint: disable=wrong-import-position
+from gon_jax.core import origin  # pylint: disable=wrong-import-position
+from gon_jax.objectives import Draws  # pylint: disable=wrong-import-position
 from gon_jax.parallel import make_placement  # pylint: disable=wrong-import-position
 from gon_jax.state import setup  # pylint: disable=wrong-import-position
 from gon_jax.train import compile_train_step  # pylint: disable=wrong-import-position
@@ -69,3 +72,36 @@ def test_gon_follows_pytorch_from_the_same_parameters(model):
   for ours, theirs in zip(jax.tree.leaves(trained), jax.tree.leaves(recipe.flax_params())):
     assert np.max(np.abs(ours - theirs)) <= config.learning_rate
     assert np.mean(np.abs(ours - theirs)) < 1e-5
+
+
+@pytest.mark.parametrize('model', ['vgon', 'vae'])
+def test_variational_loss_and_gradients_follow_pytorch(model):
+  """The variational GON and the VAE: from the same parameters, batch and noise of the
+  stochastic layer (inner and outer pass), each example's negative ELBO and the gradients
+  of their mean agree with Variational-GON.py's computation in PyTorch."""
+  config = (vgon_mnist if model == 'vgon' else vae_mnist).get_config()
+  config.batch_size = 8
+  recipe = pytorch_reference.Recipe(config)
+  objective, _, state = setup(config, num_train_examples=8)
+  params = jax.tree.map(jnp.asarray, recipe.flax_params())
+  assert jax.tree.structure(params) == jax.tree.structure(state.params)
+  rng = np.random.default_rng(0)
+  images = rng.random((8, 32, 32, 1), np.float32)
+  inner, outer = rng.standard_normal((2, 8, config.model.latent_dim), np.float32)
+
+  def mean_loss(params):
+    draws = Draws(inner_noise=inner, outer_noise=outer)
+    losses = objective.reconstruct({'params': params}, images, origin(8, 48), draws,
+                                   train=True).losses
+    return jnp.mean(losses), losses
+
+  (_, ours), gradients = jax.value_and_grad(mean_loss, has_aux=True)(params)
+  x = recipe.as_tensor(images)
+  theirs = recipe.per_example_loss(
+      recipe.decode(recipe.latents(x, True, torch.tensor(inner)), torch.tensor(outer)), x)
+  theirs.mean().backward()
+  np.testing.assert_allclose(np.asarray(ours), theirs.detach().numpy(), rtol=1e-5)
+  flat = lambda tree: jax.tree_util.tree_flatten_with_path(tree)[0]
+  for (path, ours), (_, theirs) in zip(flat(gradients), flat(recipe.flax_params(True))):
+    scale = np.max(np.abs(theirs))
+    np.testing.assert_allclose(ours, theirs, atol=1e-4 * scale, rtol=1e-3, err_msg=str(path))

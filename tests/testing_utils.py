@@ -8,8 +8,10 @@ import pickle
 import subprocess
 import sys
 import tarfile
+import zipfile
 
 import numpy as np
+from PIL import Image
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MNIST_DIR = REPO.parent / 'shared' / 'data' / 'mnist'
@@ -66,6 +68,36 @@ def write_cifar_archive(path: pathlib.Path, images: dict, labels: dict) -> pathl
       info.size = len(payload)
       archive.addfile(info, io.BytesIO(payload))
   return path
+
+
+def write_celeba(folder: pathlib.Path, colours: dict, as_zip: bool = True) -> pathlib.Path:
+  """Writes CelebA's published layout in `folder`: list_eval_partition.txt and
+  img_align_celeba.zip (JPEGs under img_align_celeba/, written last to first) or, with
+  `as_zip=False`, the extracted img_align_celeba/. `colours` maps 'train', 'valid' and 'test'
+  to uint8 [n, 3]: each image is 178 wide and 218 tall like CelebA's, its centred 178x178
+  square in its colour, the 20 rows above and below it in its complement (which the crop
+  removes). JPEG quality 100 without chroma subsampling keeps colours within a few levels."""
+  folder.mkdir(parents=True, exist_ok=True)
+  codes, payloads = [], {}
+  for split, code in (('train', 0), ('valid', 1), ('test', 2)):
+    for colour in colours.get(split, ()):
+      name = f'{len(codes) + 1:06d}.jpg'
+      image = np.empty((218, 178, 3), np.uint8)
+      image[:] = 255 - colour
+      image[20:198] = colour
+      buffer = io.BytesIO()
+      Image.fromarray(image).save(buffer, 'JPEG', quality=100, subsampling=0)
+      payloads[name], codes = buffer.getvalue(), codes + [f'{name} {code}']
+  (folder / 'list_eval_partition.txt').write_text('\n'.join(codes) + '\n', encoding='ascii')
+  if as_zip:
+    with zipfile.ZipFile(folder / 'img_align_celeba.zip', 'w') as archive:
+      for name in reversed(payloads):  # the reader must follow the partition file's order
+        archive.writestr(f'img_align_celeba/{name}', payloads[name])
+  else:
+    (folder / 'img_align_celeba').mkdir()
+    for name, payload in payloads.items():
+      (folder / 'img_align_celeba' / name).write_bytes(payload)
+  return folder
 
 
 def write_blob_digits(folder: pathlib.Path, num_train: int = 256, num_test: int = 64) -> pathlib.Path:
