@@ -107,8 +107,9 @@ def _data_defaults() -> ml_collections.ConfigDict:
   # img_align_celeba.zip (or its folder) and list_eval_partition.txt. 'tfds': a TFDS data set.
   data.source = 'idx'
   data.name = 'mnist'
-  # idx, cifar, celeba: the folder with the files; '' = the cache folder, $XDG_CACHE_HOME/gon_jax/<name>
-  # or ~/.cache/gon_jax/<name>. tfds: its data_dir; '' = tfds's default.
+  # idx, cifar, celeba: the folder with the files; '' = the cache folder,
+  # $XDG_CACHE_HOME/gon_jax/<name> or ~/.cache/gon_jax/<name>. tfds: its data_dir; '' = tfds's
+  # default.
   data.dir = ''
   data.image_size = 32
   # May the data arrive by itself? idx, cifar, celeba: mnist, fashion_mnist, cifar10 and celeb_a

@@ -378,8 +378,8 @@ def _load_files(data_config: Any, split: str, image_size: int | None):
   file_format = _FORMATS[data_config.source]
   folder, hint = _files_folder(data_config)
   if not folder.is_dir():
-    raise DataError(f"{file_format.title} folder {folder} does not exist; set --config.data.dir to the folder "
-                    f"holding {file_format.example}{hint}")
+    raise DataError(f"{file_format.title} folder {folder} does not exist; set "
+                    f"--config.data.dir to the folder holding {file_format.example}{hint}")
   paths = file_format.paths(folder, split, hint)
   key = (tuple((str(p.resolve()), p.stat().st_mtime_ns) for p in paths), split, image_size)
   if key not in _files_cache:  # Parsing + resizing 60k images once per process is enough.

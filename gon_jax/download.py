@@ -2,11 +2,11 @@
 
 MNIST and Fashion-MNIST come as four gzipped IDX files, CIFAR-10 as one archive of
 pickled batches ('cifar-10-python.tar.gz'), CelebA as a zip of aligned JPEGs and a text
-file naming each image's split, each at its own Google Drive address. A download is verified, atomic and
-cached: each file is streamed to a temporary file in the target folder, checked
-against its known checksum, and only once every missing file has arrived intact
-are they renamed into place. A failed download leaves the folder as it found it (and removes it
-again if it created it), so the next run starts clean; a folder that holds the
+file naming each image's split, each at its own Google Drive address. A download is
+verified, atomic and cached: each file is streamed to a temporary file in the target
+folder, checked against its known checksum, and only once every missing file has arrived
+intact are they renamed into place. A failed download leaves the folder as it found it (and
+removes it again if it created it), so the next run starts clean; a folder that holds the
 files is used without touching the network.
 """
 
@@ -34,7 +34,7 @@ IDX_FILES = ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz',
              't10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz')
 # How a checksum is taken: 'content_sha256', the sha256 of a gzip file's decompressed content
 # (any correct gzip of the original bytes passes: mirrors and distributions recompress IDX files,
-# so their .gz bytes differ); 'md5', the md5 of the file as published (all CIFAR-10 publishes).
+# so their .gz bytes differ); 'md5', the md5 of the file as published (CIFAR-10's and CelebA's).
 CHECKSUMS = ('content_sha256', 'md5')
 _GOOGLE_DRIVE = 'https://drive.usercontent.google.com/download?export=download&confirm=t&id='
 

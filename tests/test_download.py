@@ -302,19 +302,26 @@ def test_cifar10_downloads_and_is_cached_like_mnist(tmp_path, cifar_mirror, monk
   np.testing.assert_array_equal(x * 255, images['test'])
 
 
+def failed_download_lines(tmp_path: pathlib.Path, served: pathlib.Path, config: str,
+                          handler=QuietHandler) -> list[str]:
+  """Runs train.py on `config` with --config.data.mirror a server of `served` (by `handler`)
+  and an empty cache folder; asserts that it failed and left neither the cache nor the
+  workdir, and returns its stderr lines."""
+  cache = tmp_path / 'cache'
+  with serving(served, handler) as url:
+    result = run_script('train.py', tmp_path / 'run', f'--config.data.mirror={url}',
+                        f'--config.data.dir={cache}', config=config, tiny_flags=[])
+  assert result.returncode == 1, result.stderr[-2000:]
+  assert not cache.exists() and not (tmp_path / 'run').exists()
+  return result.stderr.strip().splitlines()
+
+
 def test_cifar10_checksum_mismatch_is_one_line_and_caches_nothing(tmp_path, cifar_mirror):
   """With the published md5, the test's archive is rejected, by train.py in one line."""
-  served, _, _ = cifar_mirror
-  cache = tmp_path / 'cache'
-  with serving(served) as url:
-    result = run_script('train.py', tmp_path / 'run', f'--config.data.mirror={url}',
-                        f'--config.data.dir={cache}', config='configs/siren_cifar10.py',
-                        tiny_flags=[])
-  lines = result.stderr.strip().splitlines()
-  assert result.returncode == 1 and len(lines) == 2, result.stderr[-2000:]  # downloading, error
+  lines = failed_download_lines(tmp_path, cifar_mirror[0], 'configs/siren_cifar10.py')
+  assert len(lines) == 2, lines  # downloading, error
   assert lines[1].startswith('error: checksum mismatch for cifar-10-python.tar.gz from ')
   assert lines[1].endswith(f"expected {download.KNOWN['cifar10'].files['cifar-10-python.tar.gz']}; nothing was cached")
-  assert not cache.exists() and not (tmp_path / 'run').exists()
 
 
 def test_colour_siren_trains_and_evaluates_on_a_cifar_archive(tmp_path, cifar_mirror):
@@ -392,32 +399,21 @@ def test_celeb_a_downloads_from_its_own_addresses_and_is_cached(tmp_path, celeba
 def test_an_html_page_in_place_of_a_file_is_one_line_and_caches_nothing(tmp_path, celeba_drive):
   """Google Drive answers a spent download quota with an HTML page and status 200: train.py
   says so in one line, instead of a checksum mismatch, and caches nothing."""
-  cache = tmp_path / 'cache'
-  with serving(celeba_drive, DriveHandler) as url:  # no id in a mirror's URL: the HTML page
-    result = run_script('train.py', tmp_path / 'run', f'--config.data.mirror={url}',
-                        f'--config.data.dir={cache}', config='configs/siren_celeba.py',
-                        tiny_flags=[])
-  lines = result.stderr.strip().splitlines()
-  assert result.returncode == 1 and len(lines) == 1, result.stderr[-2000:]
+  # A mirror's URL names no Drive id: the server answers with its HTML page.
+  lines = failed_download_lines(tmp_path, celeba_drive, 'configs/siren_celeba.py', DriveHandler)
+  assert len(lines) == 1, lines
   assert lines[0].startswith('error: could not download img_align_celeba.zip (')
   assert 'the server sent an HTML page, not the file' in lines[0]
   assert all(way in lines[0] for way in WAYS_OUT), lines[0]
-  assert not cache.exists() and not (tmp_path / 'run').exists()
 
 
 def test_celeb_a_checksum_mismatch_and_a_colour_siren_on_its_files(tmp_path, celeba_drive):
   """The published md5 rejects the test's zip (one line, nothing cached); the same files in a
   folder train and evaluate configs/siren_celeba.py end to end (3 outputs per pixel)."""
-  cache = tmp_path / 'cache'
-  with serving(celeba_drive) as url:
-    result = run_script('train.py', tmp_path / 'run', f'--config.data.mirror={url}',
-                        f'--config.data.dir={cache}', config='configs/siren_celeba.py',
-                        tiny_flags=[])
-  lines = result.stderr.strip().splitlines()
-  assert result.returncode == 1 and len(lines) == 2, result.stderr[-2000:]  # downloading, error
+  lines = failed_download_lines(tmp_path, celeba_drive, 'configs/siren_celeba.py')
+  assert len(lines) == 2, lines  # downloading, error
   assert lines[1].startswith('error: checksum mismatch for img_align_celeba.zip from ')
   assert lines[1].endswith('expected 00d2c5bc6d35e252742224ab0c1e8fcb; nothing was cached')
-  assert not cache.exists() and not (tmp_path / 'run').exists()
 
   flags = (*TINY_SIREN_FLAGS, '--config.data.source=celeba', f'--config.data.dir={celeba_drive}',
            '--config.batch_size=2', '--config.num_fit_examples=2',
