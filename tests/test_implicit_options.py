@@ -230,3 +230,17 @@ def test_every_option_trains_resumes_and_evaluates(blob_dir, tmp_path):
   assert not np.allclose(trained['step_size'], config.gon.step_size)  # it learnt
   metrics = evaluate_checkpoint(config, str(tmp_path / 'run'))
   assert np.isfinite(metrics['sse']) and metrics['sse'] > 0
+
+
+@pytest.mark.parametrize('modulation_widths', [(), (8,)])
+def test_the_modulation_map_starts_as_the_first_layer_s_latent_rows(modulation_widths):
+  """Its last layer's weights are U(-1/fan_in, 1/fan_in), the latent's rows of the first layer
+  under concatenation (a lecun_normal start throws the sines' phases about), its bias 0."""
+  model = SirenDecoder(latent_dim=20, widths=(64, 64), image_size=3, conditioning='film',
+                       modulation_widths=modulation_widths)
+  params = model.init(jax.random.key(0), jnp.zeros((1, 20)))['params']
+  kernel, fan_in = params['to_modulations']['kernel'], (modulation_widths or (20,))[-1]
+  assert kernel.shape == (fan_in, 2 * 128)
+  assert float(jnp.max(jnp.abs(kernel))) <= 1 / fan_in
+  np.testing.assert_allclose(float(jnp.std(kernel)), 1 / fan_in / np.sqrt(3), rtol=0.1)
+  np.testing.assert_array_equal(params['to_modulations']['bias'], 0)

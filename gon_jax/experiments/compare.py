@@ -103,6 +103,7 @@ _FILM, _FOURIER = {'model.conditioning': 'film'}, {'model.encoding': 'fourier'}
 _LEARNT_STEP = {'gon.learn_step_size': 'per_dimension'}
 METHODS.update({
     'siren': (_SIREN, {}, 'implicit GON, latent concatenated'),
+    'siren_shift': (_SIREN, {'model.conditioning': 'shift'}, 'shift modulations'),
     'siren_film': (_SIREN, _FILM, 'FiLM modulations'),
     'siren_fourier': (_SIREN, _FOURIER, 'Fourier features'),
     'siren_film_fourier': (_SIREN, {**_FILM, **_FOURIER}, 'FiLM and Fourier features'),
@@ -119,7 +120,7 @@ ABLATIONS = {
                  *(f'gon_sigma{s:g}_step' for s in SIGMAS)),
     'norm': ('gon', 'gon_batchnorm', 'gon_groupnorm', 'gon_no_norm', 'gon_official_inner'),
     'classifier': ('gon', 'gon_classifier'),
-    'implicit': ('siren', 'siren_film', 'siren_fourier', 'siren_film_fourier',
+    'implicit': ('siren', 'siren_shift', 'siren_film', 'siren_fourier', 'siren_film_fourier',
                  'siren_learnt_step', 'siren_steps_3', 'siren_steps_3_learnt'),
     'init': ('gon', 'gon_flax_init', 'gon_lr1e-4', 'gon_flax_init_lr1e-4', 'gon_batchnorm',
              'gon_batchnorm_flax_init', 'gon_batchnorm_lr1e-4', 'gon_batchnorm_flax_init_lr1e-4'),
