@@ -17,7 +17,7 @@ from gon_jax.models import make_objective
 from gon_jax.models.siren import SirenDecoder, encode_coordinates
 from gon_jax.train import train_and_evaluate
 
-from configs import ae_mnist, siren_mnist_tiny
+from configs import ae_mnist, siren_mnist_shift, siren_mnist_tiny
 
 
 def _config(**model):
@@ -46,6 +46,10 @@ def test_parameter_counts():
   assert _count(learnt) == _count(_config()) + 4 + 4
   learnt.gon.update(learn_step_size='scalar', learn_origin=False)
   assert _count(learnt) == _count(_config()) + 1
+  # The ablation's winner: the paper's 4,385 less the first layer's 34 latent rows of 32, plus
+  # the map from the latent to 4 x 32 shifts.
+  assert _count(siren_mnist_tiny.get_config()) == 4385
+  assert _count(siren_mnist_shift.get_config()) == 4385 - 34 * 32 + (34 * 128 + 128)
 
 
 def _plain_siren(params, coordinates, w0=30.0):

@@ -14,7 +14,7 @@ from gon_jax.models import make_objective
 from gon_jax.models.siren import SirenDecoder
 from gon_jax.objectives import Draws, sample_points
 
-from configs import siren_celeba, siren_cifar10, siren_mnist, siren_mnist_tiny
+from configs import siren_celeba, siren_cifar10, siren_mnist, siren_mnist_shift, siren_mnist_tiny
 
 
 def _count(config):
@@ -138,7 +138,7 @@ def test_render_slerp_and_gaussian():
   np.testing.assert_allclose(covariance, [[2, 0.5], [0.5, 1]], atol=0.06)
 
 
-@pytest.mark.parametrize('factory', [siren_mnist, siren_cifar10, siren_celeba])
+@pytest.mark.parametrize('factory', [siren_mnist, siren_mnist_shift, siren_cifar10, siren_celeba])
 def test_colour_and_grey_configs_decode_their_image_shape(factory):
   config = factory.get_config()
   objective = make_objective(config)
