@@ -25,6 +25,7 @@ scripts: 'official'); the outer loss is the same expression; Adam.
 
   python benchmarks/pytorch_reference.py --model conv [--norm layer] [--device cuda]
   python benchmarks/pytorch_reference.py --model siren --steps 10
+  python benchmarks/pytorch_reference.py --model vgon   # or vae; their configs' layer norm
 
 prints one JSON line: steps per second after warm-up, at batch 64 on random
 images. time_to_quality.py's `--pytorch` trains a `Recipe` on real data.
@@ -273,16 +274,19 @@ def _conv_params(network: nn.Sequential, conv_type: type, conv_name: str,
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
-  parser.add_argument('--model', choices=('conv', 'siren'), default='conv')
-  parser.add_argument('--norm', choices=tuple(NORMS), default='batch')
+  parser.add_argument('--model', choices=('conv', 'siren', 'vgon', 'vae'), default='conv')
+  parser.add_argument('--norm', choices=tuple(NORMS), default=None,
+                      help="conv: default 'batch' (GON.py's); vgon, vae: their config's")
   parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
   parser.add_argument('--batch_size', type=int, default=64)
   parser.add_argument('--steps', type=int, default=50)
   parser.add_argument('--warmup', type=int, default=5)
   args = parser.parse_args()
-  from configs import conv_mnist, siren_mnist  # pylint: disable=import-outside-toplevel
-  config = (conv_mnist if args.model == 'conv' else siren_mnist).get_config()
-  config.batch_size, config.model.norm = args.batch_size, args.norm
+  from configs import conv_mnist, siren_mnist, vae_mnist, vgon_mnist  # pylint: disable=import-outside-toplevel
+  config = {'conv': conv_mnist, 'siren': siren_mnist, 'vgon': vgon_mnist,
+            'vae': vae_mnist}[args.model].get_config()
+  config.batch_size = args.batch_size
+  config.model.norm = args.norm or ('batch' if args.model == 'conv' else config.model.norm)
   config.gon.inner_reduction = 'official'
   recipe = Recipe(config, args.device)
   size = config.data.image_size
@@ -296,7 +300,7 @@ def main():
     loss = recipe.step(images)
   sync()
   rate = args.steps / (time.perf_counter() - start)
-  print(json.dumps({'reference': 'pytorch eager', 'model': args.model, 'norm': args.norm,
+  print(json.dumps({'reference': 'pytorch eager', 'model': args.model, 'norm': config.model.norm,
                     'device': torch.cuda.get_device_name() if recipe.device.type == 'cuda' else 'cpu',
                     'threads': torch.get_num_threads(), 'torch': torch.__version__,
                     'batch_size': args.batch_size, 'steps_per_second': round(rate, 3),
