@@ -104,7 +104,8 @@ class Recipe:
   def __init__(self, config, device: str = 'cpu'):
     m, self.device = config.model, torch.device(device)
     torch.manual_seed(config.seed)
-    self.latent_dim, self.implicit = m.latent_dim, models.get_spec(m.name).implicit
+    spec = models.get_spec(m.name)
+    self.latent_dim, self.implicit = m.latent_dim, spec.implicit
     size = config.data.image_size
     self.image_shape = (size, size, m.channels)
     if self.implicit:
@@ -116,7 +117,7 @@ class Recipe:
     else:
       raise ValueError(f'no PyTorch recipe for model {m.name!r}; use one of '
                        f'{", ".join(("siren",) + RECIPES)}')
-    self.variational = models.get_spec(m.name).variational
+    self.variational = spec.variational
     # Variational-GON.py's fc21 and fc22: the stochastic layer's mean and log-variance.
     self.mu, self.logvar = ((nn.Linear(m.latent_dim, m.latent_dim).to(self.device),
                              nn.Linear(m.latent_dim, m.latent_dim).to(self.device))
@@ -125,7 +126,6 @@ class Recipe:
                     if m.name in ('ae', 'vae') else None)
     self.decoder.to(self.device)
     self.coordinates = self.coordinates.to(self.device) if self.implicit else None
-    spec = models.get_spec(m.name)
     self.scale = losses.inner_loss_scale(config.gon.inner_reduction, config.batch_size,
                                          size * size, spec.official_average(config))
     self.likelihood = (m.likelihood, m.gaussian_sigma, m.kl_weight) if self.variational else None
