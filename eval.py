@@ -1,10 +1,7 @@
-"""Evaluates the latest checkpoint on the test split.
+"""Evaluates the latest checkpoint on the test split: python eval.py --workdir DIR.
 
-  python eval.py --config configs/conv_mnist.py --workdir DIR
-
-Writes DIR/eval/: metrics.json, reconstructions.png, interpolation.png,
-samples.png, and for some models superres.png and latents.png; prints the
-metrics as JSON on its last line.
+The same as `gon-eval` and `python -m gon_jax.evaluate` (gon_jax.cli.EVAL_USAGE);
+`--help` lists the flags.
 """
 
 import signal
@@ -15,5 +12,4 @@ if __name__ == '__main__':
   ctrl_c = []
   signal.signal(signal.SIGINT, lambda signum, frame: ctrl_c.append(signum))
   from gon_jax import cli
-  from gon_jax.evaluate import evaluate_checkpoint
-  cli.run(evaluate_checkpoint, ctrl_c=ctrl_c)
+  cli.eval_main(ctrl_c)

@@ -1,8 +1,7 @@
 """Trains a GON: python train.py --config configs/conv_mnist.py --workdir DIR.
 
-Any config value can be overridden, e.g. --config.batch_size=128; see the
-config files' docstrings for complete commands. Started again with the same
-command, training resumes from the last checkpoint in DIR.
+The same as `gon-train` and `python -m gon_jax.train` (gon_jax.cli.TRAIN_USAGE);
+`--help` lists the flags.
 """
 
 import signal
@@ -13,5 +12,4 @@ if __name__ == '__main__':
   ctrl_c = []
   signal.signal(signal.SIGINT, lambda signum, frame: ctrl_c.append(signum))
   from gon_jax import cli
-  from gon_jax.train import train_and_evaluate
-  cli.run(train_and_evaluate, interrupted=cli.training_interrupted, ctrl_c=ctrl_c)
+  cli.train_main(ctrl_c)

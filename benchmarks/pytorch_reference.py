@@ -129,7 +129,7 @@ class Recipe:
     self.scale = losses.inner_loss_scale(config.gon.inner_reduction, config.batch_size,
                                          size * size, spec.official_average(config))
     self.likelihood = (m.likelihood, m.gaussian_sigma, m.kl_weight) if self.variational else None
-    self.elbo_samples = config.get('elbo_samples', 1)
+    self.elbo_samples = config.elbo_samples
     self.optimiser = torch.optim.Adam(self.modules().parameters(), lr=config.learning_rate)
     self.batch_size = config.batch_size
 
@@ -282,7 +282,7 @@ def main():
   parser.add_argument('--steps', type=int, default=50)
   parser.add_argument('--warmup', type=int, default=5)
   args = parser.parse_args()
-  from configs import conv_mnist, siren_mnist, vae_mnist, vgon_mnist  # pylint: disable=import-outside-toplevel
+  from gon_jax.configs import conv_mnist, siren_mnist, vae_mnist, vgon_mnist  # pylint: disable=import-outside-toplevel
   config = {'conv': conv_mnist, 'siren': siren_mnist, 'vgon': vgon_mnist,
             'vae': vae_mnist}[args.model].get_config()
   config.batch_size = args.batch_size

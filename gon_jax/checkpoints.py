@@ -10,6 +10,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
+from gon_jax import saved_config
 from gon_jax.errors import ConfigError
 
 
@@ -69,7 +70,10 @@ def restore_latest(manager_: ocp.CheckpointManager, template: Any) -> tuple[Any,
     return template, 0
   here = _shapes(template)
   mismatch = f'{manager_.directory} holds a checkpoint (step {step}) of another model'
-  advice = 'use another --workdir or the config it was trained with'
+  trained_with = saved_config.describe(os.path.dirname(str(manager_.directory)))
+  advice = ('use another --workdir or the config it was trained with' +
+            (f', recorded in {trained_with}: leave out --config to use it' if trained_with
+             else ''))
   # The stored shapes, read before restoring: orbax restores stored shapes
   # whatever the template says, and fails on other trees with long messages.
   try:

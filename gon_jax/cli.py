@@ -1,4 +1,7 @@
-"""What train.py and eval.py share: flags, help, multi-process start-up, one-line errors."""
+"""The command line of training and evaluation: flags, help, multi-process start-up,
+one-line errors. train.py / eval.py, `gon-train` / `gon-eval` and `python -m
+gon_jax.train` / `python -m gon_jax.evaluate` all start here; importing the rest
+of gon_jax defines no flags."""
 
 import os
 import signal
@@ -11,10 +14,13 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from gon_jax.errors import parse_flags_or_exit, run_reporting_errors
+from gon_jax.errors import run_reporting_errors
+from gon_jax.flag_parsing import parse_flags_or_exit
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).',
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, "A packaged config's name (siren_mnist; see gon_jax/configs) or a config "
+    "file's path; default: the config the workdir was trained with (WORKDIR/config.json).",
+    lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Folder for checkpoints, metrics and images.')
 _COORDINATOR = flags.DEFINE_string(
     'coordinator_address', None,
@@ -24,7 +30,7 @@ _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Processes in a mul
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process in a multi-process run.')
 _DISTRIBUTED = flags.DEFINE_bool('distributed', False,
                                  'Call jax.distributed.initialize() (auto-detected clusters).')
-_REQUIRED = ('config', 'workdir')
+_REQUIRED = ('config', 'workdir')  # --config is filled in from the workdir when left out
 flags.mark_flags_as_required(_REQUIRED)
 
 # absl's --help lists the flags of the main module only (train.py has none),
@@ -32,7 +38,7 @@ flags.mark_flags_as_required(_REQUIRED)
 _HELP_ARGS = ('-h', '--help', '-help', '-?', '--helpshort', '-helpshort')
 _HELPFULL_ARGS = ('--helpfull', '-helpfull')
 _HELP_SECTIONS = (
-    ('flags', (('config', 'FILE'), ('workdir', 'DIR'))),
+    ('flags', (('config', 'NAME_OR_FILE'), ('workdir', 'DIR'))),
     ('multi-process runs (leave these out for one process)',
      (('coordinator_address', 'HOST:PORT'), ('num_processes', 'N'), ('process_id', 'I'),
       ('distributed', None))),
@@ -51,15 +57,36 @@ def initialize_distributed() -> None:
                              process_id=_PROCESS_ID.value)
 
 
+TRAIN_USAGE = """Trains a GON: gon-train --config NAME_OR_FILE --workdir DIR.
+
+  gon-train --config conv_mnist --workdir runs/conv_mnist
+  python train.py --config configs/conv_mnist.py --workdir runs/conv_mnist   # the same
+
+Any config value can be overridden on the command line, e.g. --config.batch_size=128;
+each config's docstring gives its run command. Started again with the same command
+(or with --workdir alone), training resumes from the last checkpoint in DIR."""
+
+EVAL_USAGE = """Evaluates the latest checkpoint of a workdir on the test split.
+
+  gon-eval --workdir runs/conv_mnist        # the config it was trained with
+  python eval.py --workdir runs/conv_mnist  # the same
+
+Writes DIR/eval/: metrics.json, reconstructions.png, interpolation.png, samples.png,
+and for some models superres.png and latents.png; the metrics also go to TensorBoard
+(DIR/tensorboard, eval/...). Prints the metrics as JSON on its last line."""
+
+_usage = [TRAIN_USAGE]  # the running script's, set by run()
+
+
 def help_text() -> str:
-  """--help: the main script's docstring, the flags a user needs, and config overrides."""
-  lines = [(sys.modules['__main__'].__doc__ or '').strip(), '']
+  """--help: the script's usage, the flags a user needs, and config overrides."""
+  lines = [_usage[0].strip(), '']
   for title, names in _HELP_SECTIONS:
     lines.append(f'{title}:')
     for name, metavar in names:
       flag = flags.FLAGS[name]
       usage = f'--{name} {metavar}' if metavar else f'--[no]{name}'
-      required = ' (required)' if name in _REQUIRED else ''
+      required = ' (required)' if name == 'workdir' else ''  # --config: see its help
       lines.append(flags.text_wrap(f'{usage}: {flag.help}{required}', indent='      ',
                                    firstline_indent='  '))
     lines.append('')
@@ -84,7 +111,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
   if any(arg in _HELPFULL_ARGS for arg in args):
     app.usage(writeto_stdout=True)  # absl's own, but exit 0: asking for help is no error
     sys.exit(0)
-  return parse_flags_or_exit(argv)
+  return parse_flags_or_exit(argv, workdir_config=True)
 
 
 def _interrupted_default(workdir: str | None) -> str:
@@ -134,13 +161,26 @@ def _quiet_lost_ctrl_c(hook: Callable) -> Callable:
   return unraisable
 
 
-def run(main: Callable[[ml_collections.ConfigDict, str], Any],
+def train_main(ctrl_c: Sequence[Any] = ()) -> None:
+  """gon-train, python -m gon_jax.train, train.py: see TRAIN_USAGE."""
+  from gon_jax.train import train_and_evaluate  # pylint: disable=import-outside-toplevel
+  run(train_and_evaluate, TRAIN_USAGE, interrupted=training_interrupted, ctrl_c=ctrl_c)
+
+
+def eval_main(ctrl_c: Sequence[Any] = ()) -> None:
+  """gon-eval, python -m gon_jax.evaluate, eval.py: see EVAL_USAGE."""
+  from gon_jax.evaluate import evaluate_checkpoint  # pylint: disable=import-outside-toplevel
+  run(evaluate_checkpoint, EVAL_USAGE, ctrl_c=ctrl_c)
+
+
+def run(main: Callable[[ml_collections.ConfigDict, str], Any], usage: str = TRAIN_USAGE,
         interrupted: Callable[[str | None], str] = _interrupted_default,
         ctrl_c: Sequence[Any] = ()) -> None:
   """Runs `main(config, workdir)` as an absl app.
 
   Args:
     main: the script's work.
+    usage: what --help prints above the flags.
     interrupted: given the workdir (None if `main` had not started), the line
       printed after `stopped: ` when Ctrl-C interrupts the script outside
       `main`'s own handling of SIGINT; the exit code is then 130.
@@ -149,6 +189,7 @@ def run(main: Callable[[ml_collections.ConfigDict, str], Any],
   """
 
   started = []  # not empty once main runs
+  _usage[0] = usage
 
   def _main(argv):
     if len(argv) > 1:  # absl's UsageError would print the whole usage too

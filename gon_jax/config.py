@@ -69,6 +69,7 @@ def base_config(model_name: str = 'conv') -> ml_collections.ConfigDict:
   config.grid_size = 8  # image grids show grid_size**2 images
   config.num_fit_examples = 2000  # eval.py: training latents of the Gaussian it samples (App. D)
   config.superres_size = 256  # eval.py, implicit models: resolution of the super-resolved grid
+  config.elbo_samples = 10  # variational models: reparameterised samples per test image's ELBO
   return config
 
 

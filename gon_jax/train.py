@@ -16,7 +16,7 @@ import optax
 import tqdm
 from jax.experimental import multihost_utils
 
-from gon_jax import checkpoints, data, evaluate, images
+from gon_jax import checkpoints, data, evaluate, images, saved_config
 from gon_jax.config import validate
 from gon_jax.errors import Diverged, RunStopped
 from gon_jax.metric_writer import MetricWriter
@@ -196,6 +196,9 @@ class _Run:
     """Trains from `start_step` to `num_steps`; returns the device state."""
     config, placement = self.config, self.placement
     with StopSignals() as signals:
+      if self.is_main:
+        # After the checkpoint restored: a wrong --config never overwrites the workdir's.
+        saved_config.save(config, self.workdir)
       self.writer = MetricWriter(self.workdir) if self.is_main else None
       # The first step, which compiles, runs before the progress bar starts
       # its clock: timed by the bar, compilation would make its ETA hours long.
@@ -380,3 +383,8 @@ class StopSignals:
 def _progress_bar(start: int, total: int, enabled: bool) -> tqdm.tqdm:
   return tqdm.tqdm(initial=start, total=total, disable=not enabled,
                    dynamic_ncols=True, unit='step')
+
+
+if __name__ == '__main__':  # python -m gon_jax.train: the command line, as gon-train
+  from gon_jax import cli  # pylint: disable=ungrouped-imports
+  cli.train_main()

@@ -26,7 +26,7 @@ from absl import logging
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from configs import siren_mnist_tiny  # pylint: disable=wrong-import-position
+from gon_jax.configs import siren_mnist_tiny  # pylint: disable=wrong-import-position
 from gon_jax import checkpoints  # pylint: disable=wrong-import-position
 from gon_jax.state import setup  # pylint: disable=wrong-import-position
 

@@ -17,7 +17,7 @@ from gon_jax.objectives import model_variables
 from gon_jax.parallel import AXIS, Placement
 from gon_jax.state import setup
 
-from configs import ae_mnist, conv_mnist, glo_mnist, tied_ae_mnist
+from gon_jax.configs import ae_mnist, conv_mnist, glo_mnist, tied_ae_mnist
 
 
 def _num_params(config):

@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO / 'benchmarks'))
 
 import pytorch_reference  # pylint: disable=wrong-import-position
 
-from configs import (ae_mnist, conv_mnist, siren_mnist_tiny, vae_mnist,  # pylint: disable=wrong-import-position
+from gon_jax.configs import (ae_mnist, conv_mnist, siren_mnist_tiny, vae_mnist,  # pylint: disable=wrong-import-position
                      vgon_mnist)
 from gon_jax.coordinates import grid  # pylint: disable=wrong-import-position
 from gon_jax.core import origin  # pylint: disable=wrong-import-position

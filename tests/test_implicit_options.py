@@ -17,7 +17,7 @@ from gon_jax.models import make_objective
 from gon_jax.models.siren import SirenDecoder, encode_coordinates
 from gon_jax.train import train_and_evaluate
 
-from configs import ae_mnist, siren_mnist_shift, siren_mnist_tiny
+from gon_jax.configs import ae_mnist, siren_mnist_shift, siren_mnist_tiny
 
 
 def _config(**model):

@@ -57,7 +57,7 @@ def test_upconv_flax_init_is_lecun_normal_with_zero_biases():
 
 
 def test_every_layer_of_each_conv_family_follows_model_init():
-  from configs import conv_mnist, vae_mnist  # pylint: disable=import-outside-toplevel
+  from gon_jax.configs import conv_mnist, vae_mnist  # pylint: disable=import-outside-toplevel
   config = vae_mnist.get_config()  # decoder, encoder and the stochastic layer's Dense
   params = _params(config)
   _uniform_like(params['mu']['kernel'], 1 / math.sqrt(48))  # Linear(48, 48)
@@ -73,7 +73,7 @@ def test_every_layer_of_each_conv_family_follows_model_init():
 
 
 def test_unknown_init_is_a_config_error():
-  from configs import conv_mnist  # pylint: disable=import-outside-toplevel
+  from gon_jax.configs import conv_mnist  # pylint: disable=import-outside-toplevel
   config = conv_mnist.get_config()
   config.model.init = 'xavier'
   with pytest.raises(ConfigError, match="unknown model.init 'xavier'; valid: flax, pytorch"):
@@ -102,7 +102,7 @@ OFFICIAL = {
 
 @pytest.mark.parametrize('name', OFFICIAL)
 def test_the_official_recipe_configs_keep_the_official_recipe(name):
-  config = importlib.import_module(f'configs.{name}').get_config()
+  config = importlib.import_module(f'gon_jax.configs.{name}').get_config()
   config_lib.validate(config)
   for key, value in OFFICIAL[name].items():
     actual = functools.reduce(getattr, key.split('.'), config)

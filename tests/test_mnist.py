@@ -10,7 +10,7 @@ from gon_jax.train import train_and_evaluate
 
 from testing_utils import MNIST_DIR, NEEDS_MNIST
 
-from configs import conv_mnist
+from gon_jax.configs import conv_mnist
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not MNIST_DIR.is_dir(), reason=NEEDS_MNIST)]

@@ -11,7 +11,7 @@ from gon_jax.errors import ConfigError
 from gon_jax.models import make_objective
 from gon_jax.models.conv import ACTIVATIONS, ConvDecoder, UpConv
 
-from configs import conv_mnist
+from gon_jax.configs import conv_mnist
 
 
 def _num_params(variables):
@@ -145,7 +145,7 @@ def test_matmul_transposed_convolutions_give_the_gon_step_of_the_plain_ones():
 def test_official_inner_loss_scales():
   from gon_jax.losses import inner_loss_scale as scale  # pylint: disable=import-outside-toplevel
   from gon_jax.models import get_spec  # pylint: disable=import-outside-toplevel
-  from configs import siren_mnist, vgon_mnist  # pylint: disable=import-outside-toplevel
+  from gon_jax.configs import siren_mnist, vgon_mnist  # pylint: disable=import-outside-toplevel
 
   def inner_loss_scale(config):  # as the GON objective computes it from its config
     return scale(config.gon.inner_reduction, config.batch_size, config.data.image_size ** 2,
@@ -160,7 +160,7 @@ def test_official_inner_loss_scales():
 
 
 def test_autoencoder_baseline_has_the_gon_decoder_and_twice_its_parameters(blob_dir):
-  from configs import ae_mnist  # pylint: disable=import-outside-toplevel
+  from gon_jax.configs import ae_mnist  # pylint: disable=import-outside-toplevel
   from testing_utils import run_steps  # pylint: disable=import-outside-toplevel
   config = ae_mnist.get_config()
   variables = make_objective(config).init_variables(jax.random.key(0))

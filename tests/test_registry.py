@@ -122,6 +122,6 @@ def test_every_config_file_names_a_registered_model_and_validates():
                  if p.stem not in ('__init__', 'common'))
   assert len(names) >= 17
   for name in names:
-    config = importlib.import_module(f'configs.{name}').get_config()
+    config = importlib.import_module(f'gon_jax.configs.{name}').get_config()
     assert config.model.name in models.MODELS, name
     config_lib.validate(config)

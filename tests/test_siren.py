@@ -14,7 +14,7 @@ from gon_jax.models import make_objective
 from gon_jax.models.siren import SirenDecoder
 from gon_jax.objectives import Draws, sample_points
 
-from configs import siren_celeba, siren_cifar10, siren_mnist, siren_mnist_shift, siren_mnist_tiny
+from gon_jax.configs import siren_celeba, siren_cifar10, siren_mnist, siren_mnist_shift, siren_mnist_tiny
 
 
 def _count(config):

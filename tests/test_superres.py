@@ -17,7 +17,7 @@ from gon_jax.evaluate import image_metrics
 from gon_jax.experiments import superres
 from gon_jax import data
 
-from configs import conv_mnist, siren_mnist_tiny
+from gon_jax.configs import conv_mnist, siren_mnist_tiny
 
 
 def test_the_upsampling_grid_is_centred_on_the_small_pixels():

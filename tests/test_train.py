@@ -26,7 +26,7 @@ from gon_jax.train import train_and_evaluate
 
 from testing_utils import TINY_FLAGS, run_script, run_steps, tiny_config
 
-from configs import conv_mnist
+from gon_jax.configs import conv_mnist
 
 
 @pytest.mark.parametrize('norm,z0_sigma', [('batch', 0.0), ('layer', 0.1)])

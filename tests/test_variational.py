@@ -16,7 +16,7 @@ from gon_jax.models import make_objective
 
 from testing_utils import run_steps
 
-from configs import vae_mnist, vgon_celeba, vgon_mnist
+from gon_jax.configs import vae_mnist, vgon_celeba, vgon_mnist
 
 
 def _count(config):

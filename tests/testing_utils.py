@@ -19,8 +19,6 @@ NEEDS_MNIST = f'needs real MNIST in IDX form at {MNIST_DIR} (../shared/data/mnis
 IDX_NAMES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte',
              't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')
 
-if str(REPO) not in sys.path:  # the configs package lives at the repo root
-  sys.path.insert(0, str(REPO))
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
@@ -148,7 +146,7 @@ def run_steps(config, placement=None, num_steps: int = 3):
 
 def tiny_config(idx_dir, norm: str = 'batch'):
   """conv_mnist shrunk to a 16x16 decoder of width 4, for fast tests."""
-  from configs import conv_mnist  # pylint: disable=import-outside-toplevel
+  from gon_jax.configs import conv_mnist  # pylint: disable=import-outside-toplevel
   config = conv_mnist.get_config()
   config.data.source = 'idx'
   config.data.dir = str(idx_dir)

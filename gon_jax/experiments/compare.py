@@ -51,7 +51,8 @@ from absl import app, flags, logging
 
 from gon_jax import data, images
 from gon_jax.config import validate
-from gon_jax.errors import ConfigError, Diverged, parse_flags_or_exit, run_reporting_errors
+from gon_jax.errors import ConfigError, Diverged, run_reporting_errors
+from gon_jax.flag_parsing import parse_flags_or_exit
 from gon_jax.models import get_spec
 from gon_jax.state import setup
 from gon_jax.train import train_and_evaluate
@@ -145,16 +146,13 @@ _EQUAL_TIME = flags.DEFINE_string(
     'equal_time', None, 'Then train every method for the time METHOD took for --steps steps '
     '(its measured seconds per step over each one\'s), into WORKDIR/equal_time.')
 
-_CONFIGS = pathlib.Path(__file__).resolve().parents[2] / 'configs'
 # In a run's folder when training stopped on a non-finite loss or gradient: that step.
 _DIVERGED = 'diverged.json'
 
 
 def _load_config(name: str) -> ml_collections.ConfigDict:
-  """`get_config()` of configs/<name>.py (configs/ sits beside the gon_jax package)."""
-  if str(_CONFIGS.parent) not in sys.path:
-    sys.path.insert(0, str(_CONFIGS.parent))
-  return importlib.import_module(f'configs.{name}').get_config()
+  """`get_config()` of the packaged config `name` (gon_jax/configs/<name>.py)."""
+  return importlib.import_module(f'gon_jax.configs.{name}').get_config()
 
 
 def _parse_value(text: str):

@@ -97,5 +97,5 @@ if __name__ == '__main__':
   # only, so that importing this module defines no flags.
   from gon_jax import cli  # pylint: disable=wrong-import-position
   _FACTOR = flags.DEFINE_integer('factor', 2, 'Downsampling factor of the training images.')
-  cli.run(lambda config, workdir: measure(config, workdir, _FACTOR.value),
+  cli.run(lambda config, workdir: measure(config, workdir, _FACTOR.value), __doc__,
           interrupted=cli.training_interrupted)

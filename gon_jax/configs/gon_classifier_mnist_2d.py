@@ -5,7 +5,7 @@ the test latents coloured by class. Run:
   python eval.py --config configs/gon_classifier_mnist_2d.py --workdir runs/gon_classifier_2d
 """
 
-from configs import gon_classifier_mnist
+from gon_jax.configs import gon_classifier_mnist
 
 
 def get_config():

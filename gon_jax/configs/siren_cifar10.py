@@ -6,7 +6,7 @@ implicit ablation's winner, which on colour digits also beat concatenation (READ
   python train.py --config configs/siren_cifar10.py --workdir runs/siren_cifar10
 """
 
-from configs import siren_mnist
+from gon_jax.configs import siren_mnist
 
 
 def get_config():

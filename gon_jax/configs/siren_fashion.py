@@ -7,7 +7,7 @@ Offline, Debian's `apt-get install dataset-fashion-mnist` ships the IDX files: a
 --config.data.dir=/usr/share/datasets/fashion-mnist
 """
 
-from configs import siren_mnist
+from gon_jax.configs import siren_mnist
 
 
 def get_config():

@@ -14,7 +14,7 @@ normalises with BatchNorm's running averages (README "BatchNorm and GONs").
 
 import ml_collections
 
-from configs import vgon_mnist
+from gon_jax.configs import vgon_mnist
 
 
 def get_config() -> ml_collections.ConfigDict:

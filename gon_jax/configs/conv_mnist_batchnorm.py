@@ -8,7 +8,7 @@ evaluation. Run:
   python train.py --config configs/conv_mnist_batchnorm.py --workdir runs/conv_mnist_bn
 """
 
-from configs import conv_mnist
+from gon_jax.configs import conv_mnist
 
 
 def get_config():

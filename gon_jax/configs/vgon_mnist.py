@@ -12,11 +12,11 @@ test negative ELBO in bits/dim and writes a grid of samples from N(0, I). Run:
 
 import ml_collections
 
-from configs import common
+from gon_jax.config import base_config
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = common.base_config('vgon')
+  config = base_config('vgon')
   config.data.image_size = 32
 
   config.model.latent_dim = 48
@@ -34,5 +34,4 @@ def get_config() -> ml_collections.ConfigDict:
   config.gon.inner_reduction = 'official'
   config.model.init = 'pytorch'
   config.learning_rate = 1e-3
-  config.elbo_samples = 10  # eval.py: reparameterised samples per test image
   return config

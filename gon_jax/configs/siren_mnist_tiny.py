@@ -6,7 +6,7 @@ and a linear output: 36*32+32 + 3*(32*32+32) + 33 = 4,385 parameters. Run:
   python train.py --config configs/siren_mnist_tiny.py --workdir runs/siren_tiny
 """
 
-from configs import siren_mnist
+from gon_jax.configs import siren_mnist
 
 
 def get_config():

@@ -6,7 +6,7 @@ Same loss, data, batch and steps as configs/vgon_mnist.py. Run:
   python eval.py --config configs/vae_mnist.py --workdir runs/vae_mnist
 """
 
-from configs import vgon_mnist
+from gon_jax.configs import vgon_mnist
 
 
 def get_config():

@@ -5,7 +5,7 @@ GON's 74,321 plus the encoder's biases and norms). Run:
   python train.py --config configs/tied_ae_mnist.py --workdir runs/tied_ae_mnist
 """
 
-from configs import conv_mnist
+from gon_jax.configs import conv_mnist
 
 
 def get_config():

@@ -7,7 +7,7 @@ At equal training time it beats the paper's concatenation on MNIST and Fashion-M
   python train.py --config configs/siren_mnist_shift.py --workdir runs/siren_shift
 """
 
-from configs import siren_mnist_tiny
+from gon_jax.configs import siren_mnist_tiny
 
 
 def get_config():

@@ -7,7 +7,7 @@ the latent of a low-resolution image decodes to the full-resolution one. Run:
 For inpainting instead, hide a centred square: --config.gon.observe=hole:10
 """
 
-from configs import siren_mnist
+from gon_jax.configs import siren_mnist
 
 
 def get_config():

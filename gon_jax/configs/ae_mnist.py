@@ -4,7 +4,7 @@ convolutional encoder (148,673 parameters, twice the GON's). Run:
   python train.py --config configs/ae_mnist.py --workdir runs/ae_mnist
 """
 
-from configs import conv_mnist
+from gon_jax.configs import conv_mnist
 
 
 def get_config():

@@ -14,7 +14,7 @@ SSE 9.94 in eager PyTorch (issue 14). Run:
 
 import ml_collections
 
-from configs import conv_mnist
+from gon_jax.configs import conv_mnist
 
 
 def get_config() -> ml_collections.ConfigDict:

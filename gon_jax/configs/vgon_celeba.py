@@ -5,7 +5,7 @@
   python train.py --config configs/vgon_celeba.py --workdir runs/vgon_celeba
 """
 
-from configs import vgon_mnist
+from gon_jax.configs import vgon_mnist
 
 
 def get_config():

@@ -7,7 +7,7 @@ reports test accuracy. Run:
   python eval.py --config configs/gon_classifier_mnist.py --workdir runs/gon_classifier
 """
 
-from configs import conv_mnist
+from gon_jax.configs import conv_mnist
 
 
 def get_config():

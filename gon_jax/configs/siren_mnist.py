@@ -11,11 +11,11 @@ eval.py also writes super-resolved (256x256), interpolation and sample grids.
 
 import ml_collections
 
-from configs import common
+from gon_jax.config import base_config
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = common.base_config('siren')
+  config = base_config('siren')
   config.data.image_size = 28  # the coordinate grid used in training
   config.num_steps = 500
   config.eval_every = 100

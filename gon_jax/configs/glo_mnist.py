@@ -7,7 +7,7 @@ Run:
   python eval.py --config configs/glo_mnist.py --workdir runs/glo_mnist
 """
 
-from configs import conv_mnist
+from gon_jax.configs import conv_mnist
 
 
 def get_config():

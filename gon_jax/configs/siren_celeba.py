@@ -11,7 +11,7 @@ this offline machine). Run:
   python train.py --config configs/siren_celeba.py --workdir runs/siren_celeba
 """
 
-from configs import siren_mnist
+from gon_jax.configs import siren_mnist
 
 
 def get_config():

@@ -17,11 +17,11 @@ prepared by tfds on this machine, add --config.data.source=tfds instead.
 
 import ml_collections
 
-from configs import common
+from gon_jax.config import base_config
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = common.base_config('conv')
+  config = base_config('conv')
   config.data.image_size = 32  # 28x28 MNIST is resized, as in GON.py
   config.model.latent_dim = 32
   config.model.features = 16
