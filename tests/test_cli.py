@@ -1,6 +1,5 @@
 """train.py and eval.py as a user runs them: end to end, and on bad input."""
 
-import ast
 import json
 import os
 import signal
@@ -13,7 +12,7 @@ import pytest
 
 from PIL import Image
 
-from gon_jax import images
+from gon_jax import cli, images
 
 from testing_utils import REPO, TINY_SIREN_FLAGS, run_script, write_idx_folder
 
@@ -40,6 +39,12 @@ def test_train_then_eval(trained, blob_dir):
   assert printed['step'] == 3 and printed['num_images'] == 64
   assert 0 < printed['sse'] < 256 and printed['psnr'] > 0
   assert (trained / 'eval' / 'reconstructions.png').is_file()
+  # The workdir alone: eval reads the config training recorded, and evaluates alike.
+  saved = json.loads((trained / 'config.json').read_text())
+  assert saved['model']['latent_dim'] == 8 and saved['data']['dir'] == str(blob_dir)
+  alone = run_script('eval.py', trained, config=None, tiny_flags=[])
+  assert alone.returncode == 0, alone.stderr[-2000:]
+  assert json.loads(alone.stdout.strip().splitlines()[-1]) == printed
 
 
 def test_implicit_gon_eval_writes_every_grid(blob_dir, tmp_path):
@@ -135,6 +140,11 @@ COMMAND_LINE_MISTAKES = {  # case: (run_script arguments, text the error line mu
     'config_syntax_error': (dict(config='{tmp}/syntax.py'),
                             'syntax.py failed to load: SyntaxError: '),
     'unexpected_argument': (dict(flags=['extra']), 'unexpected arguments: extra'),
+    'config_name_typo': (dict(config='conv_mnst'),
+                         'config file conv_mnst not found (did you mean conv_mnist?); packaged '
+                         'configs: ae_mnist, conv_mnist, '),
+    'no_config_and_none_saved': (dict(config=None),
+                                 'no --config given, and {tmp}/run/config.json does not exist'),
 }
 
 
@@ -145,7 +155,9 @@ def test_command_line_mistake_is_one_line(case, tmp_path):
       'import ml_collections\n\n\ndef get_config():\n'
       "  raise ValueError('no such data set')\n")
   (tmp_path / 'syntax.py').write_text('def get_config(:\n  return None\n')
-  config = arguments.get('config', 'configs/conv_mnist.py').format(tmp=tmp_path)
+  config = arguments.get('config', 'configs/conv_mnist.py')
+  config = config and config.format(tmp=tmp_path)
+  expected = expected.format(tmp=tmp_path)
   result = run_script('train.py', tmp_path / 'run', *arguments.get('flags', []), config=config)
   lines = result.stderr.strip().splitlines()
   assert result.returncode == 1, result.stderr[-2000:]
@@ -165,9 +177,9 @@ def _run_bare(script, *args):
 def test_help_shows_the_flags_a_user_needs(script, flag):
   result = _run_bare(script, flag)
   assert result.returncode == 0 and not result.stderr, result.stderr[-2000:]
-  docstring = ast.get_docstring(ast.parse((REPO / script).read_text()))
-  assert result.stdout.splitlines()[0] == docstring.splitlines()[0]
-  for text in ('--config FILE', '--workdir DIR', '--coordinator_address', '--num_processes',
+  usage = cli.TRAIN_USAGE if script == 'train.py' else cli.EVAL_USAGE
+  assert result.stdout.splitlines()[0] == usage.splitlines()[0]
+  for text in ('--config NAME_OR_FILE', '--workdir DIR', '--coordinator_address', '--num_processes',
                '--process_id', '--[no]distributed', '--config.KEY=VALUE',
                '--config.num_steps=100', '--helpfull'):
     assert text in result.stdout, text

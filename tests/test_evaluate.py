@@ -54,6 +54,7 @@ def test_eval_shows_progress_without_orbax_warnings_and_logs_titled_grids(traine
   for name in ('reconstructions', 'interpolation', 'samples'):
     assert (2, f'eval/{name}', 'image') in summaries
   assert (2, 'test/reconstructions', 'image') in summaries  # training's
+  assert {(2, f'eval/{name}', 'simple_value') for name in ('sse', 'psnr')} <= set(summaries)
   assert not [tag for _, tag, _ in summaries if 'num_images' in tag]
 
   # 2x2 tiles of 16x16 under titles wider than the tiles.

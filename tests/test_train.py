@@ -195,8 +195,11 @@ def test_checkpoint_of_another_model_is_refused(run):
   assert (f'{workdir}/checkpoints holds a checkpoint (step 4) of another model: '
           'params/UpConv_0/kernel is [4, 4, 8, 8] there, [4, 4, 6, 8] here') in message, message
   assert 'truth value' not in message and '\n' not in message
-  assert message.endswith('use another --workdir or the config it was trained with')
+  assert message.endswith(f'use another --workdir or the config it was trained with, recorded '
+                          f"in {workdir}/config.json (model 'conv'): leave out --config to use it")
   assert sorted(os.listdir(workdir / 'checkpoints')) == before
+  # The refused config did not replace the one the workdir was trained with.
+  assert json.loads((workdir / 'config.json').read_text())['model']['latent_dim'] == 8
 
 
 def test_labels_beyond_the_classifier_classes_are_refused_first(blob_dir, tmp_path):

@@ -186,15 +186,19 @@ TINY_SIREN_FLAGS = ['--config.data.source=idx', '--config.data.image_size=8',
 
 def run_script(script, workdir, *flags, devices=1, background=False,
                config='configs/conv_mnist.py', tiny_flags=TINY_FLAGS, env=None, stderr_path=None):
-  """Runs train.py or eval.py on `config` with `tiny_flags` and `flags`.
+  """Runs train.py or eval.py on `config` (a path in the repository, a packaged config's
+  name, or None for none) with `tiny_flags` and `flags`.
 
   `background=True` returns the Popen at once; its stderr goes to
   `stderr_path` if given (a pipe nobody reads could fill and block it).
   """
   env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
              JAX_PLATFORMS='cpu', **(env or {}))
-  command = [sys.executable, str(REPO / script), '--config', str(REPO / config),
-             '--workdir', str(workdir), *tiny_flags, *flags]
+  # A config path is the repository's; a bare name, a packaged config's; None: no --config.
+  config_flag = [] if config is None else ['--config', str(REPO / config) if '/' in config
+                                           else config]
+  command = [sys.executable, str(REPO / script), *config_flag, '--workdir', str(workdir),
+             *tiny_flags, *flags]
   if background:
     stderr = open(stderr_path, 'w', encoding='utf-8') if stderr_path else subprocess.PIPE
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True,
