@@ -209,7 +209,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   rendered at `superres_size`, Fig. 5); for 2-D latents `latents.png`
   (test latents coloured by class, Fig. 12). The grids, titled, also go to
   TensorBoard (`workdir/tensorboard`, tags `eval/<name>`) at the
-  checkpoint's step, as do the metrics (`eval/sse`, ...). Progress bars on stderr follow the slow parts.
+  checkpoint's step, as do the metrics (`eval/sse`, ...). Progress bars on
+  stderr follow the slow parts.
 
   Raises:
     FileNotFoundError: `workdir` holds no checkpoint (said before loading anything).
@@ -238,7 +239,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
     images.save_scatter(os.path.join(out, 'latents.png'), latents, test_labels)
   if jax.process_index() == 0:
     writer = MetricWriter(workdir, jsonl=False)
-    writer.write(step, {f'eval/{k}': v for k, v in metrics.items() if k not in (*COUNTS, 'step')})
+    writer.write(step, {f'eval/{k}': v for k, v in metrics.items()
+                        if k not in (*COUNTS, 'step')})
     for name, grid in grids.items():
       writer.write_image(step, f'eval/{name}', grid)
     writer.close()

@@ -80,8 +80,8 @@ def _default_to_workdir_config(argv: list[str]) -> list[str]:
     return argv
   args = argv[1:argv.index('--')] if '--' in argv else argv[1:]
   workdir = next((arg.partition('=')[2] or (args[i + 1] if i + 1 < len(args) else '')
-                  for i, arg in enumerate(args) if arg.split('=', 1)[0] in ('--workdir', '-workdir')),
-                 None)
+                  for i, arg in enumerate(args)
+                  if arg.split('=', 1)[0] in ('--workdir', '-workdir')), None)
   if not workdir or not os.path.isfile(saved_config.path(workdir)):
     if workdir is not None:
       print(f'error: no --config given, and {saved_config.path(workdir)} does not exist (it is '

@@ -128,23 +128,28 @@ ABLATIONS = {
 }
 DATASET_TITLES = {'mnist': 'MNIST', 'fashion_mnist': 'Fashion-MNIST'}
 
-_METHODS = flags.DEFINE_list('methods', ','.join(TABLE_1),
-                             f'Methods to compare; any of {", ".join(METHODS)}.')
-_ABLATION = flags.DEFINE_enum('ablation', None, list(ABLATIONS),
-                              'Compare the methods of an ablation (unless --methods is given).')
-_DATASETS = flags.DEFINE_list('datasets', 'mnist', 'Data sets (data.name), e.g. mnist,fashion_mnist.')
-_STEPS = flags.DEFINE_integer('steps', 1000, 'Training steps of every run.')
-_SEEDS = flags.DEFINE_integer('seeds', 3, 'Runs per method and data set (seeds 0, 1, ...).')
-_DATA_SOURCE = flags.DEFINE_enum('data_source', 'idx', list(data.SOURCES), 'As data.source.')
-_DATA_DIR = flags.DEFINE_multi_string(
-    'data_dir', [], 'As data.dir: DATASET=PATH for one data set, or PATH for all '
-    '(default: the download cache).')
-_OVERRIDES = flags.DEFINE_multi_string('override', [], 'KEY=VALUE config change for every run, '
-                                       'e.g. batch_size=128 (values parsed as Python literals).')
-_WORKDIR = flags.DEFINE_string('workdir', 'runs/compare', 'Folder for runs and results.')
-_EQUAL_TIME = flags.DEFINE_string(
-    'equal_time', None, 'Then train every method for the time METHOD took for --steps steps '
-    '(its measured seconds per step over each one\'s), into WORKDIR/equal_time.')
+
+def _define_flags() -> None:
+  """The command line's flags: defined when run as a script, so that importing this
+  module defines none."""
+  flags.DEFINE_list('methods', ','.join(TABLE_1),
+                    f'Methods to compare; any of {", ".join(METHODS)}.')
+  flags.DEFINE_enum('ablation', None, list(ABLATIONS),
+                    'Compare the methods of an ablation (unless --methods is given).')
+  flags.DEFINE_list('datasets', 'mnist', 'Data sets (data.name), e.g. mnist,fashion_mnist.')
+  flags.DEFINE_integer('steps', 1000, 'Training steps of every run.')
+  flags.DEFINE_integer('seeds', 3, 'Runs per method and data set (seeds 0, 1, ...).')
+  flags.DEFINE_enum('data_source', 'idx', list(data.SOURCES), 'As data.source.')
+  flags.DEFINE_multi_string(
+      'data_dir', [], 'As data.dir: DATASET=PATH for one data set, or PATH for all '
+      '(default: the download cache).')
+  flags.DEFINE_multi_string('override', [], 'KEY=VALUE config change for every run, '
+                            'e.g. batch_size=128 (values parsed as Python literals).')
+  flags.DEFINE_string('workdir', 'runs/compare', 'Folder for runs and results.')
+  flags.DEFINE_string(
+      'equal_time', None, 'Then train every method for the time METHOD took for --steps steps '
+      '(its measured seconds per step over each one\'s), into WORKDIR/equal_time.')
+
 
 # In a run's folder when training stopped on a non-finite loss or gradient: that step.
 _DIVERGED = 'diverged.json'
@@ -361,30 +366,32 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
-  methods = _METHODS.value
-  if _ABLATION.value and not flags.FLAGS['methods'].present:
-    methods = list(ABLATIONS[_ABLATION.value])
+  methods = flags.FLAGS.methods
+  if flags.FLAGS.ablation and not flags.FLAGS['methods'].present:
+    methods = list(ABLATIONS[flags.FLAGS.ablation])
   run_reporting_errors(_compare_from_flags, methods)
 
 
 def _compare_from_flags(methods: list[str]) -> dict:
   overrides = {}
-  for entry in _OVERRIDES.value:
+  for entry in flags.FLAGS.override:
     if '=' not in entry:
       raise ConfigError(f'--override {entry!r}: use KEY=VALUE')
     key, value = entry.split('=', 1)
     overrides[key] = _parse_value(value)
-  if _EQUAL_TIME.value and _EQUAL_TIME.value not in methods:
-    raise ConfigError(f'--equal_time {_EQUAL_TIME.value}: not one of the compared methods')
-  os.makedirs(_WORKDIR.value, exist_ok=True)
-  args = (_DATASETS.value, _STEPS.value, _SEEDS.value, _DATA_SOURCE.value,
-          _data_dirs(_DATA_DIR.value, _DATASETS.value), overrides)
-  results = compare(methods, *args, _WORKDIR.value)
-  if not _EQUAL_TIME.value:
+  if flags.FLAGS.equal_time and flags.FLAGS.equal_time not in methods:
+    raise ConfigError(f'--equal_time {flags.FLAGS.equal_time}: not one of the compared methods')
+  os.makedirs(flags.FLAGS.workdir, exist_ok=True)
+  args = (flags.FLAGS.datasets, flags.FLAGS.steps, flags.FLAGS.seeds, flags.FLAGS.data_source,
+          _data_dirs(flags.FLAGS.data_dir, flags.FLAGS.datasets), overrides)
+  results = compare(methods, *args, flags.FLAGS.workdir)
+  if not flags.FLAGS.equal_time:
     return results
-  steps = equal_time_steps(results, _EQUAL_TIME.value, _STEPS.value)
-  os.makedirs(os.path.join(_WORKDIR.value, 'equal_time'), exist_ok=True)
-  return compare(methods, args[0], steps, *args[2:], os.path.join(_WORKDIR.value, 'equal_time'))
+  steps = equal_time_steps(results, flags.FLAGS.equal_time, flags.FLAGS.steps)
+  os.makedirs(os.path.join(flags.FLAGS.workdir, 'equal_time'), exist_ok=True)
+  return compare(methods, args[0], steps, *args[2:],
+                 os.path.join(flags.FLAGS.workdir, 'equal_time'))
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main, flags_parser=parse_flags_or_exit)
