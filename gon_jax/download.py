@@ -52,7 +52,7 @@ class KnownDataset:
 
 
 KNOWN: dict[str, KnownDataset] = {
-    # Computed from ../shared/data/mnist, whose decompressed files have the md5s of the original
+    # Computed from a copy of MNIST whose decompressed files have the md5s of the original
     # distribution (6bbc9ace..., a25bea73..., 2646ac64..., 27ae3e4e..., as listed by its
     # SOURCE.md and by many public MNIST loaders). Mirrors: tfds's, then torchvision's.
     'mnist': KnownDataset(

@@ -6,7 +6,7 @@ PyTorch's default layer initialisation. One difference stays: the inner pass
 at the origin normalises with BatchNorm's running averages (README "BatchNorm
 and GONs"), so that evaluation with running averages works; GON.py uses
 batch statistics there. 3000 steps: where the official recipe reaches test
-SSE 9.94 in eager PyTorch (issue 14). Run:
+SSE 9.94 in eager PyTorch (docs/results.md). Run:
 
   python train.py --config configs/conv_mnist_official.py --workdir runs/conv_mnist_official
   python eval.py --config configs/conv_mnist_official.py --workdir runs/conv_mnist_official

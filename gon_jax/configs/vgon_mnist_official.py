@@ -5,8 +5,8 @@ ELU, a Bernoulli likelihood with KL weight 1, the negative ELBO at z0 = 0 as
 the inner loss averaged over the batch, Adam 1e-4, batch 64, PyTorch's
 default layer initialisation. As in conv_mnist_official, the inner pass
 normalises with BatchNorm's running averages (README "BatchNorm and GONs").
-1500 steps: where issue 14 measured the official recipe in eager PyTorch
-(0.324 bits/dim, ../shared/reference/torch_vgon_quality.py). Run:
+1500 steps: where the official recipe, in eager PyTorch, measured 0.324
+bits/dim (docs/results.md). Run:
 
   python train.py --config configs/vgon_mnist_official.py --workdir runs/vgon_mnist_official
   python eval.py --config configs/vgon_mnist_official.py --workdir runs/vgon_mnist_official

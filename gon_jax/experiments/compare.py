@@ -77,7 +77,7 @@ METHODS.update({f'gon_sigma{s:g}': ('conv_mnist', {'gon.z0_sigma': s, 'gon.start
                                     f'z = -grad, z0 ~ N(0, {s:g}^2)') for s in SIGMAS})
 METHODS.update({f'gon_sigma{s:g}_step': ('conv_mnist', {'gon.z0_sigma': s},
                                          f'z = z0 - grad, z0 ~ N(0, {s:g}^2)') for s in SIGMAS})
-# The recipe study (issue 14): the defaults (PyTorch's init, Adam 1e-3) against flax's
+# The recipe study: the defaults (PyTorch's init, Adam 1e-3) against flax's
 # init and the official learning rate 1e-4, with each norm.
 _OFFICIAL_LR = {'learning_rate': 1e-4}
 METHODS.update({
@@ -98,7 +98,7 @@ METHODS.update({
                            "GON, GON.py's inner-loss scale"),
     'gon_classifier': ('gon_classifier_mnist', {}, 'GON classifier, Eq. 13'),
 })
-# Implicit GONs beyond the paper (issue 15), on siren_mnist_tiny's SIREN.
+# Implicit GONs beyond the paper, on siren_mnist_tiny's SIREN.
 _SIREN = 'siren_mnist_tiny'
 _FILM, _FOURIER = {'model.conditioning': 'film'}, {'model.encoding': 'fourier'}
 _LEARNT_STEP = {'gon.learn_step_size': 'per_dimension'}
