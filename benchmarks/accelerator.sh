@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The performance table's accelerator rows, in one run (README "Performance"):
+# The performance table's accelerator rows, in one run (docs/performance.md):
 # bench.py --all with real MNIST; the SIREN without the scan that suits CPUs,
 # at batch 64 and 256, with and without rematerialisation; the eager PyTorch
 # reference on the same device.

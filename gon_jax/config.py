@@ -3,7 +3,7 @@
 configs/*.py start from `base_config(model_name)` and set their recipe; every
 entry point (train.py, eval.py, compare, bench) calls `validate` once, before
 it loads data or writes anything. Speed switches live in `config.performance`:
-each computes the same function as its plain setting (README "Performance").
+each computes the same function as its plain setting (docs/performance.md).
 """
 
 import jax
@@ -123,7 +123,7 @@ def _data_defaults() -> ml_collections.ConfigDict:
 
 def performance_defaults() -> ml_collections.ConfigDict:
   """`config.performance`: the speed switches, each computing the same function as its
-  plain setting (tests compare them; README "Performance" measures them)."""
+  plain setting (tests compare them; docs/performance.md measures them)."""
   performance = ml_collections.ConfigDict()
   # Examples per step of a scan over each device's batch (0: the whole batch
   # at once). Same gradients; small chunks keep activations in cache.

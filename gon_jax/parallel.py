@@ -31,7 +31,7 @@ def compiler_options(config: ml_collections.ConfigDict) -> dict | None:
   YNNPACK as fused library calls. For GON steps, whose layers are narrow
   (16 to 64 channels), XLA's own loops and Eigen's matrix products are
   faster: about 1.5x for conv_mnist on a 2-core CPU, the same for
-  siren_mnist (README "Performance"). They are also wrong on some GON
+  siren_mnist (docs/performance.md). They are also wrong on some GON
   programs: jax 0.10.2's XLA:CPU with them gave different latents for the
   same inputs from one call to the next (finite, then up to 1e22) for a
   FiLM-modulated SIREN with Fourier features; without them, the same bits

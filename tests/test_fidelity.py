@@ -2,7 +2,7 @@
 
 benchmarks/pytorch_reference.py writes GON.py's network and step with torch.nn; started
 from the same parameters on the same batches, gon_jax's jitted step must follow the same
-trajectory: then a gap between the two at equal steps (README "Fidelity") comes from the
+trajectory: then a gap between the two at equal steps (docs/results.md, "Fidelity") comes from the
 draw of initial parameters, not from the implementation.
 """
 

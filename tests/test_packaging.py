@@ -3,6 +3,7 @@
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -24,8 +25,14 @@ def installed(tmp_path_factory):
   editable install's finder here (run by a .pth file of this environment) is not loaded.
   """
   root = tmp_path_factory.mktemp('packaging')
+  # Built from a copy: setuptools' build/ folder in the tree could hold stale modules.
+  source = root / 'source'
+  shutil.copytree(REPO / 'gon_jax', source / 'gon_jax',
+                  ignore=shutil.ignore_patterns('__pycache__'))
+  for name in ('pyproject.toml', 'README.md', 'LICENSE'):
+    shutil.copy(REPO / name, source / name)
   subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--quiet', '--no-deps',
-                  '--no-build-isolation', '--wheel-dir', str(root / 'wheel'), str(REPO)],
+                  '--no-build-isolation', '--wheel-dir', str(root / 'wheel'), str(source)],
                  check=True, capture_output=True, timeout=300, cwd=root)
   (wheel,) = (root / 'wheel').glob('gon_jax-*.whl')
   venv = root / 'venv'

@@ -3,7 +3,7 @@
 The official GON.py's decoder (latent 32, ngf 16, ELU; 74,321 parameters) and
 PyTorch's layer initialisation, with two changes to its recipe: layer norm
 instead of BatchNorm (per-example latents) and Adam 1e-3 instead of 1e-4
-(README "Time to quality": the official 3000-step quality in about 200
+(docs/results.md, "Time to quality": the official 3000-step quality in about 200
 steps). configs/conv_mnist_official.py is the official recipe.
 
 Run (the first run downloads MNIST's four IDX files, 11 MB, into ~/.cache/gon_jax/mnist):
@@ -28,8 +28,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.channels = 1
   config.model.activation = 'elu'
   # Per-example normalisation: latents and reconstructions of an image do not
-  # depend on the rest of its batch (README: "BatchNorm and GONs").
+  # depend on the rest of its batch (docs/models.md, "BatchNorm and GONs").
   config.model.norm = 'layer'
   config.model.init = 'pytorch'
-  config.learning_rate = 1e-3  # 1e-4 (GON.py) learns 5x slower (README "Initialisation")
+  config.learning_rate = 1e-3  # 1e-4 (GON.py) learns 5x slower (docs/results.md)
   return config

@@ -3,8 +3,8 @@
 GON.py (cwkx/GON): latent 32, ngf 16, 32x32 MNIST, BatchNorm, ELU, Adam
 1e-4, batch 64, the inner loss averaged over the batch and the pixels, and
 PyTorch's default layer initialisation. One difference stays: the inner pass
-at the origin normalises with BatchNorm's running averages (README "BatchNorm
-and GONs"), so that evaluation with running averages works; GON.py uses
+at the origin normalises with BatchNorm's running averages (docs/models.md,
+"BatchNorm and GONs"), so that evaluation with running averages works; GON.py uses
 batch statistics there. 3000 steps: where the official recipe reaches test
 SSE 9.94 in eager PyTorch (docs/results.md). Run:
 

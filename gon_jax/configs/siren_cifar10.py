@@ -1,7 +1,7 @@
 """Implicit GON on CIFAR-10, 32x32x3 colour images (its python archive downloads into the
 cache the first time, as MNIST does), with shift modulations of every sine layer: the
-implicit ablation's winner, which on colour digits also beat concatenation (README
-"Implicit GONs"). Run:
+implicit ablation's winner, which on colour digits also beat concatenation
+(docs/results.md). Run:
 
   python train.py --config configs/siren_cifar10.py --workdir runs/siren_cifar10
 """

@@ -25,7 +25,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # 16 images at a time: their activations stay in cache, and they share one
   # forward pass at the origin (1.5x faster than 1 or 64 at a time on a
-  # 2-core CPU; README "Performance").
+  # 2-core CPU; docs/performance.md).
   config.performance.scan_chunk = 16
   config.eval_batch_size = 16
 

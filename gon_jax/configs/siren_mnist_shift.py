@@ -2,7 +2,7 @@
 latent 34, Adam 1e-3) with shift modulations of every sine layer: 7,777 parameters.
 
 At equal training time it beats the paper's concatenation on MNIST and Fashion-MNIST
-(test SSE 12.75 against 18.53, and 16.05 against 18.64; README "Implicit GONs"). Run:
+(test SSE 12.75 against 18.53, and 16.05 against 18.64; docs/results.md). Run:
 
   python train.py --config configs/siren_mnist_shift.py --workdir runs/siren_shift
 """

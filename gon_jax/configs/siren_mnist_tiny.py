@@ -14,6 +14,6 @@ def get_config():
   config.model.latent_dim = 34
   config.model.widths = (32, 32, 32, 32)
   # Implicit-GON.py's 1e-4 gives test SSE 24.8 +- 1.5 after 500 steps, 1e-3 17.6 +- 0.7
-  # (README "Implicit GON"); the 206,593-parameter siren_mnist does not gain from it.
+  # (docs/results.md); the 206,593-parameter siren_mnist does not gain from it.
   config.learning_rate = 1e-3
   return config

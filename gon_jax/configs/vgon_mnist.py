@@ -3,7 +3,7 @@
 Latent 48, features 32, 32x32, Bernoulli likelihood on [0, 1] pixels, KL
 weight 1, batch 64, PyTorch's layer initialisation, layer norm and Adam 1e-3
 (Variational-GON.py: BatchNorm and 1e-4, configs/vgon_mnist_official.py;
-1e-3 learns faster, README "Variational GON and VAE"). eval.py reports the
+1e-3 learns faster, docs/results.md). eval.py reports the
 test negative ELBO in bits/dim and writes a grid of samples from N(0, I). Run:
 
   python train.py --config configs/vgon_mnist.py --workdir runs/vgon_mnist

@@ -4,7 +4,7 @@ Variational-GON.py (cwkx/GON): latent 48, ngf 32, 32x32 MNIST, BatchNorm,
 ELU, a Bernoulli likelihood with KL weight 1, the negative ELBO at z0 = 0 as
 the inner loss averaged over the batch, Adam 1e-4, batch 64, PyTorch's
 default layer initialisation. As in conv_mnist_official, the inner pass
-normalises with BatchNorm's running averages (README "BatchNorm and GONs").
+normalises with BatchNorm's running averages (docs/models.md, "BatchNorm and GONs").
 1500 steps: where the official recipe, in eager PyTorch, measured 0.324
 bits/dim (docs/results.md). Run:
 

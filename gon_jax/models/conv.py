@@ -180,11 +180,11 @@ def default_config() -> ml_collections.ConfigDict:
       features=16,  # width of the last hidden layer (ngf); each earlier one doubles it
       channels=1, activation='elu',
       # Per-example normalisation: latents and reconstructions of an image do not
-      # depend on the rest of its batch (README: "BatchNorm and GONs").
+      # depend on the rest of its batch (docs/models.md, "BatchNorm and GONs").
       norm='layer',
       # Initial parameters: 'pytorch' (PyTorch's layer defaults, as the official
       # scripts start from) or 'flax' (LeCun-normal kernels, zero biases), which
-      # learns slower (README "Initialisation").
+      # learns slower (docs/results.md).
       init='pytorch'))
 
 

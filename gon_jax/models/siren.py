@@ -225,7 +225,7 @@ class SirenDecoder(nn.Module):
     # concatenation (SIREN's first-layer rule), not Dense's lecun_normal: a GON's latent, the
     # gradient of a summed loss, is large, and sin(w0 (h + shift)) multiplies every shift by
     # w0 = 30. lecun_normal's 6 times larger weights (latent 34) threw the sines' phases
-    # about: siren_mnist_tiny with shifts, 300 steps, test SSE 77.0 against 13.6 (README).
+    # about: siren_mnist_tiny with shifts, 300 steps, test SSE 77.0 against 13.6 (docs/results.md).
     out = nn.Dense(per_unit * sum(self.widths), kernel_init=uniform(1 / h.shape[-1]),
                    bias_init=nn.initializers.zeros, name='to_modulations')(h)
     modulations, start = [], 0
