@@ -117,7 +117,8 @@ def benchmark(config) -> dict:
   if _DATA.value:
     if _DATA_DIR.value:
       config.data.source, config.data.dir = 'idx', _DATA_DIR.value
-    images, labels = data.load_split(config.data, 'train', config.data.image_size)
+    images, labels = data.load_split(config.data, 'train', config.data.image_size,
+                                     config.model.channels)
     batches = data.prefetch(data.train_batches(images, labels, config.batch_size, config.seed),
                             placement.put_batch)
     state, _ = _timed_steps(compiled, state, lambda: next(batches), _WARMUP.value)

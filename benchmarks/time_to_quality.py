@@ -99,6 +99,7 @@ def pytorch_trainer(config, train_images: np.ndarray, train_labels: np.ndarray) 
   batches = data.train_batches(train_images, train_labels, config.batch_size, config.seed)
 
   def evaluate_images(images):
+    images = data.to_float(images)  # load_split's uint8, as the recipe's network takes them
     metrics = evaluate.image_metrics(images, recipe.reconstruct(images))
     if recipe.variational:
       metrics['bits_per_dim'] = float(np.mean(

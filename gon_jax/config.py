@@ -105,12 +105,14 @@ def _data_defaults() -> ml_collections.ConfigDict:
   data = ml_collections.ConfigDict()
   # The files as published, read without TensorFlow: 'idx', the four IDX files of an MNIST-like
   # set; 'cifar', CIFAR-10's python archive (or its extracted folder); 'celeba', CelebA's
-  # img_align_celeba.zip (or its folder) and list_eval_partition.txt. 'tfds': a TFDS data set.
+  # img_align_celeba.zip (or its folder) and list_eval_partition.txt. 'folder': a folder of
+  # one's own images (docs/data_own_images.md; read in model.channels' mode, data.name
+  # unused). 'tfds': a TFDS data set.
   data.source = 'idx'
   data.name = 'mnist'
   # idx, cifar, celeba: the folder with the files; '' = the cache folder,
-  # $XDG_CACHE_HOME/gon_jax/<name> or ~/.cache/gon_jax/<name>. tfds: its data_dir; '' = tfds's
-  # default.
+  # $XDG_CACHE_HOME/gon_jax/<name> or ~/.cache/gon_jax/<name>. folder: the folder of images.
+  # tfds: its data_dir; '' = tfds's default.
   data.dir = ''
   data.image_size = 32
   # May the data arrive by itself? idx, cifar, celeba: mnist, fashion_mnist, cifar10 and celeb_a
@@ -118,6 +120,10 @@ def _data_defaults() -> ml_collections.ConfigDict:
   # download and prepare.
   data.download = True
   data.mirror = ''  # idx, cifar, celeba: a base URL holding the set's files; '' = the usual ones
+  # cifar, celeba, folder: keep each decoded split in $XDG_CACHE_HOME/gon_jax/decoded (or
+  # ~/.cache/gon_jax/decoded), keyed by its files and the image size, and memory-map it from
+  # there: later runs neither decode nor hold the split in memory. False: decode every run.
+  data.cache = True
   return data
 
 

@@ -1,13 +1,17 @@
-"""Data: whole data sets held in host memory as numpy, deterministic, resumable training
-batches, and fixed-size batches of any array through a function (`in_batches`).
+"""Data: whole data sets held on the host as uint8 (in memory, or memory-mapped from the decoded
+cache), deterministic, resumable training batches converted to float32 one batch at a time
+(`to_float`), and fixed-size batches of any array through a function (`in_batches`).
 
-Four sources. Three read a data set's files as their publishers ship them, without TensorFlow,
+Five sources. Three read a data set's files as their publishers ship them, without TensorFlow,
 downloading the sets gon_jax knows into a cache folder the first time (gon_jax.download): 'idx'
 reads the four IDX files of MNIST-like sets (MNIST and Fashion-MNIST download), 'cifar' the
 python version of CIFAR-10 (its archive or the extracted folder), 'celeba' CelebA's aligned
-JPEGs (their zip or its extracted folder) and its split file. 'tfds' reads a prepared TFDS
-data set through `tfds.data_source` (array_record, no TensorFlow).
-Images come back as float32 [num_examples, height, width, channels] in [0, 1].
+JPEGs (their zip or its extracted folder) and its split file. 'folder' reads a folder of one's
+own images (docs/data_own_images.md). 'tfds' reads a prepared TFDS data set through
+`tfds.data_source` (array_record, no TensorFlow).
+Images come back as uint8 [num_examples, height, width, channels], already resized; the
+decoded splits of 'cifar', 'celeba' and 'folder' are kept in an on-disk cache
+(`decoded_cache_dir`) that later runs memory-map instead of decoding again.
 """
 
 from __future__ import annotations
@@ -17,12 +21,17 @@ import contextlib
 import dataclasses
 import functools
 import gzip
+import hashlib
 import io
+import json
 import os
 import pathlib
 import pickle
 import queue
+import shutil
 import socket
+import stat
+import sys
 import tarfile
 import threading
 import urllib.error
@@ -31,7 +40,7 @@ from typing import Any, Callable, Iterator
 
 import jax
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 import tqdm
 
 from gon_jax import download
@@ -49,14 +58,16 @@ DATASETS: dict[str, str] = {
     'coil100': 'coil100',  # TFDS has COIL-100, not the paper's COIL-20.
     'smallnorb': 'smallnorb',
 }
-SOURCES = ('idx', 'cifar', 'celeba', 'tfds')
+SOURCES = ('idx', 'cifar', 'celeba', 'folder', 'tfds')
 SPLITS = ('train', 'test')
 
 _IDX_PREFIX = {'train': 'train', 'test': 't10k'}
 _IDX_MAGIC = {'images': 0x00000803, 'labels': 0x00000801}
 _LABEL_KEYS = ('label', 'label_category')  # 'label_category' is smallnorb's class.
-_CHUNK = 4096  # Examples per resize / tfds read: bounds the temporary memory.
-_files_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+_CHUNK = 4096  # Examples per tfds read: bounds the temporary memory.
+# Loaded splits by cache key (_split_key): a process that loads a split again (eval.py's
+# grids, superres, tests) gets the same read-only arrays without reading a file.
+_files_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
 
 def _find_idx(folder: pathlib.Path, split: str, kind: str) -> pathlib.Path | None:
@@ -104,33 +115,82 @@ def _read_idx(path: pathlib.Path, kind: str) -> np.ndarray:
   return np.frombuffer(raw, np.uint8, count=size, offset=header).reshape(shape)
 
 
-def _resize_matrix(size_in: int, size_out: int) -> np.ndarray:
-  """[size_out, size_in] weights of 1-D linear interpolation with half-pixel centres.
+def to_float(images: np.ndarray) -> np.ndarray:
+  """Images as models take them: float32 in [0, 1], converted one batch at a time.
 
-    Matches jax.image.resize('bilinear') and PIL/torchvision bilinear: a triangle kernel, widened
-    by the scale when shrinking (antialias), renormalised over the taps inside the image.
-    """
-  scale = size_in / size_out
-  width = max(scale, 1.0)
-  centres = (np.arange(size_out) + 0.5) * scale - 0.5
-  weights = np.maximum(0.0, 1.0 - np.abs(np.arange(size_in)[None, :] - centres[:, None]) / width)
-  return weights / weights.sum(axis=1, keepdims=True)
+  The one conversion of the host's uint8 images (load_split's) for a model, a metric or a
+  figure: k -> k / 255, the same numbers as ToTensor's.
+
+  Args:
+    images: uint8 [..., height, width, channels], or floats already in [0, 1] (returned as
+      they are: reconstructions, images that did not come from load_split).
+
+  Returns:
+    float32 [..., height, width, channels] in [0, 1] for uint8 input (a new array).
+  """
+  images = np.asarray(images)  # A memmap's rows, a jax array: a plain ndarray.
+  if images.dtype == np.uint8:
+    return images.astype(np.float32) / 255.0
+  if not np.issubdtype(images.dtype, np.floating):
+    raise TypeError(f'images must be uint8 or float in [0, 1], not {images.dtype}')
+  return images
 
 
-def _to_float(images: np.ndarray, image_size: int | None) -> np.ndarray:
-  """uint8 [N, H, W, C] -> float32 [N, S, S, C] in [0, 1]; bilinear resize when S != H or W."""
+def _resize(images: np.ndarray, image_size: int | None) -> np.ndarray:
+  """uint8 [N, H, W, C] -> uint8 [N, S, S, C], bilinear as PIL (antialiased when shrinking).
+
+  What torchvision's Resize does to the PIL images of the official scripts: PIL's two passes,
+  each rounded to uint8. Each channel is resized on its own, as PIL does an RGB image's.
+  """
   n, h, w, c = images.shape
   if image_size is None or (h, w) == (image_size, image_size):
-    return images.astype(np.float32) / 255.0
-  mat_h = _resize_matrix(h, image_size).astype(np.float32) / 255.0  # Folds in the /255.
-  mat_w = _resize_matrix(w, image_size).astype(np.float32)
-  out = np.empty((n, image_size, image_size, c), np.float32)
-  for start in range(0, n, _CHUNK):  # Chunks keep the float32 temporaries small.
-    x = images[start:start + _CHUNK].astype(np.float32)
-    x = np.tensordot(x, mat_h, axes=([1], [1]))  # [n, W, C, S]: separable, two GEMMs.
-    x = np.tensordot(x, mat_w, axes=([1], [1]))  # [n, C, S, S]
-    out[start:start + _CHUNK] = x.transpose(0, 2, 3, 1)
-  return np.clip(out, 0.0, 1.0, out=out)  # Guards against float rounding just past 1.
+    return images
+  out = np.empty((n, image_size, image_size, c), np.uint8)
+
+  def resize_rows(start: int) -> None:
+    for i in range(start, min(start + 256, n)):
+      for k in range(c):
+        out[i, :, :, k] = np.asarray(Image.fromarray(images[i, :, :, k]).resize(
+            (image_size, image_size), Image.Resampling.BILINEAR))
+
+  # PIL resizes without holding the GIL: one thread per core, 256 images a task.
+  with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+    list(pool.map(resize_rows, range(0, n, 256)))
+  return out
+
+
+def _decode_all(items: list, decode: Callable[[Any], np.ndarray],
+                allocate: Callable[[tuple[int, ...]], np.ndarray], desc: str) -> np.ndarray:
+  """`decode(item)` of every item into one uint8 array [len(items), *shape] from `allocate`.
+
+  Decoded on one thread per core (PIL decodes and resizes without holding the GIL), straight
+  into the array: no list of images beside it. Every image must have the first one's shape.
+  """
+  first = decode(items[0])
+  out = allocate((len(items), *first.shape))
+  out[0] = first
+  bar = tqdm.tqdm(total=len(items), initial=1, desc=desc, unit='image', dynamic_ncols=True)
+
+  def put(i: int) -> None:
+    image = decode(items[i])
+    if image.shape != first.shape:
+      raise DataError(f'{items[i]} is {image.shape[1]}x{image.shape[0]} after its centred '
+                      f'square crop but {items[0]} is {first.shape[1]}x{first.shape[0]}; set '
+                      '--config.data.image_size to resize them all')
+    out[i] = image
+    bar.update()
+
+  pool = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1)
+  try:
+    for _ in pool.map(put, range(1, len(items))):
+      pass
+  except BaseException:
+    pool.shutdown(cancel_futures=True)  # A bad image: the rest need not be decoded.
+    raise
+  finally:
+    pool.shutdown()
+    bar.close()
+  return out
 
 
 _CIFAR_ARCHIVE, _CIFAR_FOLDER = 'cifar-10-python.tar.gz', 'cifar-10-batches-py'
@@ -221,28 +281,28 @@ def _celeba_paths(folder: pathlib.Path, split: str, hint: str) -> list[pathlib.P
   return [folder / _CELEBA_PARTITION, images]
 
 
-def _square(image: Image.Image, size: int | None) -> np.ndarray:
-  """The centred square crop of an RGB image, resized to size x size (bilinear, antialiased
-  as PIL shrinks; None: kept), as uint8 [size, size, 3]."""
+def _square(image: Image.Image, size: int | None, mode: str = 'RGB') -> np.ndarray:
+  """The centred square crop of an image in PIL `mode` ('RGB' or 'L'), resized to size x size
+  (bilinear, antialiased as PIL shrinks; None: kept), as uint8 [size, size, channels]."""
   width, height = image.size
   side = min(width, height)
   left, top = (width - side) // 2, (height - side) // 2
-  image = image.convert('RGB').crop((left, top, left + side, top + side))
+  image = image.convert(mode).crop((left, top, left + side, top + side))
   if size is not None and size != side:
     image = image.resize((size, size), Image.Resampling.BILINEAR)
-  return np.asarray(image, np.uint8)
+  square = np.asarray(image, np.uint8)
+  return square[..., None] if square.ndim == 2 else square
 
 
-def _read_celeba(paths: list[pathlib.Path], split: str,
-                 image_size: int | None) -> tuple[np.ndarray, np.ndarray]:
-  """CelebA's images of `split` (list_eval_partition.txt: 0 train, 2 test), each cropped to its
-  centred square and resized to `image_size` as it is decoded (the whole set at full size would
-  not fit in memory), read from img_align_celeba.zip or its extracted folder.
+def _read_celeba(request: _Request) -> tuple[np.ndarray, np.ndarray]:
+  """CelebA's images of the split (list_eval_partition.txt: 0 train, 2 test), each cropped to
+  its centred square and resized to the image size as it is decoded (the whole set at full size
+  would not fit in memory), read from img_align_celeba.zip or its extracted folder.
 
   Returns:
     (uint8 images [N, S, S, 3], zero labels [N]: CelebA has no classes).
   """
-  partition, images = paths
+  (partition, images), split = request.paths, request.split
   try:
     lines = partition.read_text(encoding='ascii').split('\n')
     names = [name for name, code in (line.split() for line in lines if line.strip())
@@ -253,8 +313,6 @@ def _read_celeba(paths: list[pathlib.Path], split: str,
   if not names:
     raise DataError(f'{partition} names no {split} image (code {_CELEBA_SPLITS[split]}); '
                     're-download it')
-  bar = tqdm.tqdm(total=len(names), desc=f'decoding CelebA {split} images', unit='image',
-                  dynamic_ncols=True)
   try:
     with (zipfile.ZipFile(images) if images.is_file() else contextlib.nullcontext()) as archive:
       if archive is None:
@@ -266,46 +324,174 @@ def _read_celeba(paths: list[pathlib.Path], split: str,
           with lock:
             return archive.read(f'{_CELEBA_FOLDER}/{name}')
 
-      def decode(name):
-        square = _square(Image.open(io.BytesIO(read(name))), image_size)
-        bar.update()
-        return square
-
-      # PIL decodes and resizes without holding the GIL: one thread per core.
-      with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        decoded = np.stack(list(pool.map(decode, names)))
+      decoded = _decode_all(
+          names, lambda name: _square(Image.open(io.BytesIO(read(name))), request.image_size),
+          request.allocate, f'decoding CelebA {split} images')
+  except DataError:
+    raise
   except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:  # PIL: OSError/ValueError
     raise DataError(f"cannot read CelebA's {split} images from {images} ({type(e).__name__}: "
                     f"{e}); it must hold every JPEG {_CELEBA_PARTITION} names, as "
                     f"{_CELEBA_ZIP}; re-download it") from None
-  finally:
-    bar.close()
-  return decoded, np.zeros(len(decoded), np.int64)
+  return decoded, np.zeros(len(decoded), np.int32)
+
+
+# Extensions of the folder source's images (any case): what PIL reads.
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.webp', '.tif', '.tiff')
+# A folder without train/ and test/: an image is a test image when the sha256 of its path
+# relative to the folder ('cats/001.png'), read as a big-endian integer, is 0 modulo this.
+TEST_ONE_IN = 10
+_FOLDER_MODES = {1: 'L', 3: 'RGB'}  # model.channels -> the PIL mode images are read in
+
+
+def _is_test_name(relative: str) -> bool:
+  """The folder source's split of a folder without train/ and test/ (TEST_ONE_IN)."""
+  return int.from_bytes(hashlib.sha256(relative.encode('utf-8')).digest()[:8],
+                        'big') % TEST_ONE_IN == 0
+
+
+def _images_below(root: pathlib.Path) -> list[str]:
+  """The relative paths ('cats/001.png') of every image file (IMAGE_EXTENSIONS) below `root`,
+  hidden names skipped, sorted by their parts."""
+  found = []
+  for top, folders, files in os.walk(root, followlinks=True):
+    folders[:] = [name for name in folders if not name.startswith('.')]
+    relative = os.path.relpath(top, root)
+    prefix = '' if relative == '.' else relative.replace(os.sep, '/') + '/'
+    found += [prefix + name for name in files if not name.startswith('.')
+              and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS]
+  return sorted(found, key=lambda path: path.split('/'))  # Strings: 200k paths in a second.
+
+
+def _folder_splits(folder: pathlib.Path) -> dict[str, tuple[pathlib.Path, list[str]]]:
+  """The folder source's splits: split -> (the folder its class folders are in, its images'
+  paths relative to that folder).
+
+  train/ and test/ subfolders are the splits; without them every image below `folder` is one,
+  split by name (_is_test_name). Raises a DataError for a folder without images, a split
+  without images, or a split that mixes loose images with class folders.
+  """
+  wanted = ', '.join(IMAGE_EXTENSIONS)
+  present = [split for split in SPLITS if (folder / split).is_dir()]
+  if present and len(present) < len(SPLITS):
+    (missing,) = set(SPLITS) - set(present)
+    raise DataError(f'folder {folder} has {present[0]}/ but no {missing}/: give it both, or '
+                    f'neither (then 1 image in {TEST_ONE_IN}, chosen by name, is a test image)')
+  if present:
+    splits = {split: (folder / split, _images_below(folder / split)) for split in SPLITS}
+    for split, (root, paths) in splits.items():
+      if not paths:
+        raise DataError(f'folder {root} holds no images ({wanted}); put the {split} images in '
+                        'it, in class folders or not')
+  else:
+    paths = _images_below(folder)
+    if not paths:
+      state = 'is empty' if not any(folder.iterdir()) else 'holds no images'
+      raise DataError(f'folder {folder} {state}; put images ({wanted}) in it, or in '
+                      'train/ and test/ subfolders of it')
+    test = [_is_test_name(path) for path in paths]
+    splits = {'train': (folder, [p for p, t in zip(paths, test) if not t]),
+              'test': (folder, [p for p, t in zip(paths, test) if t])}
+    for split, (_, chosen) in splits.items():
+      if not chosen:
+        raise DataError(f'folder {folder} has {len(paths)} images and its split by name puts '
+                        f'none in {split} (1 in {TEST_ONE_IN} go there); add images, or give '
+                        'it train/ and test/ subfolders')
+  for root, paths in splits.values():
+    loose = [path for path in paths if '/' not in path]
+    if loose and len(loose) < len(paths):
+      nested = next(path for path in paths if '/' in path).split('/')[0]
+      raise DataError(f'folder {root} mixes images ({loose[0]}) with class folders '
+                      f'({nested}/); put every image in a class folder, or none')
+  return splits
+
+
+def _folder_paths(folder: pathlib.Path, split: str, hint: str) -> list[pathlib.Path]:
+  del hint  # Nothing downloads into a folder of one's own images.
+  root, paths = _folder_splits(folder)[split]
+  return [root / path for path in paths]
+
+
+def _folder_classes(folder: pathlib.Path) -> list[str]:
+  """The class folders' names, sorted: class i is label i (torchvision ImageFolder's numbering),
+  the same in both splits (their names together); none: every label is 0."""
+  return sorted({path.split('/')[0] for _, paths in _folder_splits(folder).values()
+                 for path in paths if '/' in path})
+
+
+def _read_folder(request: _Request) -> tuple[np.ndarray, np.ndarray]:
+  """The folder source's split: each image's centred square, resized, in model.channels' mode.
+
+  Returns:
+    (uint8 images [N, S, S, channels], labels [N]: the class folder's index, or 0).
+  """
+  channels = 3 if request.channels is None else request.channels
+  if channels not in _FOLDER_MODES:
+    raise DataError(f'the folder source reads grey (model.channels=1) or RGB (3) images, not '
+                    f'{channels} channels')
+  paths, split_root = request.paths, request.folder / request.split
+  root = split_root if split_root.is_dir() else request.folder  # As _folder_splits chose.
+  index = {name: i for i, name in enumerate(request.classes)}
+  parts = [os.path.relpath(path, root).split(os.sep) for path in paths]
+  labels = np.array([index[part[0]] if len(part) > 1 else 0 for part in parts], np.int32)
+
+  def decode(path: pathlib.Path) -> np.ndarray:
+    try:
+      with Image.open(path) as image:
+        # As image viewers show it: a phone's photo is stored sideways with an EXIF rotation.
+        return _square(ImageOps.exif_transpose(image), request.image_size,
+                       _FOLDER_MODES[channels])
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+      reason = ' '.join(str(e).split()) or type(e).__name__
+      raise DataError(f'cannot read image {path} ({reason}); replace or remove it') from None
+
+  images = _decode_all(paths, decode, request.allocate,
+                       f'decoding {len(paths)} {request.split} images')
+  return images, labels
+
+
+@dataclasses.dataclass(frozen=True)
+class _Request:
+  """One split of a file source, as a _FileFormat's `read` reads it."""
+  folder: pathlib.Path  # The data folder: data.dir, or a known set's download folder.
+  paths: list[pathlib.Path]  # The files holding the split: the format's `paths`.
+  split: str
+  image_size: int | None  # Resized to image_size x image_size; None: as stored.
+  channels: int | None  # model.channels, for formats that read in its mode ('folder').
+  classes: list[str]  # Class folder names, label i named classes[i] ('folder'); else [].
+  # (shape) -> the writable uint8 array a decoder decodes into: memory, or the decoded cache's
+  # file (_cached_split).
+  allocate: Callable[[tuple[int, ...]], np.ndarray] = functools.partial(np.empty, dtype=np.uint8)
 
 
 @dataclasses.dataclass(frozen=True)
 class _FileFormat:
-  """How a source that reads published files finds and parses a split in a folder."""
+  """How a source that reads files finds and parses a split in a folder."""
   # (folder, split, hint) -> the files holding the split; raises a DataError naming what is
   # missing (and `hint`, a way out).
   paths: Callable[[pathlib.Path, str, str], list[pathlib.Path]]
-  # (the paths, split, image size or None) -> (uint8 images [N, H, W, C], integer labels [N]);
-  # a format may resize as it reads (or leave it to _to_float).
-  read: Callable[[list[pathlib.Path], str, int | None], tuple[np.ndarray, np.ndarray]]
+  # _Request -> (uint8 images [N, H, W, C], integer labels [N]); a format may resize as it
+  # reads (or leave it to _resize).
+  read: Callable[[_Request], tuple[np.ndarray, np.ndarray]]
   holds_any: Callable[[pathlib.Path], bool]  # Whether a folder holds any of the set's files.
   title: str  # The format's name, for messages: 'IDX'.
   example: str  # What the folder should hold, for messages.
+  # Whether decoded splits go to the on-disk cache (decoded_cache_dir): IDX parses in a second.
+  cached: bool = True
+  # Whether data.name names the set (download.KNOWN's download); False: data.dir is all.
+  named: bool = True
+  uses_channels: bool = False  # Whether images are read in model.channels' mode.
+  # (folder) -> the class folder names that number the labels, or None: the files' labels.
+  classes: Callable[[pathlib.Path], list[str]] | None = None
 
 
 def _idx_paths(folder: pathlib.Path, split: str, hint: str) -> list[pathlib.Path]:
   return [_idx_file(folder, split, kind, hint) for kind in ('images', 'labels')]
 
 
-def _read_idx_split(paths: list[pathlib.Path], split: str,
-                    image_size: int | None) -> tuple[np.ndarray, np.ndarray]:
-  del image_size  # _to_float resizes
-  images, labels = (_read_idx(p, kind) for p, kind in zip(paths, ('images', 'labels')))
-  folder = paths[0].parent
+def _read_idx_split(request: _Request) -> tuple[np.ndarray, np.ndarray]:
+  images, labels = (_read_idx(p, kind) for p, kind in zip(request.paths, ('images', 'labels')))
+  folder, split = request.paths[0].parent, request.split
   if images.ndim != 3 or labels.ndim != 1:
     raise DataError(f"IDX files in {folder} have shapes {images.shape} and {labels.shape}, "
                     "expected [N, height, width] images and [N] labels")
@@ -328,15 +514,19 @@ _FORMATS = {
         _idx_paths, _read_idx_split,
         lambda folder: any(_find_idx(folder, split, kind) for split in SPLITS
                            for kind in ('images', 'labels')),
-        'IDX', "the four IDX files (e.g. MNIST's train-images-idx3-ubyte.gz)"),
+        'IDX', "the four IDX files (e.g. MNIST's train-images-idx3-ubyte.gz)", cached=False),
     'cifar': _FileFormat(
-        _cifar_paths, lambda paths, split, image_size: _read_cifar(paths[0], split),
+        _cifar_paths, lambda request: _read_cifar(request.paths[0], request.split),
         lambda folder: _find_cifar(folder) is not None,
         'CIFAR-10', f'{_CIFAR_ARCHIVE} or its extracted {_CIFAR_FOLDER}/'),
     'celeba': _FileFormat(
         _celeba_paths, _read_celeba,
         lambda folder: (folder / _CELEBA_PARTITION).exists() or bool(_find_celeba_images(folder)),
         'CelebA', f'{_CELEBA_PARTITION} and {_CELEBA_ZIP} (or its extracted {_CELEBA_FOLDER}/)'),
+    'folder': _FileFormat(
+        _folder_paths, _read_folder, lambda folder: bool(_images_below(folder)), 'image',
+        'your images (.png, .jpg, ...), in train/ and test/ subfolders or not', named=False,
+        uses_channels=True, classes=_folder_classes),
 }
 
 
@@ -347,6 +537,11 @@ def _files_folder(data_config: Any) -> tuple[pathlib.Path, str]:
       (the folder, a hint for messages about missing files: how to let them download, or '').
     """
   name, source = data_config.name, data_config.source
+  if not _FORMATS[source].named:  # data.name is only a name: the folder is the data set.
+    if not data_config.dir:
+      raise DataError(f'the {source} source reads the images in data.dir: '
+                      '--config.data.dir=/path/to/your/images')
+    return pathlib.Path(data_config.dir).expanduser(), ''
   known = download.KNOWN.get(name)
   if known is not None and known.source != source:
     raise DataError(f"data set {name!r} is read by the {known.source} source, not {source}: "
@@ -373,22 +568,171 @@ def _files_folder(data_config: Any) -> tuple[pathlib.Path, str]:
   return folder, f', or empty the folder: {name} then downloads by itself'
 
 
-def _load_files(data_config: Any, split: str, image_size: int | None):
-  """load_split for the sources that read published files ('idx', 'cifar', 'celeba')."""
-  file_format = _FORMATS[data_config.source]
+def _load_files(data_config: Any, split: str, image_size: int | None, channels: int | None):
+  """load_split for the sources that read files ('idx', 'cifar', 'celeba', 'folder')."""
+  source = data_config.source
+  file_format = _FORMATS[source]
   folder, hint = _files_folder(data_config)
   if not folder.is_dir():
     raise DataError(f"{file_format.title} folder {folder} does not exist; set "
                     f"--config.data.dir to the folder holding {file_format.example}{hint}")
-  paths = file_format.paths(folder, split, hint)
-  key = (tuple((str(p.resolve()), p.stat().st_mtime_ns) for p in paths), split, image_size)
+  request = _Request(folder, file_format.paths(folder, split, hint), split, image_size,
+                     channels if file_format.uses_channels else None,
+                     file_format.classes(folder) if file_format.classes else [])
+  key = _split_key(source, request)
   if key not in _files_cache:  # Parsing + resizing 60k images once per process is enough.
-    images, labels = file_format.read(paths, split, image_size)
-    result = (_to_float(images, image_size), labels.astype(np.int32))
-    for array in result:
-      array.flags.writeable = False  # Shared by every caller: keep it read-only.
-    _files_cache[key] = result
+    if file_format.cached and getattr(data_config, 'cache', True):
+      _files_cache[key] = _cached_split(source, file_format, request, key)
+    else:
+      _files_cache[key] = _read_split(file_format, request)
   return _files_cache[key]
+
+
+def _read_split(file_format: _FileFormat, request: _Request) -> tuple[np.ndarray, np.ndarray]:
+  """The format's split, resized: (uint8 images [N, S, S, C], int32 labels [N]), read-only."""
+  images, labels = file_format.read(request)
+  result = (_resize(images, request.image_size), np.asarray(labels).astype(np.int32))
+  for array in result:
+    array.flags.writeable = False  # Shared by every caller: keep it read-only.
+  return result
+
+
+# The decoded cache: one folder per split, image size and channels, named
+# <source>-<split>-<size>-<where>-<key>, holding images.npy (uint8 [N, S, S, C], memory-mapped
+# when read) and labels.npy (int32 [N]). <key> hashes what the arrays are made of
+# (_split_key); <where> the folder, split, size and channels alone, so that a new entry
+# replaces the stale one. Raise _CACHE_VERSION when the decoding changes: every entry is then
+# stale.
+_CACHE_VERSION = 1
+
+
+def decoded_cache_dir() -> pathlib.Path:
+  """The folder of the decoded cache: $XDG_CACHE_HOME/gon_jax/decoded, else
+  ~/.cache/gon_jax/decoded (beside the downloaded sets; delete it to clear the cache)."""
+  return download.cache_dir('decoded')
+
+
+def _key_files(paths: list[pathlib.Path]) -> list[list]:
+  """[absolute path, size, mtime in ns] of each file, a folder standing for the files below it."""
+  files = []
+  for path in paths:
+    info = os.stat(path)
+    if stat.S_ISDIR(info.st_mode):
+      files += _key_files(sorted(pathlib.Path(top, name) for top, _, names in os.walk(path)
+                                 for name in names))
+    else:
+      files.append([os.path.abspath(path), info.st_size, info.st_mtime_ns])
+  return files
+
+
+def _split_key(source: str, request: _Request) -> str:
+  """The hash of what a split is made of: its files (paths, sizes, modification times), the
+  source, the split, the image size, the channels, the class names and _CACHE_VERSION."""
+  made_of = dict(version=_CACHE_VERSION, source=source, split=request.split,
+                 image_size=request.image_size, channels=request.channels,
+                 classes=request.classes, files=_key_files(request.paths))
+  return hashlib.sha256(json.dumps(made_of).encode('utf-8')).hexdigest()
+
+
+class _CacheUnwritable(Exception):
+  """The decoded cache cannot be written (full disk, read-only folder): read without it."""
+
+
+def _cached_split(source: str, file_format: _FileFormat, request: _Request,
+                  key: str) -> tuple[np.ndarray, np.ndarray]:
+  """_read_split through the decoded cache: its memory-mapped entry, written first if missing.
+
+  An entry is decoded straight into a temporary folder's file, then renamed into place: a
+  reader sees a whole entry or none. A cache that cannot be written is warned about and skipped.
+  """
+  root = decoded_cache_dir()
+  where = hashlib.sha256(json.dumps([os.path.abspath(request.folder), request.split,
+                                     request.image_size, request.channels]).encode()).hexdigest()
+  prefix = f"{source}-{request.split}-{request.image_size or 'full'}-{where[:8]}"
+  entry = root / f'{prefix}-{key[:16]}'
+  found = _open_entry(entry)
+  if found is not None:
+    return found
+  temporary = root / f'.{entry.name}.{socket.gethostname()}.{os.getpid()}.tmp'
+
+  def allocate(shape: tuple[int, ...]) -> np.ndarray:
+    try:
+      array = np.lib.format.open_memmap(temporary / 'images.npy', 'w+', np.uint8, shape)
+      with open(temporary / 'images.npy', 'r+b') as f:  # Blocks now: a full disk is an
+        os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)  # error, not SIGBUS.
+    except OSError as e:
+      raise _CacheUnwritable(e) from None
+    return array
+
+  try:
+    try:
+      root.mkdir(parents=True, exist_ok=True)
+      _remove_dead_temporaries(root)
+      shutil.rmtree(temporary, ignore_errors=True)
+      temporary.mkdir()
+    except OSError as e:
+      raise _CacheUnwritable(e) from None
+    images, labels = _read_split(file_format, dataclasses.replace(request, allocate=allocate))
+    try:
+      if not (isinstance(images, np.memmap) and images.filename and
+              os.path.abspath(images.filename) == os.path.abspath(temporary / 'images.npy')):
+        np.save(temporary / 'images.npy', images)  # Read in memory (resized, or not decoded).
+      else:
+        images.flush()
+      np.save(temporary / 'labels.npy', labels)
+      del images
+      try:
+        os.rename(temporary, entry)
+      except OSError:  # Another process wrote the entry first: its entry is as good.
+        if not entry.is_dir():
+          raise
+    except OSError as e:
+      raise _CacheUnwritable(e) from None
+  except _CacheUnwritable as e:
+    print(f'warning: cannot write the decoded cache in {root} ({e}); reading without it '
+          '(--config.data.cache=False skips it)', file=sys.stderr, flush=True)
+    shutil.rmtree(temporary, ignore_errors=True)
+    return _read_split(file_format, request)
+  finally:
+    shutil.rmtree(temporary, ignore_errors=True)  # Only left after an error or a lost race.
+  for stale in root.glob(f'{prefix}-*'):  # The same split of the same folder, made of old files.
+    if stale != entry:
+      shutil.rmtree(stale, ignore_errors=True)
+  found = _open_entry(entry)
+  if found is None:
+    raise DataError(f'the decoded cache entry {entry} just written cannot be read; delete '
+                    f'{root} or set --config.data.cache=False')
+  return found
+
+
+def _open_entry(entry: pathlib.Path) -> tuple[np.ndarray, np.ndarray] | None:
+  """A decoded cache entry's (images memory-mapped, labels in memory: 4 bytes an example, read
+  whole by check_labels anyway), read-only; None if missing or damaged."""
+  try:
+    images = np.load(entry / 'images.npy', mmap_mode='r')
+    labels = np.load(entry / 'labels.npy')
+    labels.flags.writeable = False
+  except FileNotFoundError:
+    return None
+  except (OSError, ValueError):  # Damaged: decoded again.
+    shutil.rmtree(entry, ignore_errors=True)
+    return None
+  if images.dtype != np.uint8 or images.ndim != 4 or labels.shape != images.shape[:1]:
+    shutil.rmtree(entry, ignore_errors=True)
+    return None
+  return images, labels
+
+
+def _remove_dead_temporaries(root: pathlib.Path) -> None:
+  """Deletes the temporary entries of this machine's processes that died writing them."""
+  host = socket.gethostname()
+  for path in root.glob(f'.*.{host}.*.tmp'):
+    try:
+      os.kill(int(path.name.rsplit('.', 2)[1]), 0)
+    except ProcessLookupError:
+      shutil.rmtree(path, ignore_errors=True)
+    except (ValueError, OSError):  # Not ours to judge: another user's process, a foreign name.
+      continue
 
 
 def _load_tfds(name: str, split: str, data_dir: str | None, image_size: int | None,
@@ -402,7 +746,7 @@ def _load_tfds(name: str, split: str, data_dir: str | None, image_size: int | No
     for start in range(0, num, _CHUNK):
       records = source.__getitems__(list(range(start, min(start + _CHUNK, num))))
       chunk = np.stack([r['image'] for r in records])
-      images.append(_to_float(chunk if chunk.ndim == 4 else chunk[..., None], image_size))
+      images.append(_resize(chunk if chunk.ndim == 4 else chunk[..., None], image_size))
       key = next((k for k in _LABEL_KEYS if k in records[0]), None)
       labels.append(np.array([r[key] if key else 0 for r in records], np.int32))
   except Exception as e:  # tfds raises many types (NotImplementedError, ImportError, OSError...).
@@ -448,31 +792,37 @@ def _is_network_error(error: BaseException) -> bool:
   return False
 
 
-def load_split(data_config: Any, split: str,
-               image_size: int | None) -> tuple[np.ndarray, np.ndarray]:
-  """Loads a whole split into host memory.
+def load_split(data_config: Any, split: str, image_size: int | None,
+               channels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """Loads a whole split onto the host as uint8, resized: `to_float` converts its batches.
 
     Args:
-      data_config: object with attributes `source` (one of SOURCES), `name` (data set name),
-        `dir` (idx, cifar, celeba: the folder with the files, None or '' for the cache folder
-        of a set that downloads, download.cache_dir(name); tfds: data_dir, None or '' for the
-        default), and optionally `download` (default True: the file sources download the sets
-        in download.KNOWN into a folder without their files; tfds may download and prepare the
-        set) and `mirror` (the file sources: a base URL to download from instead of the set's
-        usual addresses; '' for those).
+      data_config: object with attributes `source` (one of SOURCES), `name` (data set name;
+        the folder source ignores it), `dir` (idx, cifar, celeba: the folder with the files,
+        None or '' for the cache folder of a set that downloads, download.cache_dir(name);
+        folder: the folder of images; tfds: data_dir, None or '' for the default), and
+        optionally `download` (default True: the file sources download the sets in
+        download.KNOWN into a folder without their files; tfds may download and prepare the
+        set), `mirror` (the file sources: a base URL to download from instead of the set's
+        usual addresses; '' for those) and `cache` (default True: cifar, celeba and folder keep
+        the decoded split in decoded_cache_dir() and memory-map it from there).
       split: 'train' or 'test'.
       image_size: if set and different from the stored size, images are resized once to
-        image_size x image_size with bilinear interpolation (like torchvision Resize); CelebA's
-        are first cropped to their centred square.
+        image_size x image_size with PIL's bilinear interpolation and rounded to uint8 (what
+        torchvision's Resize does to PIL images); CelebA's and the folder source's are first
+        cropped to their centred square.
+      channels: the folder source: 1 reads images as grey, 3 (or None) as RGB
+        (model.channels); the other sources keep their own.
 
     Returns:
-      (images float32 [num_examples, height, width, channels] in [0, 1], labels int32 [num_examples]).
+      (images uint8 [num_examples, height, width, channels], read-only (a memory-mapped file for
+      a cached split), labels int32 [num_examples]).
     """
   source, name = data_config.source, data_config.name
   if split not in SPLITS:
     raise DataError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
   if source in _FORMATS:
-    return _load_files(data_config, split, image_size)
+    return _load_files(data_config, split, image_size, channels)
   if source == 'tfds':
     if name not in DATASETS:
       raise DataError(f"unknown data set {name!r}; use one of {', '.join(sorted(DATASETS))}")
@@ -497,7 +847,10 @@ def batch_indices(num_examples: int, batch_size: int, seed: int, step: int) -> n
 @functools.lru_cache(maxsize=4)
 def _permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
   """The epoch's order, cached so consecutive steps don't redraw it (O(num_examples) each)."""
-  permutation = np.random.default_rng((seed, epoch)).permutation(num_examples)
+  # Generator.permutation(n)'s order (the same draws of the same Fisher-Yates shuffle) in half
+  # its memory: 4 bytes an example, not 8.
+  permutation = np.arange(num_examples, dtype=np.int32 if num_examples < 2**31 else np.int64)
+  np.random.default_rng((seed, epoch)).shuffle(permutation)
   permutation.flags.writeable = False  # Shared by the cache.
   return permutation
 
@@ -522,19 +875,75 @@ def train_batches(images: np.ndarray,
                   process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
   """Infinite iterator of this process's rows of the global batch, for steps start_step, +1, ...
 
+    Args:
+      images: uint8 [num_examples, height, width, channels] (load_split's; a memory-mapped file
+        is read a batch at a time), or floats in [0, 1].
+      labels: [num_examples].
+      batch_size: the global batch.
+      seed, start_step: the data order's seed and the first step's.
+      process_index, process_count: which rows of the global batch are this process's.
+
     Yields:
-      {'image': float32 [batch_size // process_count, height, width, channels],
+      {'image': float32 [batch_size // process_count, height, width, channels] in [0, 1]
+       (to_float of the rows),
        'label': int32 [batch_size // process_count], 'index': int32 [batch_size //
        process_count], the rows of `images`}; resuming at step s yields what an
       uninterrupted iterator yields at step s.
     """
   rows = process_slice(batch_size, process_index, process_count)
   step = start_step
-  while True:
-    index = batch_indices(len(images), batch_size, seed, step)[rows]
-    yield {'image': images[index], 'label': labels[index],  # Fancy indexing copies.
-           'index': index.astype(np.int32)}
-    step += 1
+  gather = _FileRows.of(images)
+  try:
+    while True:
+      index = batch_indices(len(images), batch_size, seed, step)[rows]
+      yield {'image': to_float(gather(index) if gather else images[index]),
+             'label': np.asarray(labels[index]), 'index': index.astype(np.int32)}
+      step += 1
+  finally:
+    if gather:
+      gather.close()
+
+
+class _FileRows:
+  """Rows of a whole memory-mapped .npy (a cached split) read from its file with pread.
+
+  Gathering through the mapping would map every page it touches, and with them the
+  kernel's fault-around neighbours (64 KiB a row): over an epoch the whole file would be
+  counted in the process's memory. Read, the rows pass through the page cache only, which
+  belongs to no process and is reclaimed as needed.
+  """
+
+  def __init__(self, images: np.memmap):
+    self._path = images.filename
+    self._fd = os.open(images.filename, os.O_RDONLY)
+    self._shape, self._dtype, self._offset = images.shape[1:], images.dtype, images.offset
+    self._row = images.nbytes // len(images)
+    self._close = os.close  # Kept: a generator closed at interpreter exit may outlive `os`.
+
+  @classmethod
+  def of(cls, images: np.ndarray) -> '_FileRows | None':
+    """A reader of `images`' rows if it maps a whole .npy's data, else None (index it)."""
+    if not (isinstance(images, np.memmap) and images.filename and len(images) and
+            images.flags.c_contiguous):
+      return None
+    try:  # A slice of a memmap keeps the file's offset: only the whole array is read by it.
+      whole = os.path.getsize(images.filename) == images.offset + images.nbytes
+    except OSError:
+      return None
+    return cls(images) if whole else None
+
+  def __call__(self, index: np.ndarray) -> np.ndarray:
+    out = np.empty((len(index), *self._shape), self._dtype)
+    buffer = memoryview(out).cast('B')
+    for i, row in enumerate(index):
+      part = buffer[i * self._row:(i + 1) * self._row]
+      if os.preadv(self._fd, [part], self._offset + int(row) * self._row) != self._row:
+        raise DataError(f'{self._path} ended before row {row}; delete it (the decoded '
+                        'cache decodes the split again) and run again')
+    return out
+
+  def close(self) -> None:
+    self._close(self._fd)
 
 
 _END = object()  # prefetch's marker: the batches ran out

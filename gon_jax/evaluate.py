@@ -29,21 +29,28 @@ def make_encoder(objective: Objective) -> Callable[..., tuple[np.ndarray, np.nda
   """Builds `encode(variables, images, progress=None) -> (latents, reconstructions)`, from z0 = 0.
 
   Args of the result: variables of the module; images `[n, height, width,
-  channels]`; progress, a progress bar's description as for `in_batches`.
+  channels]`, uint8 (load_split's, converted a batch at a time) or floats in [0, 1];
+  progress, a progress bar's description as for `in_batches`.
   Returns latents `[n, latent_dim]` and reconstructions like images.
   BatchNorm uses running averages; batches of `config.eval_batch_size`.
   """
   encode_batch = parallel.jit(objective.encode, objective.config)
   return lambda variables, images, progress=None: in_batches(
-      lambda batch: encode_batch(variables, batch), images, objective.config.eval_batch_size,
-      progress)
+      lambda batch: encode_batch(variables, data.to_float(batch)), images,
+      objective.config.eval_batch_size, progress)
 
 
 def image_metrics(images: np.ndarray, reconstructions: np.ndarray) -> dict:
   """`sse`: the mean over images of an image's summed squared error (the paper's Table 1
   metric); `psnr`: the mean over images of 10 log10(1 / mean squared error), on [0, 1]
-  pixels; `num_images`. Both arrays [n, ...], reconstructions already clipped to [0, 1]."""
-  sse = np.sum(np.square(reconstructions - images).reshape(len(images), -1), axis=1)
+  pixels; `num_images`. Both arrays [n, ...], reconstructions already clipped to [0, 1];
+  images uint8 (load_split's) or floats in [0, 1], converted a chunk at a time."""
+  parts = []
+  for start in range(0, len(images), 1024):  # Floats of 1024 images at a time, not of all.
+    pixels = data.to_float(images[start:start + 1024])
+    error = np.square(reconstructions[start:start + 1024] - pixels)
+    parts.append(np.sum(error.reshape(len(pixels), -1), axis=1))  # Each image's on its own.
+  sse = np.concatenate(parts) if parts else np.zeros(0, np.float32)
   mse = sse / np.prod(images.shape[1:])
   psnr = 10.0 * np.log10(1.0 / np.maximum(mse, 1e-10))
   return {'sse': float(np.mean(sse)), 'psnr': float(np.mean(psnr)), 'num_images': int(len(images))}
@@ -122,7 +129,8 @@ def make_elbo(objective: Objective) -> Callable[..., np.ndarray]:
     return (jnp.mean(jax.vmap(one_sample)(keys), axis=0),)
 
   return lambda variables, images, progress=None: in_batches(
-      lambda batch: batch_elbo(variables, batch), images, config.eval_batch_size, progress)[0]
+      lambda batch: batch_elbo(variables, data.to_float(batch)), images, config.eval_batch_size,
+      progress)[0]
 
 
 def check_labels(config: ml_collections.ConfigDict, *labels: np.ndarray) -> None:
@@ -140,9 +148,13 @@ def check_labels(config: ml_collections.ConfigDict, *labels: np.ndarray) -> None
 
 def load_data(config: ml_collections.ConfigDict
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-  """`(train images, train labels, test images, test labels)` of `config.data`, labels checked."""
-  train_images, train_labels = data.load_split(config.data, 'train', config.data.image_size)
-  test_images, test_labels = data.load_split(config.data, 'test', config.data.image_size)
+  """`(train images, train labels, test images, test labels)` of `config.data`, labels checked.
+
+  Images are uint8 (data.load_split), in `config.model.channels`' mode for the folder source.
+  """
+  train_images, train_labels, test_images, test_labels = (
+      array for split in ('train', 'test') for array in data.load_split(
+          config.data, split, config.data.image_size, config.model.channels))
   check_labels(config, train_labels, test_labels)
   return train_images, train_labels, test_images, test_labels
 

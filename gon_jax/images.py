@@ -5,6 +5,8 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from gon_jax import data
+
 
 def tile(images: np.ndarray, columns: int) -> np.ndarray:
   """Tiles `[n, height, width, channels]` into one `[rows*height, columns*width, channels]` image."""
@@ -39,7 +41,8 @@ def grid_image(panels: list[np.ndarray], columns: int, titles: list[str] | None 
   """Panels of images in [0, 1] side by side, each under its title, as one image.
 
   Args:
-    panels: each `[n, height, width, channels]`, tiled with `columns` columns.
+    panels: each `[n, height, width, channels]`, uint8 (data.load_split's) or floats in
+      [0, 1], tiled with `columns` columns.
     columns: images per row within a panel.
     titles: one per panel, written in a strip `TITLE_HEIGHT` pixels high above
       it; a panel narrower than its title is centred in a column as wide as
@@ -53,7 +56,7 @@ def grid_image(panels: list[np.ndarray], columns: int, titles: list[str] | None 
   if titles is not None and len(titles) != len(panels):
     raise ValueError(f'{len(titles)} titles for {len(panels)} panels')
   # A diverged model's NaN pixels show black (and cast to uint8 without a warning).
-  tiles = [tile(np.clip(np.nan_to_num(np.asarray(p, np.float32)), 0, 1), columns)
+  tiles = [tile(np.clip(np.nan_to_num(data.to_float(p)), 0, 1), columns)
            for p in panels]
   top = TITLE_HEIGHT if titles else 0
   height = max(t.shape[0] for t in tiles)

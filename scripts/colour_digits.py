@@ -49,7 +49,7 @@ def main() -> None:
   for split, names in (('train', [f'data_batch_{i}' for i in range(1, 6)]),
                        ('test', ['test_batch'])):
     digits, labels = data.load_split(source, split, None)
-    images = colour(digits, rng)
+    images = colour(data.to_float(digits), rng)
     for name, rows in zip(names, np.array_split(np.arange(len(images)), len(names))):
       batch = {b'data': images[rows].transpose(0, 3, 1, 2).reshape(len(rows), -1),
                b'labels': labels[rows].tolist(), b'batch_label': name.encode()}

@@ -22,6 +22,11 @@ os.environ.update(JAX_COMPILATION_CACHE_DIR=_CACHE,
                   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0.3')
 jax.config.update('jax_compilation_cache_dir', _CACHE)
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.3)
+# The decoded data cache ($XDG_CACHE_HOME/gon_jax/decoded) of the tests and of the processes
+# they start: the session's own, not the user's ~/.cache.
+_XDG_CACHE = tempfile.mkdtemp(prefix='gon_jax_tests_xdg_cache_')
+atexit.register(shutil.rmtree, _XDG_CACHE, ignore_errors=True)
+os.environ['XDG_CACHE_HOME'] = _XDG_CACHE
 
 
 @pytest.fixture(scope='session')

@@ -25,6 +25,7 @@ def _num_params(config):
   return sum(x.size for x in jax.tree.leaves(variables['params']))
 
 
+@pytest.mark.slow
 def test_parameter_counts_relative_to_the_gon():
   gon = _num_params(conv_mnist.get_config())
   assert gon == 74_321
@@ -48,6 +49,7 @@ def test_transposed_conv_adjoint(first):
                              jnp.vdot(x, x_adjoint), rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_tied_encoder_uses_the_decoders_kernels():
   config = tied_ae_mnist.get_config()
   objective = make_objective(config)
@@ -120,6 +122,7 @@ def _write_halves(folder):
   return testing_utils.write_idx_folder(folder, images, labels, gz=False)
 
 
+@pytest.mark.slow
 def test_classifier_separates_a_separable_set(tmp_path):
   config = testing_utils.tiny_config(_write_halves(tmp_path / 'halves'), norm='layer')
   config.classifier.num_classes = 2
@@ -133,6 +136,7 @@ def test_classifier_separates_a_separable_set(tmp_path):
   assert metrics['accuracy'] >= 0.95, metrics
 
 
+@pytest.mark.slow
 def test_eval_reports_accuracy_and_plots_2d_latents(blob_dir, tmp_path):
   flags = [f'--config.data.dir={blob_dir}', '--config.model.latent_dim=2']
   for script in ('train.py', 'eval.py'):

@@ -30,6 +30,7 @@ def trained(blob_dir, tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow
 def test_train_then_eval(trained, blob_dir):
   assert sorted(os.listdir(trained / 'checkpoints')) == ['3']
   result = run_script('eval.py', trained, f'--config.data.dir={blob_dir}')
@@ -47,6 +48,7 @@ def test_train_then_eval(trained, blob_dir):
   assert json.loads(alone.stdout.strip().splitlines()[-1]) == printed
 
 
+@pytest.mark.slow
 def test_implicit_gon_eval_writes_every_grid(blob_dir, tmp_path):
   siren = dict(config='configs/siren_mnist_tiny.py', tiny_flags=TINY_SIREN_FLAGS)
   for script in ('train.py', 'eval.py'):

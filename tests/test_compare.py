@@ -15,6 +15,7 @@ TINY = {'data.image_size': 16, 'model.features': 4, 'model.latent_dim': 8, 'batc
         'eval_batch_size': 32, 'grid_size': 2, 'learning_rate': 1e-2, 'glo.test_steps': 3}
 
 
+@pytest.mark.slow
 def test_compare_writes_table_and_curves_and_resumes(blob_dir, tmp_path):
   workdir = str(tmp_path / 'compare')
   os.makedirs(workdir)
@@ -38,6 +39,7 @@ def test_compare_writes_table_and_curves_and_resumes(blob_dir, tmp_path):
   assert again['gon']['runs'] == results['gon']['runs']
 
 
+@pytest.mark.slow
 def test_equal_time_gives_each_method_the_reference_training_time(blob_dir, tmp_path):
   measured = {'gon': {'runs': {'mnist': [{'seconds_per_step': 0.1}, {'seconds_per_step': 0.3}],
                                'fashion_mnist': [{'seconds_per_step': 0.2}]}},
@@ -112,6 +114,7 @@ def test_the_implicit_ablation_reports_psnr():
   assert '| 20.00 ± 0.00 | 15.00 ± 0.00 | 0.1000 |' in table, table
 
 
+@pytest.mark.slow
 def test_a_diverged_run_is_a_result_not_the_end_of_the_comparison(blob_dir, tmp_path):
   """A run stopped on a non-finite loss or gradient is recorded (diverged.json) and shown as
   diverged; the comparison goes on, and reading it back does not train it again."""

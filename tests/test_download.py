@@ -226,6 +226,7 @@ def test_known_checksums_match_local_copies(name, folder):
     assert hashlib.sha256(content).hexdigest() == expected, file
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.skipif(not MNIST_DIR.is_dir(), reason=NEEDS_MNIST)
 def test_train_downloads_mnist_then_eval_reads_the_cache(tmp_path):
@@ -296,10 +297,10 @@ def test_cifar10_downloads_and_is_cached_like_mnist(tmp_path, cifar_mirror, monk
   cache = download.cache_dir('cifar10')
   assert listing(cache) == [archive.name] and (cache / archive.name).read_bytes() == \
       archive.read_bytes()
-  np.testing.assert_array_equal(x * 255, images['train'])
+  np.testing.assert_array_equal(x, images['train'])
   np.testing.assert_array_equal(y, labels['train'])
   x, y = data.load_split(config, 'test', None)  # The server is gone: the cache serves it.
-  np.testing.assert_array_equal(x * 255, images['test'])
+  np.testing.assert_array_equal(x, images['test'])
 
 
 def failed_download_lines(tmp_path: pathlib.Path, served: pathlib.Path, config: str,
@@ -324,6 +325,7 @@ def test_cifar10_checksum_mismatch_is_one_line_and_caches_nothing(tmp_path, cifa
   assert lines[1].endswith(f"expected {download.KNOWN['cifar10'].files['cifar-10-python.tar.gz']}; nothing was cached")
 
 
+@pytest.mark.slow
 def test_colour_siren_trains_and_evaluates_on_a_cifar_archive(tmp_path, cifar_mirror):
   """configs/siren_cifar10.py end to end on the archive in a folder: 3 outputs per pixel."""
   served, _, _ = cifar_mirror
@@ -391,9 +393,9 @@ def test_celeb_a_downloads_from_its_own_addresses_and_is_cached(tmp_path, celeba
   cache = download.cache_dir('celeb_a')
   assert listing(cache) == sorted(CELEBA_FILES)
   assert all((cache / n).read_bytes() == (celeba_drive / n).read_bytes() for n in CELEBA_FILES)
-  np.testing.assert_allclose(x[:, 4, 4], [[250 / 255, 0, 0], [0, 250 / 255, 0]], atol=3 / 255)
+  np.testing.assert_allclose(x[:, 4, 4], [[250, 0, 0], [0, 250, 0]], atol=3)  # uint8
   x, _ = data.load_split(config, 'test', 8)  # The server is gone: the cache serves it.
-  np.testing.assert_allclose(x, 9 / 255, atol=3 / 255)
+  np.testing.assert_allclose(x, 9, atol=3)
 
 
 def test_an_html_page_in_place_of_a_file_is_one_line_and_caches_nothing(tmp_path, celeba_drive):
@@ -407,6 +409,7 @@ def test_an_html_page_in_place_of_a_file_is_one_line_and_caches_nothing(tmp_path
   assert all(way in lines[0] for way in WAYS_OUT), lines[0]
 
 
+@pytest.mark.slow
 def test_celeb_a_checksum_mismatch_and_a_colour_siren_on_its_files(tmp_path, celeba_drive):
   """The published md5 rejects the test's zip (one line, nothing cached); the same files in a
   folder train and evaluate configs/siren_celeba.py end to end (3 outputs per pixel)."""

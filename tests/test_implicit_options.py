@@ -32,6 +32,7 @@ def _count(config):
   return sum(x.size for x in jax.tree.leaves(variables['params']))
 
 
+@pytest.mark.slow
 def test_parameter_counts():
   rest = (16 * 16 + 16) + (16 + 1)  # the second sine layer and the linear output
   assert _count(_config()) == (2 + 4) * 16 + 16 + rest
@@ -143,6 +144,7 @@ def _loss_and_grads(config, params=None, num_steps=1):
   return (*jax.value_and_grad(loss_fn)(params), params, objective, batch)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('num_steps, step_size', [(1, 'scalar'), (3, 'per_dimension')])
 def test_a_learnt_step_size_and_origin_start_as_the_fixed_ones_and_get_gradients(
     num_steps, step_size):
@@ -219,6 +221,7 @@ def test_option_errors_are_one_line():
     config_lib.validate(config)
 
 
+@pytest.mark.slow
 def test_every_option_trains_resumes_and_evaluates(blob_dir, tmp_path):
   config = _config(conditioning='film', modulation_widths=(8,), encoding='fourier',
                    encoding_size=4, encoding_scale=1.0)

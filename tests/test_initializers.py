@@ -56,6 +56,7 @@ def test_upconv_flax_init_is_lecun_normal_with_zero_biases():
   np.testing.assert_array_equal(bias, 0.0)
 
 
+@pytest.mark.slow
 def test_every_layer_of_each_conv_family_follows_model_init():
   from gon_jax.configs import conv_mnist, vae_mnist  # pylint: disable=import-outside-toplevel
   config = vae_mnist.get_config()  # decoder, encoder and the stochastic layer's Dense

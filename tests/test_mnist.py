@@ -16,6 +16,7 @@ pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not MNIST_DIR.is_dir(), reason=NEEDS_MNIST)]
 
 
+@pytest.mark.slow
 def test_conv_gon_improves_on_its_initialisation(tmp_path):
   config = conv_mnist.get_config()
   config.data.source, config.data.dir = 'idx', str(MNIST_DIR)

@@ -30,7 +30,8 @@ def test_official_parameter_count(norm):
   assert _num_params(variables) == 74_321
 
 
-@pytest.mark.parametrize('image_size,channels', [(8, 1), (32, 3), (64, 3)])
+@pytest.mark.parametrize('image_size,channels', [
+    (8, 1), pytest.param(32, 3, marks=pytest.mark.slow), pytest.param(64, 3, marks=pytest.mark.slow)])
 def test_output_shape_and_range(image_size, channels):
   model = ConvDecoder(latent_dim=6, features=8, channels=channels, image_size=image_size,
                       activation='sin')
@@ -70,6 +71,7 @@ def _small_config(norm):
   return config
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('norm', ['batch', 'layer'])
 def test_encoding_one_image_alone_equals_encoding_it_in_a_batch(norm):
   config = _small_config(norm)
@@ -90,6 +92,7 @@ def test_encoding_one_image_alone_equals_encoding_it_in_a_batch(norm):
       chex.assert_trees_all_close(alone_recon, batch_recon[2:3], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_batchnorm_training_pass_updates_running_statistics():
   config = _small_config('batch')
   objective = make_objective(config)
@@ -120,6 +123,7 @@ def test_transposed_convolution_matches_pytorch_semantics():
                               np.einsum('bc,yxco->byxo', z, kernel) + bias, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_matmul_transposed_convolutions_give_the_gon_step_of_the_plain_ones():
   # The fast path (matrix product + overlap-add) against the dilated
   # convolution, through the GON's second-order gradient.
@@ -159,6 +163,7 @@ def test_official_inner_loss_scales():
   assert inner_loss_scale(vgon_mnist.get_config()) == 1 / 64  # Variational-GON.py
 
 
+@pytest.mark.slow
 def test_autoencoder_baseline_has_the_gon_decoder_and_twice_its_parameters(blob_dir):
   from gon_jax.configs import ae_mnist  # pylint: disable=import-outside-toplevel
   from testing_utils import run_steps  # pylint: disable=import-outside-toplevel

@@ -2,13 +2,12 @@
 
 import socket
 
-import chex
 import pytest
 
 from gon_jax import checkpoints
 from gon_jax.state import setup
 
-from testing_utils import run_script, tiny_config
+from testing_utils import assert_runs_match, run_script, tiny_config
 
 
 def _free_port() -> int:
@@ -25,6 +24,7 @@ def _final_state(config, workdir):
   return state
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('parallel', ['jit', 'pmap'])
 def test_two_processes_match_one(blob_dir, tmp_path, parallel):
   flags = [f'--config.data.dir={blob_dir}', f'--config.parallel={parallel}',
@@ -43,5 +43,4 @@ def test_two_processes_match_one(blob_dir, tmp_path, parallel):
   config = tiny_config(blob_dir, norm='batch')
   config.num_steps = 3
   one, two = _final_state(config, tmp_path / 'one'), _final_state(config, tmp_path / 'two')
-  # float32 sums over two hosts round differently: differences of a few 1e-6 after 3 steps
-  chex.assert_trees_all_close(two, one, rtol=1e-4, atol=1e-5)
+  assert_runs_match(two, one)  # float32 sums over two hosts round differently

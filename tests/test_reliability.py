@@ -68,6 +68,7 @@ def reference(blob_dir, tmp_path_factory):
   return _final_state(_config(blob_dir), workdir)
 
 
+@pytest.mark.slow
 def test_sigkill_then_same_command_is_bit_identical(blob_dir, tmp_path, reference):
   flags = [f'--config.data.dir={blob_dir}', *FLAGS]
   for kill_at in (30, 95):  # twice, at moments unrelated to the checkpoints
@@ -82,6 +83,7 @@ def test_sigkill_then_same_command_is_bit_identical(blob_dir, tmp_path, referenc
   _assert_bit_identical(_final_state(_config(blob_dir), tmp_path), reference)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('signal_name', ['SIGTERM', 'SIGINT'])
 def test_signal_saves_then_resume_is_bit_identical(blob_dir, tmp_path, reference, signal_name):
   flags = [f'--config.data.dir={blob_dir}', *FLAGS, f'--config.checkpoint_every={STEPS}']
@@ -99,6 +101,7 @@ def test_signal_saves_then_resume_is_bit_identical(blob_dir, tmp_path, reference
   _assert_bit_identical(_final_state(_config(blob_dir), tmp_path), reference)
 
 
+@pytest.mark.slow
 def test_kill_during_a_checkpoint_write_keeps_the_previous_one(blob_dir, tmp_path, reference):
   flags = [f'--config.data.dir={blob_dir}', *FLAGS]
   process = testing_utils.run_script('tests/block_checkpoint_commit.py', tmp_path, *flags,
@@ -125,6 +128,7 @@ def _step_fn(config):
   return train.compile_train_step(config, placement, tx), placement, state
 
 
+@pytest.mark.slow
 def test_a_non_finite_step_changes_nothing_but_the_counts(blob_dir):
   config = _config(blob_dir)
   step_fn, placement, state = _step_fn(config)
@@ -141,6 +145,7 @@ def test_a_non_finite_step_changes_nothing_but_the_counts(blob_dir):
   _assert_bit_identical((after.params, after.opt_state), (before.params, before.opt_state))
 
 
+@pytest.mark.slow
 def test_non_finite_run_stops_or_skips(blob_dir, tmp_path):
   config = _config(blob_dir)
   config.num_steps, config.checkpoint_every, config.eval_every = 6, 1, 6
@@ -164,6 +169,7 @@ def test_gradient_clipping_by_global_norm(blob_dir):
   np.testing.assert_allclose(jnp.linalg.norm(first_moment), 0.1 * 0.5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_losing_a_process_ends_the_other_quickly(blob_dir, tmp_path):
   with socket.socket() as s:
     s.bind(('127.0.0.1', 0))

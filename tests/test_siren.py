@@ -76,6 +76,7 @@ def _tiny_siren_config():
   return config
 
 
+@pytest.mark.slow
 def test_losses_on_all_coordinates_as_a_subset_equal_the_full_losses():
   config = _tiny_siren_config()
   objective = make_objective(config)

@@ -40,13 +40,14 @@ def _config(blob_dir):
   return config
 
 
+@pytest.mark.slow
 def test_superres_trains_small_and_scores_against_the_full_images(blob_dir, tmp_path):
   config = _config(blob_dir)
   workdir = str(tmp_path / 'sr')
   results = superres.measure(config, workdir, 2)
   assert results['step'] == 4 and results['factor'] == 2
-  truth, _ = data.load_split(config.data, 'test', 12)
-  inputs, _ = data.load_split(config.data, 'test', 6)
+  truth = data.to_float(data.load_split(config.data, 'test', 12)[0])
+  inputs = data.to_float(data.load_split(config.data, 'test', 6)[0])
   # Nearest-neighbour upsampling by 2 repeats each pixel in a 2x2 block.
   nearest = np.repeat(np.repeat(inputs, 2, axis=1), 2, axis=2)
   np.testing.assert_allclose(results['nearest']['psnr'], image_metrics(truth, nearest)['psnr'],

@@ -24,11 +24,12 @@ from gon_jax.models import make_objective
 from gon_jax.parallel import AXIS, Placement, make_placement
 from gon_jax.train import train_and_evaluate
 
-from testing_utils import TINY_FLAGS, run_script, run_steps, tiny_config
+from testing_utils import TINY_FLAGS, assert_runs_match, run_script, run_steps, tiny_config
 
 from gon_jax.configs import conv_mnist
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('norm,z0_sigma', [('batch', 0.0), ('layer', 0.1)])
 def test_pmap_and_jit_match_one_device(blob_dir, norm, z0_sigma):
   assert jax.device_count() == 2
@@ -40,11 +41,11 @@ def test_pmap_and_jit_match_one_device(blob_dir, norm, z0_sigma):
   for mode in ('jit', 'pmap'):
     state, mode_losses = run_steps(config, make_placement(mode))
     np.testing.assert_allclose(mode_losses, losses, rtol=1e-5)
-    chex.assert_trees_all_close(state.params, reference.params, rtol=1e-4, atol=1e-6)
-    chex.assert_trees_all_close(state.batch_stats, reference.batch_stats, rtol=1e-4, atol=1e-6)
+    assert_runs_match((state.params, state.batch_stats), (reference.params, reference.batch_stats))
 
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('norm', ['batch', 'layer'])
 def test_rematerialised_and_cpu_option_steps_match_the_plain_step(blob_dir, norm):
   # jax.checkpoint of the decoder and XLA:CPU's YNNPACK fusions change how the
@@ -56,8 +57,7 @@ def test_rematerialised_and_cpu_option_steps_match_the_plain_step(blob_dir, norm
   config.performance.cpu_ynn_fusions = True
   state, remat_losses = run_steps(config, one_device)
   np.testing.assert_allclose(remat_losses, losses, rtol=1e-5)
-  chex.assert_trees_all_close(state.params, reference.params, rtol=1e-4, atol=1e-6)
-  chex.assert_trees_all_close(state.batch_stats, reference.batch_stats, rtol=1e-4, atol=1e-6)
+  assert_runs_match((state.params, state.batch_stats), (reference.params, reference.batch_stats))
   objective = make_objective(config)
   images, z0 = jax.numpy.zeros((2, 16, 16, 1)), jax.numpy.zeros((2, 8))
   jaxpr = jax.make_jaxpr(lambda v: objective.reconstruct(v, images, z0).losses)(
@@ -65,6 +65,7 @@ def test_rematerialised_and_cpu_option_steps_match_the_plain_step(blob_dir, norm
   assert 'checkpoint' in str(jaxpr) or 'remat' in str(jaxpr)  # the option took effect
 
 
+@pytest.mark.slow
 def test_scanning_over_chunks_gives_the_batch_gradients(blob_dir):
   config = tiny_config(blob_dir, norm='layer')
   config.gon.z0_sigma = 0.1
@@ -74,7 +75,7 @@ def test_scanning_over_chunks_gives_the_batch_gradients(blob_dir):
   for placement in (one_device, make_placement('jit'), make_placement('pmap')):
     state, chunked_losses = run_steps(config, placement)
     np.testing.assert_allclose(chunked_losses, losses, rtol=1e-5)
-    chex.assert_trees_all_close(state.params, reference.params, rtol=1e-4, atol=1e-6)
+    assert_runs_match(state.params, reference.params)
 
 
 def test_batch_that_does_not_divide_over_devices_is_refused():

@@ -30,6 +30,7 @@ def test_parameter_counts():
   assert 1.8 * 268_033 < vae < 2.2 * 268_033  # the encoder mirrors the decoder
 
 
+@pytest.mark.slow
 def test_shapes_and_sampler_range():
   config = vgon_celeba.get_config()
   objective = make_objective(config)
@@ -76,6 +77,7 @@ def test_kl_warm_up():
                              [0.2, 1.0, 2.0, 2.0], rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('factory', [vgon_mnist, vae_mnist])
 def test_training_lowers_the_negative_elbo(factory, blob_dir):
   config = factory.get_config()

@@ -144,6 +144,19 @@ def run_steps(config, placement=None, num_steps: int = 3):
   return placement.get(device_state), losses
 
 
+def assert_runs_match(state, reference) -> None:
+  """Asserts that two runs of tiny_config, summed in different orders, reached the same state.
+
+  Devices, processes, rematerialisation and fusions change the order of float32 sums, and Adam
+  magnifies the rounding: a gradient near 0 (a conv bias before BatchNorm has none at all) is
+  normalised into a step of up to learning_rate=1e-2, so such a parameter or its moment can differ
+  by 1e-5 after 4 steps (seen on AMD EPYC). atol=5e-5 is 0.5% of one step; a real error
+  (BatchNorm statistics not shared, a wrong gradient) moves parameters by whole steps.
+  """
+  import chex  # pylint: disable=import-outside-toplevel
+  chex.assert_trees_all_close(state, reference, rtol=1e-4, atol=5e-5)
+
+
 def tiny_config(idx_dir, norm: str = 'batch'):
   """conv_mnist shrunk to a 16x16 decoder of width 4, for fast tests."""
   from gon_jax.configs import conv_mnist  # pylint: disable=import-outside-toplevel

@@ -63,8 +63,9 @@ def measure(config: ml_collections.ConfigDict, workdir: str, factor: int) -> dic
   size, low = config.data.image_size, small.data.image_size
   state = train_and_evaluate(small, workdir)  # the trained (or restored) state
   step = int(state.step)
-  truth, _ = data.load_split(config.data, 'test', size)
-  inputs, _ = data.load_split(small.data, 'test', low)
+  # The test split as floats: the baselines resize them, the metrics compare them.
+  truth = data.to_float(data.load_split(config.data, 'test', size, config.model.channels)[0])
+  inputs = data.to_float(data.load_split(small.data, 'test', low, small.model.channels)[0])
   objective = setup(small, num_train_examples=1)[0]
   variables = model_variables(state.params, state.batch_stats)
   latents, reconstructions = make_encoder(objective)(variables, inputs,
