@@ -150,6 +150,10 @@ def performance_defaults() -> ml_collections.ConfigDict:
   # sin and cos from one range reduction (fast_sine, gon_jax.models.siren.sincos).
   performance.factorised = True
   performance.fast_sine = True
+  # Train steps per compiled call: a scan over K batches gathered on the device from the
+  # training split, moved there once. The same steps; for accelerators that wait on
+  # launches. log_every, eval_every, checkpoint_every and num_steps must be multiples.
+  performance.steps_per_call = 1
   return performance
 
 
@@ -168,6 +172,13 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
   if chunk and (config.batch_size // num_devices) % chunk:
     raise ConfigError(f'performance.scan_chunk {chunk} does not divide the batch of each '
                       f'device ({config.batch_size // num_devices})')
+  per_call = config.performance.steps_per_call
+  if per_call < 1:
+    raise ConfigError(f'performance.steps_per_call={per_call}: use 1 or more train steps a call')
+  for name in ('num_steps', 'log_every', 'eval_every', 'checkpoint_every'):
+    if config[name] % per_call:
+      raise ConfigError(f'{name}={config[name]} is not a multiple of '
+                        f'performance.steps_per_call={per_call}')
   check_choice('nonfinite', config.nonfinite, NONFINITE_POLICIES)
   check_choice('lr_schedule', config.lr_schedule, LR_SCHEDULES)
   if not 0 <= config.warmup_steps <= config.num_steps:

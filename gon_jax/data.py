@@ -23,6 +23,7 @@ import functools
 import gzip
 import hashlib
 import io
+import itertools
 import json
 import os
 import pathlib
@@ -902,6 +903,25 @@ def train_batches(images: np.ndarray,
   finally:
     if gather:
       gather.close()
+
+
+def call_indices(num_examples: int,
+                 batch_size: int,
+                 seed: int,
+                 steps_per_call: int,
+                 start_step: int = 0,
+                 process_index: int = 0,
+                 process_count: int = 1) -> Iterator[np.ndarray]:
+  """Infinite iterator of this process's rows of K steps' batches, for a device-resident set.
+
+  Yields:
+    int32 `[batch_size // process_count, steps_per_call]`: column k holds the 'index' that
+    `train_batches` yields for step start_step + k (then start_step + K + k, ...).
+  """
+  rows = process_slice(batch_size, process_index, process_count)
+  for step in itertools.count(start_step, steps_per_call):
+    yield np.stack([batch_indices(num_examples, batch_size, seed, s)[rows]
+                    for s in range(step, step + steps_per_call)], axis=1).astype(np.int32)
 
 
 class _FileRows:

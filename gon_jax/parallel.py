@@ -59,17 +59,19 @@ class Placement:
     """The collective axis a step must name (pmap only)."""
     return AXIS if self.mode == 'pmap' else None
 
-  def compile(self, step: Callable, options: dict | None = None) -> Callable:
-    """Compiles `step(state, batch) -> (state, metrics)`; the old state is donated.
+  def compile(self, step: Callable, options: dict | None = None,
+              replicated_args: int = 0) -> Callable:
+    """Compiles `step(state, batch, *replicated) -> (state, metrics)`; the old state is donated.
 
     `options` (XLA compiler options, e.g. `compiler_options(config)`) apply under jit;
-    jax.pmap takes none.
+    jax.pmap takes none. The `replicated_args` arguments after the batch are placed like
+    the state (`put_state`).
     """
     if self.mode == 'pmap':
       return jax.pmap(step, axis_name=AXIS, donate_argnums=0)
     replicated = NamedSharding(self.mesh, PartitionSpec())
     sharded = NamedSharding(self.mesh, PartitionSpec(AXIS))
-    return jax.jit(step, in_shardings=(replicated, sharded),
+    return jax.jit(step, in_shardings=(replicated, sharded) + (replicated,) * replicated_args,
                    out_shardings=(replicated, replicated), donate_argnums=0,
                    compiler_options=options)
 

@@ -18,7 +18,7 @@ from jax.experimental import multihost_utils
 
 from gon_jax import checkpoints, data, evaluate, images, saved_config
 from gon_jax.config import validate
-from gon_jax.errors import Diverged, RunStopped
+from gon_jax.errors import ConfigError, Diverged, RunStopped
 from gon_jax.metric_writer import MetricWriter
 from gon_jax.models import make_objective
 from gon_jax.objectives import Objective, model_variables
@@ -117,12 +117,60 @@ def _gradients(loss_fn: Callable, params: Any, rows: Any, examples: Any,
   return (metrics, None), (grads, row_grads)
 
 
+def train_steps(state: TrainState, indices: jax.Array, train_set: dict, *,
+                step_fn: Callable) -> tuple[TrainState, dict]:
+  """`steps_per_call` train steps in one call, on batches gathered on the device.
+
+  The same steps as `step_fn` called on the host's batches of the same indices: one
+  call and no transfer but the indices per K steps, for devices that wait on launches.
+
+  Args:
+    state: current train state.
+    indices: int32 `[batch, K]`: this device's rows of the batches of the next K steps
+      (`data.call_indices`).
+    train_set: the whole training split on the device: `{'image': uint8 [num_examples,
+      height, width, channels] (or floats in [0, 1]), 'label': [num_examples]}`.
+    step_fn: `train_step` with its objective, tx, config and axis_name bound.
+
+  Returns:
+    `(state after K steps, metrics)`: the metrics of the last step, or of the first step
+    that was not finite (its 'nonfinite' is 1), so that the loop's checks see it.
+  """
+  def one_step(state, step_indices):
+    images = train_set['image'][step_indices]
+    if images.dtype == jnp.uint8:  # data.to_float's k / 255, on the device
+      images = images.astype(jnp.float32) / 255.0
+    batch = {'image': images, 'label': train_set['label'][step_indices], 'index': step_indices}
+    return step_fn(state, batch)
+
+  state, metrics = jax.lax.scan(one_step, state, indices.T)
+  nonfinite = metrics['nonfinite']
+  shown = jnp.where(nonfinite.max() > 0, jnp.argmax(nonfinite), nonfinite.shape[0] - 1)
+  return state, jax.tree.map(lambda m: m[shown], metrics)
+
+
 def compile_train_step(config: ml_collections.ConfigDict, placement: Placement,
                        tx: optax.GradientTransformation) -> Callable:
-  """`train_step` bound to the config's objective and compiled for `placement`."""
-  return placement.compile(functools.partial(
+  """`train_step` bound to the config's objective and compiled for `placement`:
+  `step(state, batch) -> (state, metrics)`."""
+  return placement.compile(_bound_train_step(config, placement, tx), compiler_options(config))
+
+
+def compile_train_steps(config: ml_collections.ConfigDict, placement: Placement,
+                        tx: optax.GradientTransformation, train_set: Any) -> Callable:
+  """`train_steps` over `train_set` (placed with `placement.put_state`), compiled for
+  `placement`: `steps(state, indices) -> (state, metrics)`, K = performance.steps_per_call."""
+  compiled = placement.compile(
+      functools.partial(train_steps, step_fn=_bound_train_step(config, placement, tx)),
+      compiler_options(config), replicated_args=1)
+  return lambda state, indices: compiled(state, indices, train_set)
+
+
+def _bound_train_step(config: ml_collections.ConfigDict, placement: Placement,
+                      tx: optax.GradientTransformation) -> Callable:
+  return functools.partial(
       train_step, objective=make_objective(config, axis_name=placement.axis_name), tx=tx,
-      config=config, axis_name=placement.axis_name), compiler_options(config))
+      config=config, axis_name=placement.axis_name)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
@@ -160,14 +208,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             f'{os.path.join(workdir, "checkpoints")} has reached num_steps '
             f'({config.num_steps}); raise --config.num_steps to train on', file=sys.stderr)
     return state
+  steps_per_call = config.performance.steps_per_call
+  if start_step % steps_per_call:
+    raise ConfigError(f'the checkpoint of step {start_step} is not at a multiple of '
+                      f'performance.steps_per_call={steps_per_call}: resume with a '
+                      f'steps_per_call that divides {start_step}')
   run = _Run(config, workdir, placement, manager, evaluate.make_evaluator(objective),
              test_images, test_labels, is_main)
-  batches = data.prefetch(data.train_batches(
-      train_images, train_labels, config.batch_size, config.seed, start_step,
-      jax.process_index(), jax.process_count()), placement.put_batch)
+  processes = (start_step, jax.process_index(), jax.process_count())
+  if steps_per_call == 1:
+    step_fn = compile_train_step(config, placement, tx)
+    batches = data.prefetch(data.train_batches(
+        train_images, train_labels, config.batch_size, config.seed, *processes),
+        placement.put_batch)
+  else:  # The training split moves to the device once; each call takes K steps' indices.
+    train_set = placement.put_state({'image': train_images, 'label': train_labels})
+    step_fn = compile_train_steps(config, placement, tx, train_set)
+    batches = data.prefetch(data.call_indices(
+        len(train_images), config.batch_size, config.seed, steps_per_call, *processes),
+        placement.put_batch)
   try:
-    device_state = run.loop(compile_train_step(config, placement, tx),
-                            placement.put_state(state), batches, start_step)
+    device_state = run.loop(step_fn, placement.put_state(state), batches, start_step)
   finally:
     batches.close()
     run.close()
@@ -195,25 +256,27 @@ class _Run:
   def loop(self, step_fn: Callable, device_state: Any, batches: Iterator, start_step: int) -> Any:
     """Trains from `start_step` to `num_steps`; returns the device state."""
     config, placement = self.config, self.placement
+    per_call = config.performance.steps_per_call  # steps a call of step_fn takes
     with StopSignals() as signals:
       if self.is_main:
         # After the checkpoint restored: a wrong --config never overwrites the workdir's.
         saved_config.save(config, self.workdir)
       self.writer = MetricWriter(self.workdir) if self.is_main else None
-      # The first step, which compiles, runs before the progress bar starts
+      # The first call, which compiles, runs before the progress bar starts
       # its clock: timed by the bar, compilation would make its ETA hours long.
       device_state, metrics, self.compile_seconds = _first_step(
           step_fn, device_state, next(batches), self.is_main)
-      self.progress = _progress_bar(start_step + 1, config.num_steps, self.is_main)
+      first = start_step + per_call
+      self.progress = _progress_bar(first, config.num_steps, self.is_main)
       loop_start = self._last_time = time.perf_counter()
-      self._last_step = start_step + 1
-      previous = None  # (step, metrics) of the step before, checked once the next one is queued
-      for step in range(start_step + 1, config.num_steps + 1):
-        if step > start_step + 1:
+      self._last_step = first
+      previous = None  # (step, metrics) of the call before, checked once the next one is queued
+      for step in range(first, config.num_steps + 1, per_call):
+        if step > first:
           device_state, metrics = step_fn(device_state, next(batches))
-          self.progress.update(1)
+          self.progress.update(per_call)
         if previous and config.nonfinite == 'stop':
-          _check_finite(*previous, placement, self.manager)
+          _check_finite(*previous, placement, self.manager, per_call)
         previous = (step, metrics)
         last = step == config.num_steps
         if step % config.log_every == 0 or last:
@@ -223,7 +286,7 @@ class _Run:
         signal_name = signals.received()
         if step % config.checkpoint_every == 0 or last or signal_name:
           if config.nonfinite == 'stop':  # never save a step that was not finite
-            _check_finite(step, metrics, placement, self.manager)
+            _check_finite(step, metrics, placement, self.manager, per_call)
             previous = None  # checked
           checkpoints.save(self.manager, step, placement.get(device_state))
         if signal_name and not last:
@@ -277,7 +340,8 @@ class _Run:
     config = self.config
     return _summary(config.num_steps - start_step, start_step, self.train_seconds,
                     self.compile_seconds, self.eval_seconds, self.results,
-                    os.path.join(self.workdir, 'checkpoints', str(config.num_steps)))
+                    os.path.join(self.workdir, 'checkpoints', str(config.num_steps)),
+                    config.performance.steps_per_call)
 
 
 def _first_step(step_fn: Callable, state: Any, batch: Any,
@@ -303,13 +367,15 @@ def _first_step(step_fn: Callable, state: Any, batch: Any,
 
 
 def _summary(steps: int, start_step: int, train_seconds: float, compile_seconds: float,
-             eval_seconds: float, results: dict | None, checkpoint: str) -> str:
+             eval_seconds: float, results: dict | None, checkpoint: str,
+             per_call: int = 1) -> str:
   """The line that ends a run: its speed, the last evaluation and where the checkpoint is.
 
-  `compile_seconds` is the first step's time, `train_seconds` the other steps'.
+  `compile_seconds` is the first call's time (`per_call` steps), `train_seconds` the others'.
   """
   resumed = f' (from step {start_step})' if start_step else ''
-  rate = (f'{(steps - 1) / max(train_seconds, 1e-9):.1f} steps/s after ' if steps > 1 else '')
+  rate = (f'{(steps - per_call) / max(train_seconds, 1e-9):.1f} steps/s after '
+          if steps > per_call else '')
   plural = 's' if steps > 1 else ''
   line = (f'trained {steps} step{plural}{resumed} in {compile_seconds + train_seconds:.1f} s '
           f'({rate}{compile_seconds:.1f} s compiling; {eval_seconds:.1f} s evaluating besides)')
@@ -323,8 +389,10 @@ def _summary(steps: int, start_step: int, train_seconds: float, compile_seconds:
   return f'{line}; checkpoint {checkpoint}'
 
 
-def _check_finite(step: int, metrics: dict, placement: Placement, manager) -> None:
-  """Raises RunStopped if step `step`'s loss or gradient norm was not finite."""
+def _check_finite(step: int, metrics: dict, placement: Placement, manager,
+                  per_call: int = 1) -> None:
+  """Raises RunStopped if the loss or gradient norm of the call that ended at step `step`
+  (`per_call` steps) was not finite."""
   values = placement.get(metrics)
   if not values['nonfinite']:
     return
@@ -334,7 +402,8 @@ def _check_finite(step: int, metrics: dict, placement: Placement, manager) -> No
   manager.wait_until_finished()
   last = manager.latest_step()
   kept = f'the last checkpoint (step {last}) is kept' if last else 'no checkpoint was saved'
-  raise Diverged(f'non-finite {quantity} ({value}) at step {step}; stopped, {kept}; try '
+  where = f'at step {step}' if per_call == 1 else f'in steps {step - per_call + 1}-{step}'
+  raise Diverged(f'non-finite {quantity} ({value}) {where}; stopped, {kept}; try '
                  f'--config.grad_clip_norm=1.0, a lower learning_rate, or '
                  f"--config.nonfinite=skip", step)
 
