@@ -40,7 +40,7 @@ from gon_jax.config import validate  # pylint: disable=wrong-import-position
 from gon_jax.flops import train_step_flops  # pylint: disable=wrong-import-position
 from gon_jax.parallel import make_placement  # pylint: disable=wrong-import-position
 from gon_jax.state import setup  # pylint: disable=wrong-import-position
-from gon_jax.train import compile_train_step  # pylint: disable=wrong-import-position
+from gon_jax.train import compile_train_step, compile_train_steps  # pylint: disable=wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.')
 _ALL = flags.DEFINE_bool('all', False, 'Benchmark every config of ALL_CONFIGS, one process each.')
@@ -57,6 +57,7 @@ _DATA_DIR = flags.DEFINE_string('data_dir', None, 'With --data: read the four ID
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # config -> (timed steps, warm-up steps): the SIREN's step takes over a second on a CPU.
+_RESIDENT_IMAGES = 4096  # the random training split of a steps_per_call benchmark
 ALL_CONFIGS = {'conv_mnist': (50, 5), 'vgon_mnist': (50, 5), 'siren_mnist': (10, 2)}
 
 
@@ -95,23 +96,44 @@ def compiled_step(config):
   fixed = {'image': rng.random((config.batch_size, size, size, channels), np.float32),
            'label': np.zeros(config.batch_size, np.int32),
            'index': np.arange(config.batch_size, dtype=np.int32)}
-  step_fn = compile_train_step(config, placement, tx)
   state = placement.put_state(host_state)
-  device_batch = placement.put_batch(fixed)
+  per_call = config.performance.steps_per_call
+  if per_call == 1:
+    step_fn, device_batch, extra = compile_train_step(config, placement, tx), fixed, ()
+  else:  # K steps a call over a device-resident set of random images, as train.py runs them
+    step_fn = compile_train_steps(config, placement, tx)
+    train_set = {'image': rng.integers(0, 256, (_RESIDENT_IMAGES, size, size, channels), np.uint8),
+                 'label': np.zeros(_RESIDENT_IMAGES, np.int32)}
+    device_batch = next(data.call_indices(_RESIDENT_IMAGES, config.batch_size, config.seed,
+                                          per_call))
+    extra = (placement.put_state(train_set),)
+  device_batch = placement.put_batch(device_batch)
   start = time.perf_counter()
-  compiled = step_fn.lower(state, device_batch).compile()
-  return compiled, state, device_batch, placement, time.perf_counter() - start
+  compiled = step_fn.lower(state, device_batch, *extra).compile()
+  compile_seconds = time.perf_counter() - start
+  if extra:
+    call = compiled
+    compiled = lambda state, batch: call(state, batch, *extra)  # pylint: disable=unnecessary-lambda-assignment
+  return compiled, state, device_batch, placement, compile_seconds
 
 
 def benchmark(config) -> dict:
   compiled, state, device_batch, placement, compile_seconds = compiled_step(config)
-  state, _ = _timed_steps(compiled, state, lambda: device_batch, _WARMUP.value)
-  state, fixed_rate = _timed_steps(compiled, state, lambda: device_batch, _STEPS.value)
+  per_call = config.performance.steps_per_call
+  if per_call > 1 and (_DATA.value or _PROFILE.value):
+    raise app.UsageError('--data and --profile time one step a call: leave '
+                         'performance.steps_per_call at 1 with them')
+  # steps / K calls, each taking K steps (K = performance.steps_per_call).
+  calls = lambda steps: max(1, steps // per_call)  # pylint: disable=unnecessary-lambda-assignment
+  state, _ = _timed_steps(compiled, state, lambda: device_batch, calls(_WARMUP.value))
+  state, call_rate = _timed_steps(compiled, state, lambda: device_batch, calls(_STEPS.value))
+  fixed_rate = call_rate * per_call
   result = {
       'config': os.path.basename(config_flags.get_config_filename(flags.FLAGS['config'])),
       'backend': jax.default_backend(), 'devices': jax.device_count(),
       'device_kind': jax.devices()[0].device_kind, 'parallel': config.parallel,
-      'batch_size': config.batch_size, 'compile_seconds': round(compile_seconds, 2),
+      'batch_size': config.batch_size, 'steps_per_call': per_call,
+      'compile_seconds': round(compile_seconds, 2),
       'steps_per_second': round(fixed_rate, 3),
   }
   if _DATA.value:

@@ -157,13 +157,12 @@ def compile_train_step(config: ml_collections.ConfigDict, placement: Placement,
 
 
 def compile_train_steps(config: ml_collections.ConfigDict, placement: Placement,
-                        tx: optax.GradientTransformation, train_set: Any) -> Callable:
-  """`train_steps` over `train_set` (placed with `placement.put_state`), compiled for
-  `placement`: `steps(state, indices) -> (state, metrics)`, K = performance.steps_per_call."""
-  compiled = placement.compile(
+                        tx: optax.GradientTransformation) -> Callable:
+  """`train_steps` compiled for `placement`: `steps(state, indices, train_set) -> (state,
+  metrics)`, the train set placed with `placement.put_state`."""
+  return placement.compile(
       functools.partial(train_steps, step_fn=_bound_train_step(config, placement, tx)),
       compiler_options(config), replicated_args=1)
-  return lambda state, indices: compiled(state, indices, train_set)
 
 
 def _bound_train_step(config: ml_collections.ConfigDict, placement: Placement,
@@ -223,7 +222,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         placement.put_batch)
   else:  # The training split moves to the device once; each call takes K steps' indices.
     train_set = placement.put_state({'image': train_images, 'label': train_labels})
-    step_fn = compile_train_steps(config, placement, tx, train_set)
+    steps_fn = compile_train_steps(config, placement, tx)
+    step_fn = lambda state, indices: steps_fn(state, indices, train_set)  # pylint: disable=unnecessary-lambda-assignment
     batches = data.prefetch(data.call_indices(
         len(train_images), config.batch_size, config.seed, steps_per_call, *processes),
         placement.put_batch)
