@@ -123,10 +123,10 @@ def benchmark(config) -> dict:
   if per_call > 1 and (_DATA.value or _PROFILE.value):
     raise app.UsageError('--data and --profile time one step a call: leave '
                          'performance.steps_per_call at 1 with them')
-  # steps / K calls, each taking K steps (K = performance.steps_per_call).
-  calls = lambda steps: max(1, steps // per_call)  # pylint: disable=unnecessary-lambda-assignment
-  state, _ = _timed_steps(compiled, state, lambda: device_batch, calls(_WARMUP.value))
-  state, call_rate = _timed_steps(compiled, state, lambda: device_batch, calls(_STEPS.value))
+  # Calls of K steps each (K = performance.steps_per_call): steps // K of them.
+  warmup_calls, timed_calls = (max(1, steps // per_call) for steps in (_WARMUP.value, _STEPS.value))
+  state, _ = _timed_steps(compiled, state, lambda: device_batch, warmup_calls)
+  state, call_rate = _timed_steps(compiled, state, lambda: device_batch, timed_calls)
   fixed_rate = call_rate * per_call
   result = {
       'config': os.path.basename(config_flags.get_config_filename(flags.FLAGS['config'])),

@@ -152,9 +152,9 @@ def load_data(config: ml_collections.ConfigDict
 
   Images are uint8 (data.load_split), in `config.model.channels`' mode for the folder source.
   """
-  train_images, train_labels, test_images, test_labels = (
-      array for split in ('train', 'test') for array in data.load_split(
-          config.data, split, config.data.image_size, config.model.channels))
+  size, channels = config.data.image_size, config.model.channels
+  train_images, train_labels = data.load_split(config.data, 'train', size, channels)
+  test_images, test_labels = data.load_split(config.data, 'test', size, channels)
   check_labels(config, train_labels, test_labels)
   return train_images, train_labels, test_images, test_labels
 

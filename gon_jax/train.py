@@ -137,10 +137,8 @@ def train_steps(state: TrainState, indices: jax.Array, train_set: dict, *,
     that was not finite (its 'nonfinite' is 1), so that the loop's checks see it.
   """
   def one_step(state, step_indices):
-    images = train_set['image'][step_indices]
-    if images.dtype == jnp.uint8:  # data.to_float's k / 255, on the device
-      images = images.astype(jnp.float32) / 255.0
-    batch = {'image': images, 'label': train_set['label'][step_indices], 'index': step_indices}
+    batch = {'image': data.to_float(train_set['image'][step_indices]),
+             'label': train_set['label'][step_indices], 'index': step_indices}
     return step_fn(state, batch)
 
   state, metrics = jax.lax.scan(one_step, state, indices.T)
