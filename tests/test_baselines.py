@@ -12,7 +12,7 @@ from jax.sharding import Mesh
 import testing_utils
 from gon_jax import evaluate
 from gon_jax.models import make_objective
-from gon_jax.models.conv import transposed_conv
+from gon_jax.models.conv import transposed_conv, transposed_conv_adjoint
 from gon_jax.objectives import model_variables
 from gon_jax.parallel import AXIS, Placement
 from gon_jax.state import setup
@@ -39,14 +39,17 @@ def test_parameter_counts_relative_to_the_gon():
 
 @pytest.mark.parametrize('first', [True, False])
 def test_transposed_conv_adjoint(first):
-  # <T x, y> = <x, T^T y>: what the tied encoder computes is the adjoint.
+  # <T x, y> = <x, T^T y>: what the tied encoder computes is the adjoint, the same as the
+  # linear transpose of the plain (dilated convolution) form.
   keys = jax.random.split(jax.random.key(0), 3)
   shape = (2, 3) if first else (2, 4, 4, 3)
   x, kernel = jax.random.normal(keys[0], shape), jax.random.normal(keys[1], (4, 4, 3, 5))
   y = jax.random.normal(keys[2], transposed_conv(x, kernel, first).shape)
-  (x_adjoint,) = jax.linear_transpose(lambda v: transposed_conv(v, kernel, first), x)(y)
+  x_adjoint = transposed_conv_adjoint(y, kernel, first)
   np.testing.assert_allclose(jnp.vdot(transposed_conv(x, kernel, first), y),
                              jnp.vdot(x, x_adjoint), rtol=1e-4)
+  (plain,) = jax.linear_transpose(lambda v: transposed_conv(v, kernel, first, 'conv'), x)(y)
+  np.testing.assert_allclose(x_adjoint, plain, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.slow

@@ -1,5 +1,7 @@
 """The convolutional decoder: shapes, parameter counts, BatchNorm at the origin."""
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -9,7 +11,7 @@ import pytest
 from gon_jax.config import validate
 from gon_jax.errors import ConfigError
 from gon_jax.models import make_objective
-from gon_jax.models.conv import ACTIVATIONS, ConvDecoder, UpConv
+from gon_jax.models.conv import ACTIVATIONS, ConvDecoder, UpConv, transposed_conv
 
 from gon_jax.configs import conv_mnist
 
@@ -121,6 +123,35 @@ def test_transposed_convolution_matches_pytorch_semantics():
   z = jax.random.normal(jax.random.key(2), (2, 2))
   chex.assert_trees_all_close(first.apply(variables, z),
                               np.einsum('bc,yxco->byxo', z, kernel) + bias, atol=1e-5)
+
+
+@pytest.mark.parametrize('c_out', [1, 9])  # both of matmul_conv's forms (narrow, wide)
+def test_matmul_transposed_convolution_derivatives_of_every_order(c_out):
+  # Its derivatives are custom VJPs: first, second and third order against the dilated
+  # convolution's (in float64, where both are exact to rounding), and the batched VJP of the
+  # shared origin (jax.vmap over output errors).
+  with jax.enable_x64(True):
+    keys = jax.random.split(jax.random.key(0), 3)
+    x = jax.random.normal(keys[0], (2, 4, 4, 3), jnp.float64)
+    kernel = jax.random.normal(keys[1], (4, 4, 3, c_out), jnp.float64)
+    target = jax.random.normal(keys[2], (2, 8, 8, c_out), jnp.float64)
+
+    def gon_like(method, kernel):  # an inner gradient, then a loss of it
+      inner = lambda x: jnp.sum(jnp.tanh(transposed_conv(x, kernel, False, method)) * target)
+      g = jax.grad(inner)(x)
+      return jnp.sum(jnp.sin(transposed_conv(g, kernel, False, method)) * target) + jnp.sum(g ** 3)
+
+    for order in range(3):
+      fns = {m: functools.partial(gon_like, m) for m in ('matmul', 'conv')}
+      for _ in range(order):
+        fns = {m: (lambda f: lambda k: jnp.sum(jax.grad(f)(k) ** 2))(f) for m, f in fns.items()}
+      chex.assert_trees_all_close(jax.grad(fns['matmul'])(kernel), jax.grad(fns['conv'])(kernel),
+                                  rtol=1e-9)
+    errors = jnp.broadcast_to(target[:, None], (2, 1, 8, 8, c_out))
+    vjps = {m: jax.vjp(lambda v, m=m: transposed_conv(v, kernel, False, m), x[:1])[1]
+            for m in ('matmul', 'conv')}
+    chex.assert_trees_all_close(jax.vmap(vjps['matmul'])(errors), jax.vmap(vjps['conv'])(errors),
+                                rtol=1e-9)
 
 
 @pytest.mark.slow

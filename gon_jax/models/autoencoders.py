@@ -11,7 +11,7 @@ from gon_jax import objectives
 from gon_jax.errors import ConfigError
 from gon_jax.models import conv, initializers
 from gon_jax.models.conv import (ACTIVATIONS, ConvDecoder, ConvOptions, normalise,
-                                 num_conv_upsamplings, transposed_conv)
+                                 num_conv_upsamplings, transposed_conv_adjoint)
 from gon_jax.models.spec import ModelSpec
 
 
@@ -73,11 +73,7 @@ class TiedEncoder(nn.Module):
     x = images
     for i in reversed(range(len(kernels))):
       kernel, first = kernels[i], i == 0
-      b, h, w, _ = x.shape
-      input_shape = (b, kernel.shape[2]) if first else (b, h // 2, w // 2, kernel.shape[2])
-      adjoint = jax.linear_transpose(lambda v, k=kernel, f=first: transposed_conv(v, k, f),
-                                     jax.ShapeDtypeStruct(input_shape, x.dtype))
-      (x,) = adjoint(x)
+      x = transposed_conv_adjoint(x, kernel, first)
       x = x + self.param(f'bias_{i}', nn.initializers.zeros, (x.shape[-1],))
       if not first:
         x = ACTIVATIONS[self.activation](normalise(self.norm, x, use_running_average,

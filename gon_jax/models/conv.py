@@ -13,7 +13,7 @@ import ml_collections
 
 from gon_jax import objectives
 from gon_jax.errors import ConfigError, check_choice
-from gon_jax.models import initializers
+from gon_jax.models import initializers, matmul_conv
 from gon_jax.models.spec import ModelSpec
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -68,13 +68,14 @@ def transposed_conv(x: jax.Array, kernel: jax.Array, first: bool,
   """UpConv without its bias: a linear map of `x` (see UpConv).
 
   'conv' correlates the input, dilated by zeros, with the flipped kernel
-  (how frameworks define a transposed convolution). 'matmul' multiplies each
-  input pixel by the whole kernel, one matrix product `[pixels, in] @ [in,
-  16 out]`, and adds the overlapping 4x4 output patches. Both compute the
-  same numbers; 'matmul' does no multiplications by the dilation's zeros,
-  and its gradients are matrix products too, where XLA:CPU computes the
-  kernel gradient of the dilated convolution as a whole-image-window
-  convolution (four of them took half the conv_mnist GON step at batch 64).
+  (how frameworks define a transposed convolution). 'matmul' computes it,
+  and its derivatives of every order, as matrix products next to copies of
+  shifted 2x2 windows (gon_jax.models.matmul_conv): no multiplications by the
+  dilation's zeros, where XLA:CPU computes the kernel gradient of the
+  dilated convolution as a whole-image-window convolution (four of them
+  took half the conv_mnist GON step at batch 64). Both compute the same
+  numbers. 'matmul' has gradients but no forward-mode derivative; its
+  transpose is `transposed_conv_adjoint`.
 
   Args:
     x: `[batch, features]` or `[batch, 1, 1, features]` if `first`, else
@@ -88,25 +89,19 @@ def transposed_conv(x: jax.Array, kernel: jax.Array, first: bool,
   """
   if first:  # a 1x1 input: each output pixel is one kernel tap
     return jnp.einsum('bi,yxio->byxo', x.reshape(x.shape[0], -1), kernel)
-  b, h, w, c_in = x.shape
-  c_out = kernel.shape[-1]
   if method == 'conv':
     return jax.lax.conv_general_dilated(
         x, kernel[::-1, ::-1], (1, 1), ((2, 2), (2, 2)), lhs_dilation=(2, 2),
         dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-  # Input row i, kernel row ky = 2q + r lands on output row 2(i + q) + r - 1:
-  # with the taps grouped by shift q, each group is a [h, 2] block of rows
-  # (i, r) shifted down by q blocks. The same for columns.
-  taps = x.reshape(-1, c_in) @ kernel.transpose(2, 0, 1, 3).reshape(c_in, 16 * c_out)
-  taps = taps.reshape(b, h, w, 2, 2, 2, 2, c_out)  # [b, i, j, qy, ry, qx, rx, out]
-  blocks = 0.0
-  for qy in (0, 1):
-    for qx in (0, 1):
-      block = taps[:, :, :, qy, :, qx].transpose(0, 1, 3, 2, 4, 5)  # [b, i, ry, j, rx, out]
-      blocks = blocks + jnp.pad(block, ((0, 0), (qy, 1 - qy), (0, 0), (qx, 1 - qx), (0, 0),
-                                        (0, 0)))
-  # Rows (i, r) of h + 1 blocks are output rows 2i + r - 1: drop the padding row at each end.
-  return blocks.reshape(b, 2 * h + 2, 2 * w + 2, c_out)[:, 1:-1, 1:-1]
+  return matmul_conv.up(x, matmul_conv.kernel_matrix(kernel))
+
+
+def transposed_conv_adjoint(y: jax.Array, kernel: jax.Array, first: bool) -> jax.Array:
+  """The transpose of `transposed_conv(., kernel, first)`: `[batch, in_features]` if `first`,
+  else the stride-2 convolution of `y`, `[batch, height / 2, width / 2, in_features]`."""
+  if first:
+    return jnp.einsum('byxo,yxio->bi', y, kernel)
+  return matmul_conv.down(y, matmul_conv.kernel_matrix(kernel))
 
 
 class ConvOptions(nn.Module):
