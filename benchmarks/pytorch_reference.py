@@ -286,7 +286,8 @@ def main():
   config = {'conv': conv_mnist, 'siren': siren_mnist, 'vgon': vgon_mnist,
             'vae': vae_mnist}[args.model].get_config()
   config.batch_size = args.batch_size
-  config.model.norm = args.norm or ('batch' if args.model == 'conv' else config.model.norm)
+  if args.model != 'siren':  # the SIREN has no normalisation
+    config.model.norm = args.norm or ('batch' if args.model == 'conv' else config.model.norm)
   config.gon.inner_reduction = 'official'
   recipe = Recipe(config, args.device)
   size = config.data.image_size
@@ -300,7 +301,8 @@ def main():
     loss = recipe.step(images)
   sync()
   rate = args.steps / (time.perf_counter() - start)
-  print(json.dumps({'reference': 'pytorch eager', 'model': args.model, 'norm': config.model.norm,
+  print(json.dumps({'reference': 'pytorch eager', 'model': args.model,
+                    'norm': config.model.get('norm'),
                     'device': torch.cuda.get_device_name() if recipe.device.type == 'cuda' else 'cpu',
                     'threads': torch.get_num_threads(), 'torch': torch.__version__,
                     'batch_size': args.batch_size, 'steps_per_second': round(rate, 3),
