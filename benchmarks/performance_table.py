@@ -69,7 +69,7 @@ def table(rates: dict[str, list[tuple[float, float]]], machine: str) -> str:
   """The Markdown table of `measure`'s rates, with the command and machine that made it."""
   rounds = len(next(iter(rates.values())))
   lines = [f'`python benchmarks/performance_table.py --rounds {rounds}`: {machine}, '
-           f'{datetime.date.today().isoformat()}; batch 64, random images; steps/s over '
+           f'{datetime.date.today().isoformat()}, commit {_commit()}; batch 64, random images; steps/s over '
            f'{rounds} alternating rounds.', '',
            '| family | config | gon_jax steps/s | eager PyTorch steps/s | gon_jax / PyTorch | '
            'target |', '|---|---|---|---|---|---|']
@@ -88,6 +88,14 @@ _MARKED = re.compile(f'{re.escape(BEGIN)}\n.*?{re.escape(END)}', re.S)
 def write_between_markers(path: pathlib.Path, text: str) -> None:
   """Replaces what lies between the lines BEGIN and END in `path` with `text`."""
   path.write_text(_MARKED.sub(lambda _: f'{BEGIN}\n{text}\n{END}', path.read_text()))
+
+
+def _commit() -> str:
+  """The repository's commit, marked `+changes` when the work tree differs from it."""
+  git = lambda *args: subprocess.run(['git', *args], cwd=REPO, capture_output=True, text=True,
+                                     check=False).stdout.strip()
+  return (git('rev-parse', '--short', 'HEAD') or 'unknown') + (
+      '+changes' if git('status', '--porcelain', '--untracked-files=no') else '')
 
 
 def _machine() -> str:

@@ -88,12 +88,20 @@ def classify(op_name: str, opcode: str) -> tuple[str, str]:
 
 def _operations(hlo_text: str) -> dict[str, tuple[str, str]]:
   """HLO instruction name -> (opcode, metadata op_name), for every instruction."""
-  operations = {}
+  operations, unnamed = {}, {}
   for line in hlo_text.splitlines():
-    match = re.match(r'\s*(?:ROOT )?%?([\w.\-]+) = .*?\s([a-z][a-z\-]*)\(', line)
+    match = re.match(r'\s*(?:ROOT )?%?([\w.\-]+) = .*?\s([a-z][a-z\-]*)\((.*)', line)
     if match:
+      name, opcode, rest = match.groups()
       op_name = re.search(r'op_name="([^"]*)"', line)
-      operations[match.group(1)] = (match.group(2), op_name.group(1) if op_name else '')
+      operations[name] = (opcode, op_name.group(1) if op_name else '')
+      if not op_name:
+        unnamed[name] = opcode
+      # XLA:CPU splits a reduction into a partial `wrapped_reduce-window` without metadata
+      # and a final reduce with it: the partial one belongs to its consumer's pass.
+      for operand in re.findall(r'%([\w.\-]+)', rest.split('), ')[0]):
+        if operand in unnamed and op_name:
+          operations[operand] = (unnamed.pop(operand), op_name.group(1))
   return operations
 
 
