@@ -6,7 +6,6 @@ import os
 from typing import Any, Iterator
 
 import jax
-import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -14,13 +13,12 @@ from gon_jax import saved_config
 from gon_jax.errors import ConfigError
 
 
-def manager(workdir: str, config: ml_collections.ConfigDict,
-            read_only: bool = False) -> ocp.CheckpointManager:
-  """A manager keeping the last three checkpoints; saves happen in the background.
+def manager(workdir: str, *, read_only: bool = False) -> ocp.CheckpointManager:
+  """A manager of `<workdir>/checkpoints` keeping the last three checkpoints; saves happen in
+  the background.
 
   `read_only` (eval.py, tests): nothing is created, saved or deleted.
   """
-  del config  # the same manager for every config
   directory = os.path.abspath(os.path.join(workdir, 'checkpoints'))
   if not read_only:
     return ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(max_to_keep=3))
@@ -56,19 +54,25 @@ def _dropping_absl_warnings(*prefixes: str) -> Iterator[None]:
     absl_logger.removeFilter(dropping)
 
 
-def restore_latest(manager_: ocp.CheckpointManager, template: Any) -> tuple[Any, int]:
+def restore_latest(manager_: ocp.CheckpointManager, template: Any, *,
+                   missing_ok: bool = False) -> tuple[Any, int]:
   """The latest checkpoint restored into `template`'s structure, and its step.
 
-  Returns `(template, 0)` when there is none.
+  `missing_ok` (training, which starts from scratch): `(template, 0)` when there is none.
 
   Raises:
+    FileNotFoundError: there is no checkpoint (unless `missing_ok`): untrained
+      parameters must not pass for trained ones.
     ConfigError: the checkpoint does not fit the template (another model);
       the message names the first parameter that differs.
   """
   step = manager_.latest_step()
-  if step is None:
+  if step is None and missing_ok:
     return template, 0
-  here = _shapes(template)
+  if step is None:
+    raise FileNotFoundError(f'no checkpoint in {manager_.directory}; train first: train.py '
+                            'with this --workdir')
+  here = shapes(template)
   mismatch = f'{manager_.directory} holds a checkpoint (step {step}) of another model'
   trained_with = saved_config.describe(os.path.dirname(str(manager_.directory)))
   advice = ('use another --workdir or the config it was trained with' +
@@ -77,18 +81,18 @@ def restore_latest(manager_: ocp.CheckpointManager, template: Any) -> tuple[Any,
   # The stored shapes, read before restoring: orbax restores stored shapes
   # whatever the template says, and fails on other trees with long messages.
   try:
-    there = _stored_shapes(manager_, step)
+    there = stored_shapes(manager_, step)
   except Exception:  # pylint: disable=broad-except  # an unexpected layout: compare after restoring
     there = None
   if there is not None and there != here:
-    raise ConfigError(f'{mismatch}: {_first_difference(there, here)}; {advice}')
+    raise ConfigError(f'{mismatch}: {first_difference(there, here)}; {advice}')
   try:
     state = manager_.restore(step, args=ocp.args.StandardRestore(template))
   except (ValueError, KeyError, TypeError) as err:
     raise ConfigError(f'{mismatch} ({str(err).splitlines()[0][:160]}); {advice}') from None
-  there = _shapes(state)
+  there = shapes(state)
   if there != here or jax.tree.structure(state) != jax.tree.structure(template):
-    difference = _first_difference(there, here) or 'its tree differs from this config\'s'
+    difference = first_difference(there, here) or 'its tree differs from this config\'s'
     raise ConfigError(f'{mismatch}: {difference}; {advice}')
   return state, step
 
@@ -106,13 +110,13 @@ def _path_name(path: tuple) -> str:
   return '/'.join(parts)
 
 
-def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+def shapes(tree: Any) -> dict[str, tuple[int, ...]]:
   """`{path name: shape}` of a tree's arrays, in the tree's order."""
   leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
   return {_path_name(path): tuple(np.shape(leaf)) for path, leaf in leaves}
 
 
-def _stored_shapes(manager_: ocp.CheckpointManager, step: int) -> dict[str, tuple[int, ...]]:
+def stored_shapes(manager_: ocp.CheckpointManager, step: int) -> dict[str, tuple[int, ...]]:
   """`{path name: shape}` of the arrays of step `step`'s checkpoint, from its metadata."""
   handler = ocp.StandardCheckpointHandler()
   try:
@@ -124,7 +128,7 @@ def _stored_shapes(manager_: ocp.CheckpointManager, step: int) -> dict[str, tupl
   return {_path_name(path): tuple(leaf.shape) for path, leaf in leaves}
 
 
-def _first_difference(there: dict[str, tuple], here: dict[str, tuple]) -> str | None:
+def first_difference(there: dict[str, tuple], here: dict[str, tuple]) -> str | None:
   """Names the first parameter (this config's order; model parameters first) that differs."""
   shape = lambda dims: f'[{", ".join(map(str, dims))}]'
   differences = [f'{name} is {shape(there[name])} there, {shape(dims)} here'

@@ -24,20 +24,23 @@ Example, the convolutional GON of Eq. 8::
     loss, grads = jax.value_and_grad(loss_fn)(params)
 """
 
-from typing import Callable
+import numbers
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 
-from gon_jax.losses import PerExampleLoss, check_floating, squared_error
+from gon_jax.losses import PerExampleLoss, check_floating, check_same_shape, squared_error
 
 Array = jax.Array
 Decoder = Callable[[Array], Array]
 
 
-def _check_latent_inputs(target: Array, z0: Array, num_steps: int) -> None:
-  """Shape and dtype errors of `origin_latent`'s inputs, raised at trace time."""
-  if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+def _check_latent_inputs(target: Array, z0: Array, num_steps: int) -> int:
+  """Shape and dtype errors of `origin_latent`'s inputs, raised at trace time; returns
+  `num_steps` as a Python int (numpy's integers are integers too)."""
+  if (isinstance(num_steps, bool) or not isinstance(num_steps, numbers.Integral)
+      or num_steps < 1):
     raise ValueError(f'num_steps must be a positive integer (gradient steps from z0), '
                      f'got {num_steps!r}')
   if jnp.ndim(z0) not in (1, 2):
@@ -48,8 +51,18 @@ def _check_latent_inputs(target: Array, z0: Array, num_steps: int) -> None:
                      f'{list(jnp.shape(target))}: give one starting latent per example, '
                      f'e.g. origin({jnp.shape(target)[0] if jnp.ndim(target) else "batch"}, '
                      f'{jnp.shape(z0)[-1]})')
-  check_floating(z0, 'z0')
+  check_floating(z0, 'z0', hint='make it with origin(batch, latent_dim), or cast it, e.g. '
+                 'z0.astype(jnp.float32)')
   check_floating(target, 'target')
+  return int(num_steps)
+
+
+def _check_outputs(outputs: Any, target: Array) -> None:
+  """Raises ValueError unless `decode`'s outputs (the first of a tuple: a variational
+  decoder's images, mu, logvar) are shaped like `target`, whatever the inner loss does
+  with them: a loss that broadcasts would give wrong latents without an error."""
+  predicted = outputs[0] if isinstance(outputs, (tuple, list)) else outputs
+  check_same_shape(predicted, target, 'origin_latent: decode(z)')
 
 
 def origin_latent(
@@ -101,21 +114,32 @@ def origin_latent(
     respect to whatever `decode` closes over (unless `detach`).
 
   Raises:
-    ValueError, when tracing (free at run time): `num_steps` < 1; `z0` not
-    `[batch, latent_dim]` with one row per example of `target`; `z0` or
-    `target` not floating point; `inner_loss` not returning `[batch]`; and
-    from `squared_error`, outputs shaped unlike `target`.
+    ValueError, when tracing (free at run time): `num_steps` not an integer
+    of at least 1; `z0` not `[batch, latent_dim]` with one row per example of
+    `target`; `z0` or `target` not floating point; `decode`'s outputs (or
+    the first of a tuple of them) shaped unlike `target`, whatever
+    `inner_loss` is; `inner_loss` not returning `[batch]`; a decoder's
+    failure on a shared start `[latent_dim]`, with what that shape means.
+    A NaN in `target` is no error: the latents of its examples are NaN.
+    To catch it, run the function under
+    `jax.experimental.checkify.checkify(..., errors=checkify.nan_checks)`
+    (docs/design.md, "Errors inside jit").
   """
-  _check_latent_inputs(target, z0, num_steps)
+  num_steps = _check_latent_inputs(target, z0, num_steps)
+
+  def checked_decode(z: Array) -> Any:
+    outputs = decode(z)
+    _check_outputs(outputs, target)
+    return outputs
 
   def summed_inner_loss(z: Array) -> Array:
-    return loss_scale * jnp.sum(_per_example(inner_loss, decode(z), target))
+    return loss_scale * jnp.sum(_per_example(inner_loss, checked_decode(z), target))
 
   shared = jnp.ndim(z0) == 1
   z = jnp.broadcast_to(z0, (jnp.shape(target)[0], z0.shape[0])) if shared else z0
   for step in range(num_steps):
     if step == 0 and shared:
-      gradient = _gradient_at_shared_z0(decode, target, z0[None], inner_loss, loss_scale)
+      gradient = _gradient_at_shared_z0(decode, target, z0, inner_loss, loss_scale)
     else:
       gradient = jax.grad(summed_inner_loss)(z)
     z = (z if step > 0 or start_from_z0 else 0.0) - step_size * gradient
@@ -124,10 +148,20 @@ def origin_latent(
 
 def _gradient_at_shared_z0(decode: Decoder, target: Array, z0: Array,
                            inner_loss: PerExampleLoss, loss_scale: float) -> Array:
-  """`grad_z [loss_scale * sum_i L_inner(target_i, decode(z)_i)]` at every row `z = z0` `[1, latent_dim]`."""
-  outputs, decode_vjp = jax.vjp(decode, z0)
+  """`grad_z [loss_scale * sum_i L_inner(target_i, decode(z)_i)]` at every row `z = z0`,
+  one start `[latent_dim]`: `[batch, latent_dim]`."""
+  try:
+    outputs, decode_vjp = jax.vjp(decode, z0[None])
+  except Exception as err:  # pylint: disable=broad-except  # re-raised, saying what z0 meant
+    first_line = (str(err).strip().splitlines() or [''])[0][:200]
+    raise ValueError(
+        f'decode failed on z0 of shape [{z0.shape[0]}] ({type(err).__name__}: {first_line}); '
+        f'a 1-D z0 is one start [latent_dim] shared by every example: for one start per '
+        f'example give [batch, latent_dim], e.g. origin({target.shape[0]}, latent_dim)'
+    ) from err
   batch = target.shape[0]
   outputs = jax.tree.map(lambda o: jnp.broadcast_to(o, (batch, *o.shape[1:])), outputs)
+  _check_outputs(outputs, target)
   output_grads = jax.grad(
       lambda o: loss_scale * jnp.sum(_per_example(inner_loss, o, target)))(outputs)
   # Example i's gradient is the backward pass of the one forward pass, fed its own error.

@@ -123,7 +123,7 @@ def make_elbo(objective: Objective) -> Callable[..., np.ndarray]:
       # sample gives a Gaussian posterior, and so a valid bound.
       inner, outer = jax.random.normal(key, (2, *z0.shape))
       return objective.reconstruct(variables, images, z0,
-                                   Draws(inner_noise=inner, outer_noise=outer)).losses
+                                   draws=Draws(inner_noise=inner, outer_noise=outer)).losses
 
     keys = jax.random.split(jax.random.key(config.seed), config.elbo_samples)
     return (jnp.mean(jax.vmap(one_sample)(keys), axis=0),)
@@ -190,7 +190,7 @@ def _write_grids(out: str, objective: Objective, variables: dict, evaluator: Cal
                                       titles=[title])
   if objective.spec.implicit:
     n, size = min(g * g, 16, len(test_images)), config.superres_size
-    high = generate.render(objective.model, variables, latents[:n], size,
+    high = generate.render(objective, variables, latents[:n], size,
                            progress=f'rendering at {size}x{size}')
     grids['superres'] = images.save_grid(
         os.path.join(out, 'superres.png'),
@@ -229,7 +229,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
     ConfigError: the config does not fit the data or the checkpoint.
   """
   validate(config)
-  manager = checkpoints.manager(workdir, config, read_only=True)
+  manager = checkpoints.manager(workdir, read_only=True)
   folder = os.path.join(workdir, 'checkpoints')
   if manager.latest_step() is None:
     raise FileNotFoundError(f'no checkpoint in {folder}; train first: train.py with the same '

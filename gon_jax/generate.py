@@ -1,7 +1,6 @@
 """What a trained GON can do beyond reconstruction: encode, render at any
 resolution, interpolate, sample (the paper's Figs. 5, 6, 15 and App. D)."""
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,23 +8,41 @@ import numpy as np
 from gon_jax import parallel
 from gon_jax.coordinates import grid
 from gon_jax.data import in_batches
+from gon_jax.models import MODELS
 from gon_jax.objectives import Objective
 
 
-def render(model: nn.Module, variables: dict, latents: np.ndarray, size: int,
+def render(objective: Objective, variables: dict, latents: np.ndarray, size: int,
            batch_size: int = 4, progress: str | None = None,
            coordinates: np.ndarray | None = None) -> np.ndarray:
   """Decodes latents of an implicit model on a `size x size` grid (super-resolution).
 
-  `progress`: a progress bar's description, as for `in_batches`;
-  `coordinates`: `[size * size, 2]`, by default `grid(size)`.
+  Args:
+    objective: an implicit model's (gon_jax.models.make_objective; `spec.implicit`).
+    variables: the module's.
+    latents: `[n, latent_dim]`.
+    size: the grid's side, any resolution.
+    batch_size: latents decoded per call (a 256x256 grid is 65,536 coordinates each).
+    progress: a progress bar's description, as for `in_batches`.
+    coordinates: `[size * size, 2]`, by default `grid(size)`.
 
   Returns:
     `[n, size, size, channels]`.
+
+  Raises:
+    ValueError: the model is not implicit (it decodes at its training resolution only:
+      `decode` does that).
   """
+  if not objective.spec.implicit:
+    implicit = ', '.join(name for name, spec in MODELS.items() if spec.implicit)
+    raise ValueError(f'render needs an implicit model ({implicit}); model '
+                     f'{objective.config.model.name!r} decodes at its training resolution '
+                     f'only ({objective.config.data.image_size}x'
+                     f'{objective.config.data.image_size}): use decode')
+  model = objective.model
   coordinates = jnp.asarray(grid(size) if coordinates is None else coordinates)
-  decode = jax.jit(lambda z: (model.apply(variables, z, True, coordinates=coordinates),))
-  (pixels,) = in_batches(decode, latents, batch_size, progress)
+  decode_all = jax.jit(lambda z: (model.apply(variables, z, True, coordinates=coordinates),))
+  (pixels,) = in_batches(decode_all, latents, batch_size, progress)
   return pixels.reshape(len(latents), size, size, -1)
 
 

@@ -43,18 +43,28 @@ def squared_error(prediction: jax.Array, target: jax.Array) -> jax.Array:
 
 
 def check_same_shape(prediction: jax.Array, target: jax.Array, where: str) -> None:
-  """Raises ValueError unless `prediction` and `target` have the same shape (at trace time)."""
+  """Raises ValueError unless `prediction` is one array of `target`'s shape (at trace time)."""
+  if isinstance(prediction, (tuple, list, dict)):
+    raise ValueError(f'{where}: prediction is a {type(prediction).__name__} of '
+                     f'{len(prediction)} values, not one array like target '
+                     f'{list(jnp.shape(target))}; a decoder with several outputs (a variational '
+                     "one's images, mu, logvar) needs a loss that takes them, e.g. "
+                     'gon_jax.losses.negative_elbo')
   if jnp.shape(prediction) != jnp.shape(target):
     raise ValueError(f'{where}: prediction {list(jnp.shape(prediction))} and target '
                      f'{list(jnp.shape(target))} differ in shape; make the decoder return the '
                      "target's shape (e.g. add the channel axis)")
 
 
-def check_floating(value: jax.Array, what: str) -> None:
+IMAGES_HINT = 'convert it first, e.g. images.astype(np.float32) / 255 for [0, 1] pixels'
+
+
+def check_floating(value: jax.Array, what: str, hint: str = IMAGES_HINT) -> None:
+  """Raises ValueError (`what has dtype ..., expected floating point; hint`) for a
+  non-floating `value`."""
   dtype = jnp.result_type(value)
   if not jnp.issubdtype(dtype, jnp.floating):
-    raise ValueError(f'{what} has dtype {dtype}, expected floating point; convert it first, '
-                     'e.g. images.astype(np.float32) / 255 for [0, 1] pixels')
+    raise ValueError(f'{what} has dtype {dtype}, expected floating point; {hint}')
 
 
 def _per_example_sum(values: jax.Array) -> jax.Array:

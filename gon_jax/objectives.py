@@ -21,6 +21,7 @@ hole) while the outer loss sees all of it (the paper's section 3.5).
 
 import abc
 import dataclasses
+import inspect
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -33,6 +34,10 @@ from gon_jax import losses
 from gon_jax.coordinates import grid
 from gon_jax.core import origin, origin_latent
 from gon_jax.glo import NO_TABLE, LatentTable, fit_latents, lazy_adam_table
+
+
+# The inputs of a pass a family's `Objective.latents` may take (by keyword).
+LATENT_INPUTS = ('z0', 'draws', 'train', 'rows', 'loss')
 
 
 class Draws(NamedTuple):
@@ -99,13 +104,26 @@ class Objective(abc.ABC):
   # What a family overrides.
 
   @abc.abstractmethod
-  def latents(self, variables: dict, images: jax.Array, z0: jax.Array, draws: Draws,
-              train: bool, rows: jax.Array | None, loss: losses.PerExampleLoss) -> jax.Array:
-    """Latents `[batch, latent_dim]` of images, starting from `z0` `[batch, latent_dim]`.
+  def latents(self, variables: dict, images: jax.Array, **inputs: Any) -> jax.Array:
+    """Latents `[batch, latent_dim]` of images `[batch, height, width, channels]`.
 
-    `rows`: the batch's rows of the latent table (GLO, training), else None;
-    `loss`: the per-example data loss.
+    A family declares, as keyword-only parameters, the inputs of the pass it
+    uses, of `LATENT_INPUTS`; `reconstruct` passes those and no others:
+    `z0` (starting latents `[batch, latent_dim]`), `draws`
+    (`Draws`), `train` (a training pass), `rows` (GLO in training: the
+    batch's rows of the latent table, else None), `loss` (the per-example
+    data loss).
     """
+
+  def __init_subclass__(cls, **kwargs):
+    super().__init_subclass__(**kwargs)
+    parameters = inspect.signature(cls.latents).parameters.values()
+    names = tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
+    unknown = sorted(set(names) - set(LATENT_INPUTS))
+    if unknown:
+      raise TypeError(f'{cls.__name__}.latents takes {", ".join(unknown)}; a family\'s latents '
+                      f'takes keyword-only inputs of {", ".join(LATENT_INPUTS)}')
+    cls._latent_inputs = names
 
   @property
   def latent_table(self) -> LatentTable:
@@ -158,7 +176,7 @@ class Objective(abc.ABC):
                  outer_noise=noise(keys[:, 3]) if self.variational else None)
 
   def decode(self, variables: dict, z: jax.Array, points: jax.Array | None = None,
-             noise: jax.Array | None = None, use_running_average: bool = True,
+             noise: jax.Array | None = None, *, use_running_average: bool = True,
              mutable: Any = False) -> Any:
     """The decoder's outputs for latents `z`, at pixel indices `points` `[batch, n]`
     (implicit models; None: every pixel) with the stochastic layer's `noise`
@@ -174,7 +192,7 @@ class Objective(abc.ABC):
       apply = jax.checkpoint(apply)
     return apply(variables, z, inputs)
 
-  def reconstruct(self, variables: dict, images: jax.Array, z0: jax.Array,
+  def reconstruct(self, variables: dict, images: jax.Array, z0: jax.Array | None = None, *,
                   draws: Draws = Draws(), train: bool = False, rows: jax.Array | None = None,
                   kl_weight: float | jax.Array = 1.0) -> Reconstruction:
     """Encodes images (the family's way), decodes the latents, scores them.
@@ -184,27 +202,39 @@ class Objective(abc.ABC):
     Args:
       variables: `{'params': ..., ['batch_stats': ...]}`.
       images: `[batch, height, width, channels]` in [0, 1].
-      z0: starting latents `[batch, latent_dim]`: the origin, except in
-        training with `gon.z0_sigma > 0`.
+      z0: starting latents `[batch, latent_dim]`: the origin (None, the
+        default), except in training with `gon.z0_sigma > 0`.
       draws: random choices (see `Draws`); the default decodes every pixel and
         the posterior mean. A loss on a subset of pixels is scaled by pixels /
         points, so that it keeps the scale of the whole image's.
       train: a training pass (updates BatchNorm statistics).
       rows: GLO in training: the batch's rows of the latent table.
       kl_weight: weight of the KL term of variational models.
+
+    Raises:
+      ValueError (at trace time): `z0` is not `[batch, model.latent_dim]`.
     """
     num_pixels = images.shape[1] * images.shape[2]
-    loss = self.data_loss(kl_weight)
-    latents = self.latents(variables, images, z0, draws, train, rows, loss)
+    latent_dim = self.config.model.latent_dim
+    if z0 is None:
+      z0 = origin(images.shape[0], latent_dim)
+    if jnp.shape(z0) != (images.shape[0], latent_dim):
+      raise ValueError(f'z0 has shape {list(jnp.shape(z0))}, images {list(images.shape)}: give '
+                       f'one start per image, [{images.shape[0]}, {latent_dim}] (latent_dim '
+                       f'{latent_dim}), e.g. origin({images.shape[0]}, {latent_dim})')
+    given = {'z0': z0, 'draws': draws, 'train': train, 'rows': rows,
+             'loss': self.data_loss(kl_weight)}
+    latents = self.latents(variables, images, **{name: given[name]
+                                                 for name in self._latent_inputs})
     target = _gather(images, draws.outer_points)
     batch_stats = variables.get('batch_stats', {})
     if train and batch_stats:
       outputs, updates = self.decode(variables, latents, draws.outer_points, draws.outer_noise,
-                                     False, mutable=('batch_stats',))
+                                     use_running_average=False, mutable=('batch_stats',))
       batch_stats = updates['batch_stats']
     else:
       outputs = self.decode(variables, latents, draws.outer_points, draws.outer_noise)
-    outer = loss(outputs, target)
+    outer = given['loss'](outputs, target)
     if draws.outer_points is not None:
       outer = outer * (num_pixels / draws.outer_points.shape[1])
     return Reconstruction(outputs, latents, outer, batch_stats)
@@ -236,7 +266,8 @@ class Objective(abc.ABC):
                 keys[:, 0])
     draws = self.draw(keys[:, 1], images.shape[1] * images.shape[2])
     variables = model_variables(params, batch_stats)
-    result = self.reconstruct(variables, images, z0, draws, True, rows, self.kl_weight(step))
+    result = self.reconstruct(variables, images, z0, draws=draws, train=True, rows=rows,
+                              kl_weight=self.kl_weight(step))
     metrics = {'reconstruction': jnp.sum(result.losses) / mean_over}
     loss = metrics['reconstruction']
     classifier = self.config.classifier
@@ -254,8 +285,7 @@ class Objective(abc.ABC):
   def encode(self, variables: dict, images: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Evaluation: `(latents [batch, latent_dim], reconstructions like images)`, from z0 = 0,
     BatchNorm with running averages."""
-    z0 = origin(images.shape[0], self.config.model.latent_dim)
-    result = self.reconstruct(variables, images, z0)
+    result = self.reconstruct(variables, images)
     return result.latents, self.images(result.outputs)
 
 
@@ -290,8 +320,7 @@ class GON(Objective):
       variables = {**variables, 'params': {**variables['params'], 'gon': learned}}
     return variables
 
-  def latents(self, variables, images, z0, draws, train, rows, loss):
-    del rows
+  def latents(self, variables, images, *, z0, draws, train, loss):
     gon, size = self.config.gon, self.config.data.image_size
     learned = variables['params'].get('gon', {})
     if 'origin' in learned:
@@ -321,8 +350,7 @@ class GON(Objective):
 class Encoded(Objective):
   """Latents from the module's encoder (`module.encode(images, use_running_average)`)."""
 
-  def latents(self, variables, images, z0, draws, train, rows, loss):
-    del z0, draws, train, rows, loss
+  def latents(self, variables, images):
     return self.model.apply(variables, images, True, method='encode')
 
   def init_variables(self, key):
@@ -342,7 +370,7 @@ class GLO(Objective):
     glo = self.config.glo
     return lazy_adam_table(self.config.model.latent_dim, glo.init_sigma, glo.learning_rate)
 
-  def latents(self, variables, images, z0, draws, train, rows, loss):
+  def latents(self, variables, images, *, z0, rows, loss):
     if rows is not None:
       return rows
     glo = self.config.glo

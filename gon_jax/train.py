@@ -196,8 +196,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     test_labels = test_labels[:config.train_eval_examples]
   objective, tx, state = setup(config, len(train_images))
 
-  manager = checkpoints.manager(workdir, config)
-  state, start_step = checkpoints.restore_latest(manager, state)
+  manager = checkpoints.manager(workdir)
+  state, start_step = checkpoints.restore_latest(manager, state, missing_ok=True)
   is_main = jax.process_index() == 0
   if start_step >= config.num_steps:
     if is_main:

@@ -44,7 +44,7 @@ def _final_state(args, workdir):
   config.data.source, config.data.dir = 'idx', args.data_dir
   _, _, template = setup(config)
   state, step = checkpoints.restore_latest(
-      checkpoints.manager(str(workdir), config, read_only=True), template)
+      checkpoints.manager(str(workdir), read_only=True), template)
   return state, step
 
 

@@ -131,6 +131,14 @@ MISUSE = {  # case: (arguments changed, text the error must contain)
     'float_steps': (dict(num_steps=1.0), 'num_steps must be a positive integer'),
     'loss_not_per_example': (dict(inner_loss=lambda p, t: jnp.mean(jnp.square(p - t))),
                              'one loss per example, shape [8], got []'),
+    # A loss of one's own that broadcasts: the outputs' shape is checked whatever the loss.
+    'output_shape_own_loss': (
+        dict(decode='no_channel_axis',
+             inner_loss=lambda p, t: jnp.sum(jnp.square(p - t).reshape(8, -1), axis=1)),
+        'decode(z): prediction [8, 32, 32] and target [8, 32, 32, 1] differ in shape'),
+    'tuple_outputs_default_loss': (dict(decode='tuple'), 'prediction is a tuple of 2 values'),
+    # Meant as [batch] (8 examples); read as one shared start of 8 values for a 3-D latent.
+    'z0_1d_wrong_length': (dict(z0=jnp.zeros(8)), 'decode failed on z0 of shape [8]'),
 }
 
 
@@ -144,6 +152,8 @@ def test_origin_latent_refuses_inputs_that_give_wrong_latents(case, jit):
   arguments.update(changes)
   if arguments['decode'] == 'no_channel_axis':
     arguments['decode'] = lambda z: decode(z)[..., 0]  # [B, 32, 32] against [B, 32, 32, 1]
+  if arguments['decode'] == 'tuple':
+    arguments['decode'] = lambda z: (decode(z), z)  # several outputs, scored by squared_error
   if arguments['target'] == 'uint8':
     arguments['target'] = (x * 255).astype(jnp.uint8)
   a = arguments
@@ -151,6 +161,21 @@ def test_origin_latent_refuses_inputs_that_give_wrong_latents(case, jit):
                                             num_steps=a['num_steps'])
   with pytest.raises(ValueError, match=re.escape(message)):
     (jax.jit(encode) if jit else encode)(a['target'], a['z0'])
+
+
+def test_num_steps_may_be_a_numpy_integer():
+  decode, x = _conv_like_problem(batch=4)
+  z = origin_latent(decode, x, origin(4, 3), num_steps=np.int64(2), step_size=0.01)
+  chex.assert_trees_all_close(
+      z, origin_latent(decode, x, origin(4, 3), num_steps=2, step_size=0.01))
+
+
+def test_the_integer_z0_error_gives_a_z0_hint_not_the_images_one():
+  decode, x = _conv_like_problem(batch=4)
+  with pytest.raises(ValueError) as error:
+    origin_latent(decode, x, jnp.zeros((4, 3), jnp.int32))
+  assert 'origin(batch, latent_dim)' in str(error.value)
+  assert '/ 255' not in str(error.value)
 
 
 def test_the_shape_error_is_the_broadcast_that_used_to_pass():

@@ -91,7 +91,7 @@ def test_variational_loss_and_gradients_follow_pytorch(model):
 
   def mean_loss(params):
     draws = Draws(inner_noise=inner, outer_noise=outer)
-    losses = objective.reconstruct({'params': params}, images, origin(8, 48), draws,
+    losses = objective.reconstruct({'params': params}, images, origin(8, 48), draws=draws,
                                    train=True).losses
     return jnp.mean(losses), losses
 

@@ -19,7 +19,7 @@ def _free_port() -> int:
 def _final_state(config, workdir):
   _, _, template = setup(config)
   state, step = checkpoints.restore_latest(
-      checkpoints.manager(str(workdir), config, read_only=True), template)
+      checkpoints.manager(str(workdir), read_only=True), template)
   assert step == config.num_steps
   return state
 

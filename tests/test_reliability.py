@@ -33,7 +33,7 @@ def _config(blob_dir):
 def _final_state(config, workdir):
   _, _, template = setup(config)
   state, step = checkpoints.restore_latest(
-      checkpoints.manager(str(workdir), config, read_only=True), template)
+      checkpoints.manager(str(workdir), read_only=True), template)
   assert step == STEPS
   return state
 
@@ -115,7 +115,7 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_one(blob_dir, tmp_pat
   config = _config(blob_dir)
   _, _, template = setup(config)
   _, step = checkpoints.restore_latest(
-      checkpoints.manager(str(tmp_path), config, read_only=True), template)
+      checkpoints.manager(str(tmp_path), read_only=True), template)
   assert step == 40
   result = testing_utils.run_script('train.py', tmp_path, *flags)
   assert result.returncode == 0, result.stderr[-2000:]

@@ -86,15 +86,16 @@ def test_losses_on_all_coordinates_as_a_subset_equal_the_full_losses():
   everything = sample_points(jax.random.split(jax.random.key(2), 3), 36, 36)
   assert not np.array_equal(everything[0], np.arange(36))  # really shuffled
   full, full_z, full_loss, _ = objective.reconstruct(variables, images, z0, train=True)
-  part, part_z, part_loss, _ = objective.reconstruct(variables, images, z0,
-                                                     Draws(everything, everything), train=True)
+  part, part_z, part_loss, _ = objective.reconstruct(
+      variables, images, z0, draws=Draws(everything, everything), train=True)
   chex.assert_shape(part, (3, 36, 1))
   chex.assert_trees_all_close(part_z, full_z, rtol=1e-5, atol=1e-5)
   chex.assert_trees_all_close(part_loss, full_loss, rtol=1e-5)
   np.testing.assert_allclose(full_loss, squared_error(full, images), rtol=1e-6)
   # A real subset changes the latent: the option is not a no-op.
   half = everything[:, :18]
-  _, half_z, _, _ = objective.reconstruct(variables, images, z0, Draws(half, half), train=True)
+  _, half_z, _, _ = objective.reconstruct(variables, images, z0, draws=Draws(half, half),
+                                          train=True)
   assert not np.allclose(half_z, full_z, rtol=1e-3)
 
 
@@ -122,7 +123,7 @@ def test_render_slerp_and_gaussian():
   objective = make_objective(config)
   model, variables = objective.model, objective.init_variables(jax.random.key(0))
   z = np.asarray(jax.random.normal(jax.random.key(1), (3, 4)))
-  high = render(model, variables, z, 16, batch_size=2)
+  high = render(objective, variables, z, 16, batch_size=2)
   chex.assert_shape(high, (3, 16, 16, 1))
   # The corners of every grid are the same coordinates: same values.
   chex.assert_trees_all_close(high[:, 0, 0], model.apply(variables, z)[:, 0, 0], atol=1e-5)

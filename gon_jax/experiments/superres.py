@@ -70,7 +70,7 @@ def measure(config: ml_collections.ConfigDict, workdir: str, factor: int) -> dic
   variables = model_variables(state.params, state.batch_stats)
   latents, reconstructions = make_encoder(objective)(variables, inputs,
                                                      progress='encoding test images')
-  rendered = generate.render(objective.model, variables, latents, size,
+  rendered = generate.render(objective, variables, latents, size,
                              small.eval_batch_size, f'rendering at {size}x{size}',
                              coordinates=upsampling_grid(low, factor))
   outputs = {'gon': rendered}
