@@ -19,7 +19,12 @@ PARALLEL_MODES = ('jit', 'pmap')
 
 
 def base_config(model_name: str = 'conv') -> ml_collections.ConfigDict:
-  """Every default; `config.model` is the registered model's own section."""
+  """Every default; `config.model` is the registered model's own section.
+
+  Defaults, not a recipe: e.g. Adam at 1e-4 (the official scripts'), where the recipe
+  `gon_jax.configs.conv_mnist` learns at 1e-3. To train a model, start from a recipe,
+  `gon_jax.configs.NAME.get_config()`, and change what differs.
+  """
   config = ml_collections.ConfigDict()
   config.seed = 0
   config.batch_size = 64  # global, over all devices and processes

@@ -29,7 +29,9 @@ LANGUAGES = ('bash', 'python', 'text')
 TRAIN = (('python', 'train.py'), ('gon-train',), ('python', '-m', 'gon_jax.train'))
 EVAL = (('python', 'eval.py'), ('gon-eval',), ('python', '-m', 'gon_jax.evaluate'))
 SCRIPTS = {('python', '-m', 'gon_jax.experiments.compare'): 'gon_jax/experiments/compare.py',
-           ('python', '-m', 'gon_jax.experiments.superres'): 'gon_jax/experiments/superres.py'}
+           ('python', '-m', 'gon_jax.experiments.superres'): 'gon_jax/experiments/superres.py',
+           ('python', '-m', 'gon_jax.demo'): 'gon_jax/demo.py',
+           ('python', '-m', 'gon_jax.export'): 'gon_jax/export.py'}
 PYPROJECT = tomllib.loads((REPO / 'pyproject.toml').read_text())
 
 

@@ -65,6 +65,23 @@ def test_the_wheel_holds_every_package_and_config(installed):
   assert not [name for name in names if name.startswith(('tests/', 'benchmarks/', 'configs/'))]
 
 
+def test_the_wheel_ships_the_pretrained_models_and_loads_them(installed, tmp_path):
+  venv, wheel = installed
+  names = set(zipfile.ZipFile(wheel).namelist())
+  bundles = {str(path.relative_to(REPO)) for path in (REPO / 'gon_jax' / 'pretrained').rglob('*')
+             if path.is_file() and '__pycache__' not in path.parts}
+  assert 'gon_jax/pretrained/manifest.json' in bundles and bundles <= names, sorted(
+      bundles - names)
+  loaded = _run(venv, 'python', '-c', (
+      'import gon_jax\n'
+      'from gon_jax.configs import conv_fashion\n'  # recipes import from any folder
+      'assert conv_fashion.get_config().data.name == "fashion_mnist"\n'
+      'model = gon_jax.load("conv_mnist")\n'
+      'print(model.source, model.reconstruct(model.examples[:2]).shape)'), cwd=tmp_path)
+  assert loaded.returncode == 0, loaded.stderr[-2000:]
+  assert loaded.stdout.startswith(str(venv)) and '(2, 32, 32, 1)' in loaded.stdout, loaded.stdout
+
+
 def test_installed_package_imports_without_flags_and_trains_and_evaluates(installed, blob_dir,
                                                                          tmp_path):
   venv, _ = installed

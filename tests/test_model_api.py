@@ -1,0 +1,165 @@
+"""The public model API (gon_jax.load, gon_jax.Model) and the errors a client meets."""
+
+import inspect
+import subprocess
+import sys
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gon_jax
+from gon_jax import checkpoints, evaluate, objectives
+from gon_jax.configs import siren_mnist_tiny
+from gon_jax.errors import DataError
+from gon_jax.model import Model, load, save_bundle
+from gon_jax.state import setup
+from gon_jax.train import train_and_evaluate
+
+from testing_utils import tiny_config
+
+
+def _conv_model(blob_dir) -> Model:
+  config = tiny_config(blob_dir, norm='layer')  # 16x16x1, latent 8
+  _, _, state = setup(config)
+  return Model(config, {'params': state.params})
+
+
+def _siren_model() -> Model:
+  config = siren_mnist_tiny.get_config()
+  config.data.image_size = 6
+  config.model.update(latent_dim=4, widths=(16, 16))
+  return Model(config, {'params': setup(config)[2].params})
+
+
+def _images(n: int, size: int = 16) -> np.ndarray:
+  return np.random.default_rng(0).integers(0, 256, (n, size, size, 1), np.uint8)
+
+
+def test_import_is_light_and_load_is_there():
+  code = ('import sys, gon_jax\n'
+          'assert "gon_jax.model" not in sys.modules and "orbax" not in sys.modules\n'
+          'assert gon_jax.load is gon_jax.model.load and gon_jax.Model is gon_jax.model.Model\n')
+  result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_encode_reconstruct_decode_are_evals(blob_dir):
+  model = _conv_model(blob_dir)
+  images = _images(5)
+  latents = model.encode(images)
+  chex.assert_shape(latents, (5, 8))
+  expected_latents, expected = evaluate.make_encoder(model.objective)(model.variables, images)
+  np.testing.assert_array_equal(latents, expected_latents)
+  reconstructions = model.reconstruct(images)
+  np.testing.assert_array_equal(reconstructions, np.clip(expected, 0, 1))
+  # uint8 and [0, 1] floats are the same images.
+  np.testing.assert_array_equal(model.encode(images.astype(np.float32) / 255), latents)
+  decoded = model.decode(latents)
+  chex.assert_shape(decoded, (5, 16, 16, 1))
+  np.testing.assert_allclose(decoded, reconstructions, atol=1e-5)
+  metrics = model.evaluate(images)
+  assert metrics['num_images'] == 5 and metrics['sse'] > 0
+
+
+def test_sample_needs_a_gaussian_and_render_an_implicit_model(blob_dir):
+  model = _conv_model(blob_dir)
+  with pytest.raises(ValueError, match='no Gaussian of training latents'):
+    model.sample(4)
+  fitted = model.with_gaussian(_images(40))
+  chex.assert_shape(fitted.sample(4, jax.random.key(1)), (4, 16, 16, 1))
+  np.testing.assert_array_equal(fitted.sample(4, 1), fitted.sample(4, jax.random.key(1)))
+  with pytest.raises(ValueError, match="render needs an implicit model .*'conv' decodes at its "
+                                       'training resolution only'):
+    model.render(np.zeros((2, 8)), 64)
+
+
+def test_render_an_implicit_model_at_any_size():
+  model = _siren_model()
+  images = np.random.default_rng(0).random((3, 6, 6, 1), np.float32)
+  high = model.render(model.encode(images), 20)
+  chex.assert_shape(high, (3, 20, 20, 1))
+  assert 0.0 <= high.min() and high.max() <= 1.0
+
+
+@pytest.mark.parametrize('images,message', [
+    (np.zeros((16, 16, 1), np.uint8), r'a batch \[n, 16, 16, 1\], got one image .*images\[None\]'),
+    (np.zeros((2, 28, 28, 1), np.uint8), r'must be \[n, 16, 16, 1\] .*got \[2, 28, 28, 1\]'),
+    (np.zeros((2, 16, 16, 1), np.int32), 'uint8 or floats in \\[0, 1\\], got dtype int32'),
+    (np.full((2, 16, 16, 1), 255.0, np.float32),
+     'in \\[0, 1\\], got values from 255.0 .* give uint8'),
+    (np.full((2, 16, 16, 1), np.nan, np.float32), 'must be finite, got 512 NaN'),
+])
+def test_bad_images_are_one_clear_error(blob_dir, images, message):
+  with pytest.raises(DataError, match=message):
+    _conv_model(blob_dir).encode(images)
+
+
+def test_bad_latents_are_one_clear_error(blob_dir):
+  with pytest.raises(ValueError, match=r'latents must be \[n, 8\], got \[8\]'):
+    _conv_model(blob_dir).decode(np.zeros(8))
+
+
+def test_a_bundle_round_trips(blob_dir, tmp_path):
+  model = _conv_model(blob_dir).with_gaussian(_images(40))
+  files = save_bundle(model, tmp_path / 'bundle', examples=_images(3))
+  assert set(files) == {'config.json', 'variables.msgpack', 'gaussian.npz', 'examples.npz'}
+  loaded = load(tmp_path / 'bundle')
+  chex.assert_trees_all_equal(loaded.variables, jax.tree.map(np.asarray, model.variables))
+  np.testing.assert_array_equal(loaded.examples, _images(3))
+  np.testing.assert_array_equal(loaded.encode(_images(4)), model.encode(_images(4)))
+  np.testing.assert_array_equal(loaded.sample(3, 7), model.sample(3, 7))
+  # Written again without the optional parts: none of the old ones stay behind.
+  assert set(save_bundle(_conv_model(blob_dir), tmp_path / 'bundle')) == {
+      'config.json', 'variables.msgpack'}
+  assert load(tmp_path / 'bundle').gaussian is None
+
+
+def test_a_workdir_loads_as_trained_and_an_empty_one_is_an_error(blob_dir, tmp_path):
+  with pytest.raises(FileNotFoundError, match='no checkpoint in .*empty/checkpoints: train '
+                                              'first'):
+    (tmp_path / 'empty').mkdir()
+    load(tmp_path / 'empty')
+  config = tiny_config(blob_dir, norm='layer')
+  config.num_steps = 2
+  state = train_and_evaluate(config, str(tmp_path / 'run'))
+  model = load(tmp_path / 'run')
+  chex.assert_trees_all_equal(model.variables['params'], state.params)
+  assert model.source == str(tmp_path / 'run')
+  # restore_latest itself: the error, unless the caller starts from scratch on purpose.
+  manager = checkpoints.manager(str(tmp_path / 'empty'), read_only=True)
+  with pytest.raises(FileNotFoundError, match='no checkpoint'):
+    checkpoints.restore_latest(manager, state)
+  assert checkpoints.restore_latest(manager, state, missing_ok=True)[1] == 0
+
+
+def test_an_unknown_name_lists_the_pretrained_models():
+  with pytest.raises(FileNotFoundError, match='neither a folder nor a pretrained model; '
+                                              'pretrained: conv_fashion, conv_mnist'):
+    load('conv_mnistt')
+
+
+def test_each_family_takes_only_the_latent_inputs_it_uses():
+  def keyword_only(family):
+    return [name for name, p in inspect.signature(family.latents).parameters.items()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY]
+  assert keyword_only(objectives.GON) == ['z0', 'draws', 'train', 'loss']
+  assert keyword_only(objectives.Encoded) == []
+  assert keyword_only(objectives.GLO) == ['z0', 'rows', 'loss']
+  with pytest.raises(TypeError, match='takes seed; a family'):
+    type('Bad', (objectives.GON,), {'latents': lambda self, variables, images, *, seed: None})
+
+
+def test_reconstruct_takes_its_options_by_keyword_and_checks_z0(blob_dir):
+  model = _conv_model(blob_dir)
+  images = jnp.asarray(_images(2), jnp.float32) / 255
+  with pytest.raises(TypeError, match='positional'):
+    model.objective.reconstruct(model.variables, images, None, objectives.Draws(), True)
+  default = model.objective.reconstruct(model.variables, images)
+  given = model.objective.reconstruct(model.variables, images, gon_jax.origin(2, 8))
+  chex.assert_trees_all_equal(default.latents, given.latents)
+  with pytest.raises(ValueError, match=r'z0 has shape \[2, 5\].*origin\(2, 8\)'):
+    model.objective.reconstruct(model.variables, images, jnp.zeros((2, 5)))

@@ -1,0 +1,101 @@
+"""The pretrained models shipped in gon_jax/pretrained: their files, and their numbers.
+
+Each manifest entry records the metrics of the first 500 test images of its data set as
+`Model.evaluate` gave them when the bundle was written (python -m gon_jax.export); those
+images are in tests/data/, so the numbers are reproduced here without the data set.
+Tolerance: 1e-4 relative. Nothing is trained: the same float32 forward and backward passes
+on the same images, and only the order of XLA's sums may differ between CPUs (about 1e-6
+relative on a mean over 500 images of sums over 1,024 pixels); a wrong file, a changed model
+or a changed metric moves them by far more.
+"""
+
+import json
+import pathlib
+import shlex
+
+import numpy as np
+import pytest
+
+import gon_jax
+from gon_jax import model as model_lib
+from gon_jax.demo import demo
+from gon_jax.demo import main as demo_main
+
+from testing_utils import REPO
+
+DATA = pathlib.Path(__file__).parent / 'data'
+MANIFEST = model_lib.manifest()
+NAMES = sorted(MANIFEST)
+MIB = 2 ** 20
+
+
+def test_the_manifest_names_the_four_models_and_their_files_fit():
+  assert NAMES == ['conv_fashion', 'conv_mnist', 'siren_mnist_shift', 'vgon_mnist']
+  total = 0
+  for name, entry in MANIFEST.items():
+    for file, info in entry['files'].items():
+      path = model_lib.PRETRAINED_DIR / name / file
+      assert path.stat().st_size == info['bytes'] <= 2 * MIB, (name, file)
+      assert model_lib.sha256(path) == info['sha256'], (name, file)
+      total += info['bytes']
+    for key in ('command', 'eval_command', 'data', 'steps', 'seed', 'parameters', 'test',
+                'test_subset'):
+      assert key in entry, (name, key)
+    assert entry['test']['num_images'] == 10_000 and entry['test']['step'] == entry['steps']
+  assert total <= 8 * MIB
+
+
+def _subset(name: str) -> tuple[np.ndarray, np.ndarray]:
+  subset = MANIFEST[name]['test_subset']
+  path = DATA / subset['file']
+  assert model_lib.sha256(path) == subset['sha256'], path
+  with np.load(path) as stored:
+    return stored['images'], stored['labels']
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_each_model_reproduces_its_test_subset_metrics(name):
+  model = gon_jax.load(name)
+  images, _ = _subset(name)
+  expected = MANIFEST[name]['test_subset']['metrics']
+  assert len(images) == expected['num_images'] == 500
+  metrics = model.evaluate(images)
+  assert set(metrics) == set(expected)
+  for key, value in expected.items():
+    np.testing.assert_allclose(metrics[key], value, rtol=1e-4, err_msg=f'{name}: {key}')
+  # The bundle's examples are the first test images, as stored here.
+  np.testing.assert_array_equal(model.examples, images[:len(model.examples)])
+
+
+def test_sampling_and_rendering_of_the_pretrained_models():
+  shift = gon_jax.load('siren_mnist_shift')
+  high = shift.render(shift.encode(shift.examples[:2]), 256)
+  assert high.shape == (2, 256, 256, 1)
+  for name in ('conv_mnist', 'vgon_mnist'):  # a Gaussian fit, the prior
+    samples = gon_jax.load(name).sample(4, 0)
+    assert samples.shape == (4, 32, 32, 1) and 0 <= samples.min() <= samples.max() <= 1
+
+
+def test_the_demo_command_writes_its_grid(tmp_path):
+  line = demo('siren_mnist_shift', 64, str(tmp_path), count=4)
+  assert (tmp_path / 'siren_mnist_shift.png').is_file()
+  assert 'rendered at 64x64' in line and 'SSE' in line
+  demo('conv_fashion', 64, str(tmp_path), count=4)  # not implicit: samples instead
+  assert (tmp_path / 'conv_fashion.png').is_file()
+
+
+def test_the_quick_start_demo_runs_as_written(tmp_path, monkeypatch, capsys):
+  """README's quick start: the pretrained model reconstructing and rendering at 256x256."""
+  section = (REPO / 'README.md').read_text().split('\n## Quick start', 1)[1].split('\n## ')[0]
+  (words,) = [shlex.split(line) for line in section.splitlines()
+              if line.startswith('python -m gon_jax.demo')]
+  monkeypatch.chdir(tmp_path)
+  demo_main(words[3:])
+  out = words[words.index('--out') + 1]
+  assert (tmp_path / out / 'siren_mnist_shift.png').is_file()
+  assert 'rendered at 256x256' in capsys.readouterr().out
+
+
+def test_the_manifest_is_the_json_it_was_written_as():
+  text = model_lib.MANIFEST.read_text()
+  assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + '\n'
