@@ -30,9 +30,13 @@ def render(objective: Objective, variables: dict, latents: np.ndarray, size: int
     `[n, size, size, channels]`.
 
   Raises:
+    TypeError: `objective` is not an Objective (e.g. the module itself).
     ValueError: the model is not implicit (it decodes at its training resolution only:
       `decode` does that).
   """
+  if not isinstance(objective, Objective):
+    raise TypeError(f'render takes the objective (gon_jax.models.make_objective(config)), '
+                    f'not a {type(objective).__name__}')
   if not objective.spec.implicit:
     implicit = ', '.join(name for name, spec in MODELS.items() if spec.implicit)
     raise ValueError(f'render needs an implicit model ({implicit}); model '

@@ -144,7 +144,7 @@ COMMAND_LINE_MISTAKES = {  # case: (run_script arguments, text the error line mu
     'unexpected_argument': (dict(flags=['extra']), 'unexpected arguments: extra'),
     'config_name_typo': (dict(config='conv_mnst'),
                          'config file conv_mnst not found (did you mean conv_mnist?); packaged '
-                         'configs: ae_mnist, conv_mnist, '),
+                         'configs: ae_mnist, conv_fashion, conv_mnist, '),
     'no_config_and_none_saved': (dict(config=None),
                                  'no --config given, and {tmp}/run/config.json does not exist'),
 }

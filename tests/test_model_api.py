@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import gon_jax
-from gon_jax import checkpoints, evaluate, objectives
+from gon_jax import checkpoints, evaluate, generate, objectives
 from gon_jax.configs import siren_mnist_tiny
 from gon_jax.errors import DataError
 from gon_jax.model import Model, load, save_bundle
@@ -75,6 +75,8 @@ def test_sample_needs_a_gaussian_and_render_an_implicit_model(blob_dir):
   with pytest.raises(ValueError, match="render needs an implicit model .*'conv' decodes at its "
                                        'training resolution only'):
     model.render(np.zeros((2, 8)), 64)
+  with pytest.raises(TypeError, match='render takes the objective .*not a Conv'):
+    generate.render(model.objective.model, model.variables, np.zeros((2, 8)), 64)
 
 
 def test_render_an_implicit_model_at_any_size():
