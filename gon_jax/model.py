@@ -35,7 +35,7 @@ MANIFEST = PRETRAINED_DIR / 'manifest.json'
 # A bundle's files: what inference needs and nothing else.
 VARIABLES = 'variables.msgpack'  # {'params': ..., ['batch_stats': ...]}, flax msgpack
 GAUSSIAN = 'gaussian.npz'  # non-variational models: mean, covariance of training latents
-EXAMPLES = 'examples.npz'  # images (uint8), labels: the first test images of its data set
+EXAMPLES = 'examples.npz'  # images (uint8): the first test images of its data set
 
 
 def manifest() -> dict:

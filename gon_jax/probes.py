@@ -8,8 +8,13 @@ compiled `lax.scan`, deterministic given its seed.
 
   probe = probes.fit(train_latents, train_labels, kind='linear', seed=0)
   probes.accuracy(probe, test_latents, test_labels)
+
+On the files `python -m gon_jax.encode` writes:
+
+  python -m gon_jax.probes --train train.npz --test test.npz [--kind linear mlp] [--seed 0]
 """
 
+import argparse
 from typing import NamedTuple
 
 import jax
@@ -17,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gon_jax.errors import ConfigError, DataError, check_choice
+from gon_jax.errors import ConfigError, DataError, check_choice, run_reporting_errors
 
 KINDS = ('linear', 'mlp')
 
@@ -187,3 +192,55 @@ def accuracy(probe: Probe, latents: np.ndarray, labels: np.ndarray) -> float:
   """The fraction of latents [n, latent_dim] whose predicted class is their label [n]."""
   predicted = predict(probe, latents)
   return float(np.mean(predicted == _check_labels(labels, len(predicted), probe.num_classes)))
+
+
+def read_npz(path: str) -> tuple[np.ndarray, np.ndarray]:
+  """`(latents, labels)` of a .npz that gon_jax.encode wrote; a DataError for a missing file
+  or one without both arrays (a split without classes has no labels to probe)."""
+  try:
+    with np.load(path) as stored:
+      missing = [key for key in ('latents', 'labels') if key not in stored]
+      if missing:
+        raise DataError(f'{path} has no {" or ".join(missing)} (it holds '
+                        f'{", ".join(stored) or "nothing"}): probes need the latents and labels '
+                        'that python -m gon_jax.encode writes for a labelled split')
+      return stored['latents'], stored['labels']
+  except (OSError, ValueError) as err:  # a missing file, or not a .npz
+    raise DataError(f'cannot read {path}: {err}') from None
+
+
+def fit_and_score(train: str, test: str, kinds: list[str], seed: int, steps: int) -> list[str]:
+  """Fits each kind of probe on the `train` file's latents, returns one line per kind with
+  its accuracy on the `test` file's latents."""
+  train_latents, train_labels = read_npz(train)
+  test_latents, test_labels = read_npz(test)
+  num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+  lines = []
+  for kind in kinds:
+    probe = fit(train_latents, train_labels, kind=kind, seed=seed, steps=steps,
+                num_classes=num_classes)
+    score = accuracy(probe, test_latents, test_labels)
+    lines.append(f'{kind}: test accuracy {100 * score:.2f}% ({len(test_latents):,} test latents; '
+                 f'fitted on {len(train_latents):,} of {train_latents.shape[1]} dimensions, '
+                 f'{steps:,} steps, seed {seed})')
+  return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(prog='python -m gon_jax.probes',
+                                   description='Fits probes on encoded latents and prints their '
+                                   'test accuracy (docs/latents.md).')
+  parser.add_argument('--train', required=True, help='.npz of training latents and labels')
+  parser.add_argument('--test', required=True, help='.npz of test latents and labels')
+  parser.add_argument('--kind', nargs='+', choices=KINDS, default=list(KINDS),
+                      help='the probes to fit (default: both)')
+  parser.add_argument('--seed', type=int, default=0, help="the probes' initialisation and batches")
+  parser.add_argument('--steps', type=int, default=5000, help='AdamW steps of each probe')
+  args = parser.parse_args(argv)
+  for line in run_reporting_errors(fit_and_score, args.train, args.test, args.kind, args.seed,
+                                   args.steps):
+    print(line)
+
+
+if __name__ == '__main__':
+  main()

@@ -31,7 +31,9 @@ EVAL = (('python', 'eval.py'), ('gon-eval',), ('python', '-m', 'gon_jax.evaluate
 SCRIPTS = {('python', '-m', 'gon_jax.experiments.compare'): 'gon_jax/experiments/compare.py',
            ('python', '-m', 'gon_jax.experiments.superres'): 'gon_jax/experiments/superres.py',
            ('python', '-m', 'gon_jax.demo'): 'gon_jax/demo.py',
-           ('python', '-m', 'gon_jax.export'): 'gon_jax/export.py'}
+           ('python', '-m', 'gon_jax.export'): 'gon_jax/export.py',
+           ('python', '-m', 'gon_jax.encode'): 'gon_jax/encode.py',
+           ('python', '-m', 'gon_jax.probes'): 'gon_jax/probes.py'}
 PYPROJECT = tomllib.loads((REPO / 'pyproject.toml').read_text())
 
 

@@ -112,3 +112,27 @@ def test_bad_settings_and_mismatched_latents_are_one_clear_error():
     probes.accuracy(probe, latents[:, :4], labels)
   with pytest.raises(DataError, match=r'labels go from 0 to 5; they must lie in \[0, 3\)'):
     probes.accuracy(probe, latents, np.where(labels == 1, 5, labels))
+
+
+def test_the_command_scores_encoded_files_as_fit_and_accuracy_do(tmp_path, capsys):
+  (train_x, train_y), (test_x, test_y) = _clusters(300, 0), _clusters(100, 1)
+  np.savez(tmp_path / 'train.npz', latents=train_x, labels=train_y.astype(np.int32))
+  np.savez(tmp_path / 'test.npz', latents=test_x, labels=test_y.astype(np.int32))
+  probes.main(['--train', str(tmp_path / 'train.npz'), '--test', str(tmp_path / 'test.npz'),
+               '--kind', 'linear', '--seed', '3', '--steps', str(STEPS)])
+  expected = probes.accuracy(probes.fit(train_x, train_y, kind='linear', seed=3, steps=STEPS),
+                             test_x, test_y)
+  assert capsys.readouterr().out.splitlines() == [
+      f'linear: test accuracy {100 * expected:.2f}% (100 test latents; fitted on 300 of 8 '
+      f'dimensions, {STEPS} steps, seed 3)']
+
+
+def test_the_command_refuses_a_file_without_labels_or_missing_in_one_line(tmp_path, capsys):
+  np.savez(tmp_path / 'unlabelled.npz', latents=np.zeros((4, 2), np.float32))
+  for train, message in (('unlabelled.npz', 'unlabelled.npz has no labels (it holds latents)'),
+                         ('absent.npz', 'cannot read')):
+    with pytest.raises(SystemExit) as stopped:
+      probes.main(['--train', str(tmp_path / train), '--test', str(tmp_path / train)])
+    assert stopped.value.code == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and error[0].startswith('error: ') and message in error[0], error
