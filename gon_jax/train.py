@@ -43,7 +43,7 @@ def example_keys(seed: int, step: jax.Array, local_batch: int,
 
 
 def train_step(state: TrainState, batch: dict, *, objective: Objective,
-               tx: optax.GradientTransformation, config: ml_collections.ConfigDict,
+               tx: optax.GradientTransformation, seed: int, scan_chunk: int = 0,
                axis_name: str | None = None) -> tuple[TrainState, dict]:
   """One optimiser step on the objective's loss, differentiated through the latents.
 
@@ -52,7 +52,10 @@ def train_step(state: TrainState, batch: dict, *, objective: Objective,
     batch: this device's share of the global batch: `{'image': [batch,
       height, width, channels], 'label': [batch], 'index': [batch]}` (labels
       for the classifier, indices into a latent table).
-    objective, tx, config: bound with functools.partial before compiling.
+    objective, tx: the loss and the optimiser, bound with functools.partial before
+      compiling, as are the other keywords.
+    seed: the run's seed: example i of step s draws with fold_in(fold_in(key(seed), s), i).
+    scan_chunk: 0, or examples per chunk of a scan over the batch (performance.scan_chunk).
     axis_name: the pmap axis to average gradients over, or None under jit.
 
   Returns:
@@ -60,13 +63,13 @@ def train_step(state: TrainState, batch: dict, *, objective: Objective,
     'grad_norm', and 'nonfinite' and 'skipped_steps' of the finite guard.
   """
   batch_size = batch['image'].shape[0]
-  keys = example_keys(config.seed, state.step, batch_size, axis_name)
+  keys = example_keys(seed, state.step, batch_size, axis_name)
   table = objective.latent_table
   rows = table.lookup(state.latents, batch['index'])
   loss_fn = functools.partial(objective.loss, batch_stats=state.batch_stats, step=state.step,
                               mean_over=batch_size)
   (metrics, batch_stats), (grads, row_grads) = _gradients(
-      loss_fn, state.params, rows, (batch, keys), config.performance.scan_chunk)
+      loss_fn, state.params, rows, (batch, keys), scan_chunk)
   if axis_name is not None:
     grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
   batch_stats = state.batch_stats if batch_stats is None else batch_stats
@@ -130,7 +133,7 @@ def train_steps(state: TrainState, indices: jax.Array, train_set: dict, *,
       (`data.call_indices`).
     train_set: the whole training split on the device: `{'image': uint8 [num_examples,
       height, width, channels] (or floats in [0, 1]), 'label': [num_examples]}`.
-    step_fn: `train_step` with its objective, tx, config and axis_name bound.
+    step_fn: `train_step` with its keywords bound.
 
   Returns:
     `(state after K steps, metrics)`: the metrics of the last step, or of the first step
@@ -167,7 +170,7 @@ def _bound_train_step(config: ml_collections.ConfigDict, placement: Placement,
                       tx: optax.GradientTransformation) -> Callable:
   return functools.partial(
       train_step, objective=make_objective(config, axis_name=placement.axis_name), tx=tx,
-      config=config, axis_name=placement.axis_name)
+      seed=config.seed, scan_chunk=config.performance.scan_chunk, axis_name=placement.axis_name)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
