@@ -33,3 +33,15 @@ os.environ['XDG_CACHE_HOME'] = _XDG_CACHE
 def blob_dir(tmp_path_factory):
   """A tiny learnable IDX data set (see testing_utils.write_blob_digits)."""
   return testing_utils.write_blob_digits(tmp_path_factory.mktemp('blobs'))
+
+
+@pytest.fixture(scope='module')
+def tiny_run(blob_dir, tmp_path_factory):
+  """`(workdir, config)`: a workdir with the checkpoint of step 2 of tiny_config (16x16
+  images, latent 8, LayerNorm), one per test module."""
+  from gon_jax.train import train_and_evaluate  # pylint: disable=import-outside-toplevel
+  workdir = tmp_path_factory.mktemp('run')
+  config = testing_utils.tiny_config(blob_dir, norm='layer')
+  config.num_steps = config.eval_every = 2
+  train_and_evaluate(config, str(workdir))
+  return workdir, config

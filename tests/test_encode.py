@@ -12,19 +12,14 @@ import pytest
 import gon_jax
 from gon_jax import data, encode, evaluate, saved_config
 from gon_jax.errors import ConfigError, DataError
-from gon_jax.train import train_and_evaluate
 
-from testing_utils import MNIST_DIR, NEEDS_MNIST, REPO, tiny_config, write_idx_folder
+from testing_utils import MNIST_DIR, NEEDS_MNIST, REPO, write_idx_folder
 
 
 @pytest.fixture(scope='module')
-def workdir(blob_dir, tmp_path_factory):
-  """A workdir of 2 training steps of tiny_config (16x16 images, latent 8, layer norm)."""
-  folder = tmp_path_factory.mktemp('run')
-  config = tiny_config(blob_dir, norm='layer')
-  config.num_steps = config.eval_every = 2
-  train_and_evaluate(config, str(folder))
-  return str(folder)
+def workdir(tiny_run):
+  """conftest's `tiny_run` workdir (2 steps of tiny_config: 16x16 images, latent 8)."""
+  return str(tiny_run[0])
 
 
 def _encode_command(*flags: str) -> subprocess.CompletedProcess:

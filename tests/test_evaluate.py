@@ -11,20 +11,9 @@ from PIL import Image
 from gon_jax import images
 from gon_jax.evaluate import evaluate_checkpoint
 from gon_jax.errors import ConfigError
-from gon_jax.train import train_and_evaluate
 
 from test_train import read_summaries
-from testing_utils import REPO, run_script, tiny_config
-
-
-@pytest.fixture(scope='module')
-def trained(blob_dir, tmp_path_factory):
-  """A workdir with the checkpoint of step 2 of the model TINY_FLAGS give (LayerNorm)."""
-  workdir = tmp_path_factory.mktemp('run')
-  config = tiny_config(blob_dir, norm='layer')
-  config.num_steps = config.eval_every = 2
-  train_and_evaluate(config, str(workdir))
-  return workdir, config
+from testing_utils import REPO, run_script
 
 
 def test_eval_without_checkpoint_says_so_before_loading_anything(tmp_path):
@@ -38,9 +27,9 @@ def test_eval_without_checkpoint_says_so_before_loading_anything(tmp_path):
   assert not workdir.exists()
 
 
-def test_eval_shows_progress_without_orbax_warnings_and_logs_titled_grids(trained, capsys,
-                                                                            caplog):
-  workdir, config = trained
+def test_eval_shows_progress_without_orbax_warnings_and_logs_titled_grids(tiny_run, capsys,
+                                                                           caplog):
+  workdir, config = tiny_run
   caplog.set_level(logging.INFO)
   metrics = evaluate_checkpoint(config, str(workdir))
   assert metrics['step'] == 2 and metrics['num_images'] == 64
@@ -71,8 +60,8 @@ def _snapshot(folder) -> dict[str, int]:
           for root, _, files in os.walk(folder) for name in files}
 
 
-def test_eval_refuses_labels_beyond_the_classifier_classes(trained):
-  workdir, config = trained
+def test_eval_refuses_labels_beyond_the_classifier_classes(tiny_run):
+  workdir, config = tiny_run
   config = config.copy_and_resolve_references()
   config.classifier.num_classes = 3
   before = _snapshot(workdir)
