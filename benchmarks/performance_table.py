@@ -82,12 +82,18 @@ def table(rates: dict[str, list[tuple[float, float]]], machine: str) -> str:
   return '\n'.join(lines)
 
 
-_MARKED = re.compile(f'{re.escape(BEGIN)}\n.*?{re.escape(END)}', re.S)
+def marked(begin: str, end: str) -> re.Pattern:
+  """The lines `begin` and `end` and what lies between them."""
+  return re.compile(f'{re.escape(begin)}\n.*?{re.escape(end)}', re.S)
 
 
-def write_between_markers(path: pathlib.Path, text: str) -> None:
-  """Replaces what lies between the lines BEGIN and END in `path` with `text`."""
-  path.write_text(_MARKED.sub(lambda _: f'{BEGIN}\n{text}\n{END}', path.read_text()))
+def write_between_markers(path: pathlib.Path, text: str, begin: str = BEGIN,
+                          end: str = END) -> None:
+  """Replaces what lies between the lines `begin` and `end` in `path` with `text`."""
+  path.write_text(marked(begin, end).sub(lambda _: f'{begin}\n{text}\n{end}', path.read_text()))
+
+
+_MARKED = marked(BEGIN, END)
 
 
 def _commit() -> str:

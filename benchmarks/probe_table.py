@@ -21,11 +21,8 @@ import datetime
 import json
 import os
 import pathlib
-import re
 import sys
 import time
-
-import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -34,6 +31,7 @@ import performance_table  # pylint: disable=wrong-import-position
 import gon_jax  # pylint: disable=wrong-import-position
 from gon_jax import encode, probes  # pylint: disable=wrong-import-position
 from gon_jax.experiments import compare  # pylint: disable=wrong-import-position
+from gon_jax.experiments.compare import percent_cell  # pylint: disable=wrong-import-position
 
 BEGIN, END = '<!-- probe-table -->', '<!-- /probe-table -->'
 DATASETS = ('mnist', 'fashion_mnist')
@@ -67,20 +65,6 @@ def probe_run(run_dir: str, seed: int) -> dict:
   return result
 
 
-_MARKED = re.compile(f'{re.escape(BEGIN)}\n.*?{re.escape(END)}', re.S)
-
-
-def write_between_markers(path: pathlib.Path, text: str) -> None:
-  """Replaces what lies between the lines BEGIN and END in `path` with `text` (as
-  performance_table.py does with its own markers)."""
-  path.write_text(_MARKED.sub(lambda _: f'{BEGIN}\n{text}\n{END}', path.read_text()))
-
-
-def _percent(values: list[float]) -> str:
-  """'mean% ± std' of fractions, as compare's table gives accuracy."""
-  return f'{100 * np.mean(values):.1f}% ± {100 * np.std(values):.1f}'
-
-
 def table(results: dict, probed: dict, steps: int, seeds: int, machine: str,
           command: str) -> str:
   """The Markdown table of compare's `results` and `probed[(method, dataset)]` (a list over
@@ -99,13 +83,14 @@ def table(results: dict, probed: dict, steps: int, seeds: int, machine: str,
     for dataset in DATASETS:
       cells.append(compare._mean_std_cell(  # pylint: disable=protected-access
           [run['sse'] for run in results[method]['runs'][dataset]]))
-      cells += [_percent([run[kind] for run in probed[method, dataset]]) for kind in probes.KINDS]
+      cells += [percent_cell([run[kind] for run in probed[method, dataset]])
+                for kind in probes.KINDS]
     lines.append('| ' + ' | '.join(cells) + ' |')
     if method == 'gon_classifier':  # Eq. 13's own head: a linear classifier trained with the GON
       cells = ['its own linear head (Eq. 13, trained with the GON)', '']
       for dataset in DATASETS:
-        cells += ['', _percent([run['accuracy'] for run in results[method]['runs'][dataset]]),
-                  '']
+        accuracies = [run['accuracy'] for run in results[method]['runs'][dataset]]
+        cells += ['', percent_cell(accuracies), '']
       lines.append('| ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines)
 
@@ -124,7 +109,8 @@ def main() -> None:
   args = parser.parse_args()
   if args.steps < 1 or args.seeds < 1:
     parser.error('--steps and --seeds must be 1 or more')
-  if args.write and not (args.write.is_file() and _MARKED.search(args.write.read_text())):
+  if args.write and not (args.write.is_file() and
+                         performance_table.marked(BEGIN, END).search(args.write.read_text())):
     parser.error(f'--write {args.write}: not a file with the lines {BEGIN} and {END} '
                  'to write the table between')  # said before minutes of training
   dirs = {'mnist': args.mnist_dir, 'fashion_mnist': args.fashion_dir}
@@ -134,12 +120,11 @@ def main() -> None:
   for method in MODELS:
     for dataset in DATASETS:
       probed[method, dataset] = [
-          probe_run(os.path.join(args.workdir, 'runs', dataset, method, f'seed{seed}'), seed)
+          probe_run(compare.run_folder(args.workdir, method, dataset, seed), seed)
           for seed in range(args.seeds)]
-      print(f'{dataset} {method}: linear '
-            f'{_percent([r["linear"] for r in probed[method, dataset]])}, MLP '
-            f'{_percent([r["mlp"] for r in probed[method, dataset]])}', file=sys.stderr,
-            flush=True)
+      print(f'{dataset} {method}: ' + ', '.join(
+          f'{kind} {percent_cell([r[kind] for r in probed[method, dataset]])}'
+          for kind in probes.KINDS), file=sys.stderr, flush=True)
   command = ' '.join(['python', 'benchmarks/probe_table.py', f'--steps {args.steps}',
                       f'--seeds {args.seeds}'])
   text = table(results, probed, args.steps, args.seeds,
@@ -147,7 +132,7 @@ def main() -> None:
                command)
   print(text)
   if args.write:
-    write_between_markers(args.write, text)
+    performance_table.write_between_markers(args.write, text, BEGIN, END)
 
 
 if __name__ == '__main__':

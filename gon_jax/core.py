@@ -93,10 +93,8 @@ def origin_latent(
     z0: starting latents `[batch, latent_dim]`: zeros (the paper) or samples of
       N(0, sigma^2) (App. C); or one start `[latent_dim]` shared by every
       example (e.g. the origin), when `decode` maps each row on its own: the
-      first step then decodes it once for the whole batch and only the
-      backward pass to the latents runs per example. The same latents as
-      from `[batch, latent_dim]` copies, without a batch of identical forward
-      passes (and their share of the second-order backward pass).
+      same latents, its first step decoding once for the whole batch
+      (_gradient_at_shared_z0).
     inner_loss: per-example data-fitting loss `(outputs, target) -> [batch]`.
     num_steps: number of gradient steps (Fig. 2b).
     step_size: multiplier of each gradient: a scalar, or `[latent_dim]` (one
@@ -126,30 +124,36 @@ def origin_latent(
     (docs/design.md, "Errors inside jit").
   """
   num_steps = _check_latent_inputs(target, z0, num_steps)
-
-  def checked_decode(z: Array) -> Any:
-    outputs = decode(z)
-    _check_outputs(outputs, target)
-    return outputs
-
-  def summed_inner_loss(z: Array) -> Array:
-    return loss_scale * jnp.sum(_per_example(inner_loss, checked_decode(z), target))
-
   shared = jnp.ndim(z0) == 1
   z = jnp.broadcast_to(z0, (jnp.shape(target)[0], z0.shape[0])) if shared else z0
   for step in range(num_steps):
     if step == 0 and shared:
       gradient = _gradient_at_shared_z0(decode, target, z0, inner_loss, loss_scale)
     else:
-      gradient = jax.grad(summed_inner_loss)(z)
+      gradient = _inner_gradient(decode, target, z, inner_loss, loss_scale)
     z = (z if step > 0 or start_from_z0 else 0.0) - step_size * gradient
   return jax.lax.stop_gradient(z) if detach else z
+
+
+def _inner_gradient(decode: Decoder, target: Array, z: Array, inner_loss: PerExampleLoss,
+                    loss_scale: float) -> Array:
+  """`grad_z [loss_scale * sum_i L_inner(target_i, decode(z)_i)]` at latents z `[batch,
+  latent_dim]`, decode's outputs and the loss's shape checked (at trace time)."""
+
+  def summed_inner_loss(z: Array) -> Array:
+    outputs = decode(z)
+    _check_outputs(outputs, target)
+    return loss_scale * jnp.sum(_per_example(inner_loss, outputs, target))
+
+  return jax.grad(summed_inner_loss)(z)
 
 
 def _gradient_at_shared_z0(decode: Decoder, target: Array, z0: Array,
                            inner_loss: PerExampleLoss, loss_scale: float) -> Array:
   """`grad_z [loss_scale * sum_i L_inner(target_i, decode(z)_i)]` at every row `z = z0`,
-  one start `[latent_dim]`: `[batch, latent_dim]`."""
+  one start `[latent_dim]`: `[batch, latent_dim]`, as `_inner_gradient` at `[batch,
+  latent_dim]` copies of z0, without a batch of identical forward passes (and their share of
+  the second-order backward pass): one forward pass, and a backward pass per example."""
   try:
     outputs, decode_vjp = jax.vjp(decode, z0[None])
   except Exception as err:  # pylint: disable=broad-except  # re-raised, saying what z0 meant

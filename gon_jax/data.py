@@ -761,7 +761,9 @@ def _load_tfds(name: str, split: str, data_dir: str | None, image_size: int | No
       images.append(_resize(chunk if chunk.ndim == 4 else chunk[..., None], image_size))
       key = next((k for k in _LABEL_KEYS if k in records[0]), None)
       labels.append(np.array([r[key] if key else 0 for r in records], np.int32))
-  except Exception as e:  # tfds raises many types (NotImplementedError, ImportError, OSError...).
+  # tfds raises unrelated types (ImportError, OSError, NotImplementedError, TensorFlow's own):
+  # each becomes one DataError line with the way out.
+  except Exception as e:  # pylint: disable=broad-except
     text = ' '.join(str(e).split())  # One line, whatever tfds put in it.
     reason = _shorten(f"{type(e).__name__}: {text}" if text else type(e).__name__, 160)
     known = download.KNOWN.get(name)

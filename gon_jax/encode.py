@@ -18,7 +18,7 @@ import tempfile
 import ml_collections
 import numpy as np
 
-from gon_jax import data, evaluate
+from gon_jax import data
 from gon_jax import model as model_lib
 from gon_jax.errors import ConfigError, DataError
 
@@ -44,7 +44,7 @@ def encode_split(model: model_lib.Model, split: str,
     split: 'train' or 'test'.
     data_config: where the images come from (a config's `data`); default the model's.
       Its image_size must be the model's.
-    progress: a progress bar's description for the encoding (data.in_batches).
+    progress: a progress bar's description for the encoding (Model.encode's).
 
   Returns:
     `{'latents': float32 [n, latent_dim], 'labels': int32 [n]}`, without `labels` when
@@ -61,9 +61,7 @@ def encode_split(model: model_lib.Model, split: str,
                       f'{model.config.data.image_size}: the model encodes images of its own size')
   images, labels = data.load_split(data_config, split, data_config.image_size,
                                    model.config.model.channels)
-  # make_encoder is Model.encode's own encoder; it also takes the progress bar.
-  latents = evaluate.make_encoder(model.objective)(model.variables, images, progress)[0]
-  arrays = {'latents': np.asarray(latents, np.float32)}
+  arrays = {'latents': np.asarray(model.encode(images, progress=progress), np.float32)}
   if np.any(labels):
     arrays['labels'] = np.asarray(labels, np.int32)
   return arrays
@@ -161,13 +159,12 @@ def _resolve_workdir(argv: list[str]) -> list[str]:
     value = value if equals else (argv[index] if index < len(argv) else '')
     if not value or os.path.isdir(os.path.expanduser(value)):
       continue
-    names = model_lib.pretrained_names()
-    if value not in names:
+    folder = model_lib.pretrained_folder(value)
+    if folder is None:
       print(f'error: --workdir {value}: neither a folder nor a pretrained model; pretrained: '
-            f'{", ".join(names)}', file=sys.stderr)
+            f'{", ".join(model_lib.pretrained_names())}', file=sys.stderr)
       sys.exit(1)
-    folder = str(model_lib.PRETRAINED_DIR / value)
-    argv[index] = f'{name}={folder}' if equals else folder
+    argv[index] = f'{name}={folder}' if equals else str(folder)
   return argv
 
 

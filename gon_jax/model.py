@@ -91,10 +91,11 @@ class Model:
     size = self.config.data.image_size
     return size, size, self.config.model.channels
 
-  def encode(self, images: np.ndarray) -> np.ndarray:
+  def encode(self, images: np.ndarray, *, progress: str | None = None) -> np.ndarray:
     """Latents `[n, latent_dim]` of images `[n, height, width, channels]` (uint8, or floats
-    in [0, 1]), from the origin as eval.py encodes them."""
-    return self._encoder(self.variables, self._checked(images))[0]
+    in [0, 1]), from the origin as eval.py encodes them; `progress`, a progress bar's
+    description (data.in_batches), or None for none."""
+    return self._encoder(self.variables, self._checked(images), progress)[0]
 
   def reconstruct(self, images: np.ndarray) -> np.ndarray:
     """Reconstructions float32 `[n, height, width, channels]` in [0, 1] (clipped, as eval.py
@@ -172,6 +173,11 @@ class Model:
     return z
 
 
+def pretrained_folder(name: str) -> pathlib.Path | None:
+  """The folder in the package of the pretrained model `name`, or None if there is none."""
+  return PRETRAINED_DIR / name if name in pretrained_names() else None
+
+
 def load(workdir_or_name: str | os.PathLike) -> Model:
   """A trained model: a pretrained one's name, a workdir of train.py, or a bundle folder.
 
@@ -186,12 +192,11 @@ def load(workdir_or_name: str | os.PathLike) -> Model:
   path = pathlib.Path(workdir_or_name).expanduser()
   if path.is_dir():
     return _load_bundle(path) if (path / VARIABLES).is_file() else _load_workdir(path)
-  names = pretrained_names()
-  if str(workdir_or_name) not in names:
+  folder = pretrained_folder(str(workdir_or_name))
+  if folder is None:
     raise FileNotFoundError(f'{str(workdir_or_name)!r} is neither a folder nor a pretrained '
-                            f'model; pretrained: {", ".join(names)}')
-  folder = PRETRAINED_DIR / str(workdir_or_name)
-  for file, entry in manifest()[str(workdir_or_name)]['files'].items():
+                            f'model; pretrained: {", ".join(pretrained_names())}')
+  for file, entry in manifest()[folder.name]['files'].items():
     if sha256(folder / file) != entry['sha256']:
       raise DataError(f'{folder / file} is not the file the manifest names (sha256 '
                       f'{entry["sha256"][:12]}...); reinstall gon_jax')

@@ -195,6 +195,11 @@ def run_config(method: str, dataset: str, seed: int, steps: int, data_source: st
   return config
 
 
+def run_folder(workdir: str, method: str, dataset: str, seed: int) -> str:
+  """The workdir of one run of `compare(..., workdir)`."""
+  return os.path.join(workdir, 'runs', dataset, method, f'seed{seed}')
+
+
 def read_run(workdir: str, steps: int) -> dict | None:
   """A finished (or diverged) run's results from its metrics.jsonl, or None if unfinished.
 
@@ -249,6 +254,12 @@ def _mean_std_cell(values: list[float]) -> str:
                  if len(finite) < len(values) else '')
 
 
+def percent_cell(fractions: list[float]) -> str:
+  """'mean% ± std' of accuracies given as fractions."""
+  mean, std = _mean_std([100 * f for f in fractions])
+  return f'{mean:.1f}% ± {std:.1f}'
+
+
 def summarise(results: dict, methods: list[str], datasets: list[str], steps: dict[str, int],
               seeds: int) -> str:
   """The Markdown table of `results[method]` ('parameters', 'runs': {dataset: [run]})."""
@@ -276,8 +287,7 @@ def summarise(results: dict, methods: list[str], datasets: list[str], steps: dic
       if None in accuracies:  # a method without a classifier
         cells.append('-')
       else:
-        mean, std = _mean_std([100 * a for a in accuracies])
-        cells.append(f'{mean:.1f}% ± {std:.1f}')
+        cells.append(percent_cell(accuracies))
     cells.append(f'{np.mean(rates):.4f}' if rates else 'n/a')
     lines.append('| ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines) + '\n'
@@ -336,7 +346,7 @@ def compare(methods: list[str], datasets: list[str], steps: int | dict[str, int]
                  'implicit': get_spec(configs[m, datasets[0], 0].model.name).implicit,
                  'runs': {d: [] for d in datasets}} for m in methods}
   for i, ((method, dataset, seed), config) in enumerate(configs.items()):
-    run_dir = os.path.join(workdir, 'runs', dataset, method, f'seed{seed}')
+    run_dir = run_folder(workdir, method, dataset, seed)
     run = read_run(run_dir, steps[method])
     if run is None:
       start = time.perf_counter()
