@@ -22,6 +22,14 @@ _CONFIG = config_flags.DEFINE_config_file(
     "file's path; default: the config the workdir was trained with (WORKDIR/config.json).",
     lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Folder for checkpoints, metrics and images.')
+_ALLOW_RECIPE_CHANGE = flags.DEFINE_bool(
+    'allow_recipe_change', False,
+    'Resume a workdir with a config that changes its recipe (what is trained: optimiser, '
+    'schedule, model, losses, GON options, data, seed, batch size), recording the change in '
+    'WORKDIR/config_history.jsonl; without it, such a restart is refused. num_steps (unless '
+    'lr_schedule is cosine), cadences and evaluation settings may change without it '
+    '(docs/reliability.md).')
+_TRAIN_ONLY_FLAGS = ('allow_recipe_change',)  # in train.py's --help only; refused elsewhere
 _COORDINATOR = flags.DEFINE_string(
     'coordinator_address', None,
     'host:port of process 0 for a multi-process run (jax.distributed.initialize); '
@@ -38,7 +46,7 @@ flags.mark_flags_as_required(_REQUIRED)
 _HELP_ARGS = ('-h', '--help', '-help', '-?', '--helpshort', '-helpshort')
 _HELPFULL_ARGS = ('--helpfull', '-helpfull')
 _HELP_SECTIONS = (
-    ('flags', (('config', 'NAME_OR_FILE'), ('workdir', 'DIR'))),
+    ('flags', (('config', 'NAME_OR_FILE'), ('workdir', 'DIR'), ('allow_recipe_change', None))),
     ('multi-process runs (leave these out for one process)',
      (('coordinator_address', 'HOST:PORT'), ('num_processes', 'N'), ('process_id', 'I'),
       ('distributed', None))),
@@ -84,6 +92,8 @@ def help_text() -> str:
   for title, names in _HELP_SECTIONS:
     lines.append(f'{title}:')
     for name, metavar in names:
+      if name in _TRAIN_ONLY_FLAGS and _usage[0] != TRAIN_USAGE:
+        continue
       flag = flags.FLAGS[name]
       usage = f'--{name} {metavar}' if metavar else f'--[no]{name}'
       required = ' (required)' if name == 'workdir' else ''  # --config: see its help
@@ -111,7 +121,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
   if any(arg in _HELPFULL_ARGS for arg in args):
     app.usage(writeto_stdout=True)  # absl's own, but exit 0: asking for help is no error
     sys.exit(0)
-  return parse_flags_or_exit(argv, workdir_config=True)
+  return parse_flags_or_exit(argv, workdir_config=True, starts_runs=_usage[0] == TRAIN_USAGE)
 
 
 def _interrupted_default(workdir: str | None) -> str:
@@ -164,7 +174,11 @@ def _quiet_lost_ctrl_c(hook: Callable) -> Callable:
 def train_main(ctrl_c: Sequence[Any] = ()) -> None:
   """gon-train, python -m gon_jax.train, train.py: see TRAIN_USAGE."""
   from gon_jax.train import train_and_evaluate  # pylint: disable=import-outside-toplevel
-  run(train_and_evaluate, TRAIN_USAGE, interrupted=training_interrupted, ctrl_c=ctrl_c)
+
+  def train(config: ml_collections.ConfigDict, workdir: str) -> Any:
+    return train_and_evaluate(config, workdir, allow_recipe_change=_ALLOW_RECIPE_CHANGE.value)
+
+  run(train, TRAIN_USAGE, interrupted=training_interrupted, ctrl_c=ctrl_c)
 
 
 def eval_main(ctrl_c: Sequence[Any] = ()) -> None:
@@ -195,6 +209,10 @@ def run(main: Callable[[ml_collections.ConfigDict, str], Any], usage: str = TRAI
     if len(argv) > 1:  # absl's UsageError would print the whole usage too
       print(f'error: unexpected arguments: {" ".join(argv[1:])} (flags take the form '
             '--name=VALUE; see --help)', file=sys.stderr)
+      sys.exit(1)
+    given = [name for name in _TRAIN_ONLY_FLAGS if flags.FLAGS[name].present]
+    if given and usage != TRAIN_USAGE:  # not ignored: the user expects it to act
+      print(f'error: --{given[0]} is a flag of train.py only', file=sys.stderr)
       sys.exit(1)
     if not flags.FLAGS['verbosity'].present:
       logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO

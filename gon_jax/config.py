@@ -16,6 +16,11 @@ from gon_jax.errors import ConfigError, check_choice
 NONFINITE_POLICIES = ('stop', 'skip')
 LR_SCHEDULES = ('constant', 'cosine')
 PARALLEL_MODES = ('jit', 'pmap')
+# The config's sizes that must be positive integers, and what they count.
+SIZES = {'batch_size': 'examples per training step, over all devices',
+         'eval_batch_size': 'images per evaluation batch',
+         'grid_size': 'images per row of the image grids',
+         'num_fit_examples': 'training images whose latents the sampled Gaussian fits'}
 
 
 def base_config(model_name: str = 'conv') -> ml_collections.ConfigDict:
@@ -170,6 +175,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
   """
   num_devices = jax.device_count() if num_devices is None else num_devices
   check_choice('parallel mode', config.parallel, PARALLEL_MODES)
+  for name, what in SIZES.items():
+    value = config[name]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+      raise ConfigError(f'{name}={value!r}: use a positive integer ({what})')
   if config.batch_size % num_devices:
     raise ConfigError(f'batch_size {config.batch_size} does not divide over {num_devices} '
                       f'devices; use a multiple of {num_devices}')

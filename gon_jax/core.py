@@ -46,6 +46,9 @@ def _check_latent_inputs(target: Array, z0: Array, num_steps: int) -> int:
   if jnp.ndim(z0) not in (1, 2):
     raise ValueError(f'z0 must be [batch, latent_dim] or [latent_dim], got shape '
                      f'{list(jnp.shape(z0))}')
+  if jnp.ndim(target) >= 1 and jnp.shape(target)[0] == 0:
+    raise ValueError(f'target has no examples (shape {list(jnp.shape(target))}): origin_latent '
+                     'needs a batch of at least one example')
   if jnp.ndim(target) < 1 or (jnp.ndim(z0) == 2 and jnp.shape(target)[0] != jnp.shape(z0)[0]):
     raise ValueError(f'z0 has {jnp.shape(z0)[0]} rows but target has shape '
                      f'{list(jnp.shape(target))}: give one starting latent per example, '
@@ -112,7 +115,9 @@ def origin_latent(
     respect to whatever `decode` closes over (unless `detach`).
 
   Raises:
-    ValueError, when tracing (free at run time): `num_steps` not an integer
+    ValueError, when tracing (free at run time): an empty batch (`target` of
+    0 examples: no latent to compute, and an empty batch in training is
+    always a mistake); `num_steps` not an integer
     of at least 1; `z0` not `[batch, latent_dim]` with one row per example of
     `target`; `z0` or `target` not floating point; `decode`'s outputs (or
     the first of a tuple of them) shaped unlike `target`, whatever
@@ -187,22 +192,50 @@ def origin(batch_size: int, latent_dim: int, sigma: float = 0.0,
   """Starting latents z0: the origin, or N(0, sigma^2) samples (App. C).
 
   Args:
-    batch_size: number of examples.
-    latent_dim: size of each latent.
-    sigma: standard deviation; 0 gives the origin.
-    keys: one PRNG key per example, `[batch_size]`, needed when `sigma > 0`;
-      per-example keys keep an example's z0 independent of its batch.
+    batch_size: number of examples, at least 1.
+    latent_dim: size of each latent, at least 1.
+    sigma: standard deviation, 0 or more; 0 gives the origin.
+    keys: one PRNG key per example, `[batch_size]` (`jax.random.split(key,
+      batch_size)`; legacy uint32 keys `[batch_size, 2]` too), needed when
+      `sigma > 0`; per-example keys keep an example's z0 independent of its batch.
     dtype: floating dtype of z0; by default JAX's default float (float32, or
       float64 with `jax_enable_x64`), as `jnp.zeros` gives.
 
   Returns:
     `[batch_size, latent_dim]` of `dtype`.
+
+  Raises:
+    ValueError: `batch_size` or `latent_dim` not a positive integer, `sigma`
+      negative, or (for `sigma > 0`) `keys` that are not one PRNG key per
+      example (e.g. integer seeds).
   """
+  for name, size in (('batch_size', batch_size), ('latent_dim', latent_dim)):
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+      raise ValueError(f'origin: {name} must be a positive integer, got {size!r}')
+  if not sigma >= 0.0:  # also NaN
+    raise ValueError(f'origin: sigma must be 0 (the origin) or a positive standard deviation, '
+                     f'got {sigma!r}')
   dtype = jnp.dtype(float) if dtype is None else dtype
   dtype = jax.dtypes.canonicalize_dtype(dtype)
   if sigma == 0.0:
     return jnp.zeros((batch_size, latent_dim), dtype)
-  if keys is None or jnp.shape(keys)[:1] != (batch_size,):
-    raise ValueError(f'origin with sigma {sigma} needs one PRNG key per example, '
-                     f'[{batch_size}] keys; got {None if keys is None else list(jnp.shape(keys))}')
+  keys = _example_keys(keys, batch_size, sigma)
   return sigma * jax.vmap(lambda key: jax.random.normal(key, (latent_dim,), dtype))(keys)
+
+
+def _example_keys(keys: Array | None, batch_size: int, sigma: float) -> Array:
+  """`keys` as typed PRNG keys `[batch_size]`, or a ValueError naming what they are instead
+  (legacy uint32 keys `[batch_size, 2]` are wrapped: the same draws)."""
+  need = (f'origin with sigma {sigma} needs one PRNG key per example, [{batch_size}] keys, '
+          f'e.g. jax.random.split(jax.random.key(seed), {batch_size})')
+  dtype = getattr(keys, 'dtype', None)
+  if keys is None or dtype is None:
+    raise ValueError(f'{need}; got {keys!r:.40}')
+  if not jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+    try:  # raw key data, as jax.random.PRNGKey makes it
+      keys = jax.random.wrap_key_data(keys)
+    except (TypeError, ValueError):
+      raise ValueError(f'{need}; got {dtype} {list(jnp.shape(keys))}, not keys') from None
+  if jnp.shape(keys) != (batch_size,):
+    raise ValueError(f'{need}; got {list(jnp.shape(keys))} keys')
+  return keys

@@ -836,13 +836,19 @@ def load_split(data_config: Any, split: str, image_size: int | None,
   if split not in SPLITS:
     raise DataError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
   if source in _FORMATS:
-    return _load_files(data_config, split, image_size, channels)
-  if source == 'tfds':
+    images, labels = _load_files(data_config, split, image_size, channels)
+  elif source == 'tfds':
     if name not in DATASETS:
       raise DataError(f"unknown data set {name!r}; use one of {', '.join(sorted(DATASETS))}")
-    return _load_tfds(name, split, data_config.dir or None, image_size,
-                      bool(getattr(data_config, 'download', True)))
-  raise DataError(f"unknown data source {source!r}; use one of {', '.join(SOURCES)}")
+    images, labels = _load_tfds(name, split, data_config.dir or None, image_size,
+                                bool(getattr(data_config, 'download', True)))
+  else:
+    raise DataError(f"unknown data source {source!r}; use one of {', '.join(SOURCES)}")
+  if not len(images):  # training, evaluation and encoding all need at least one image
+    where = f' in {data_config.dir}' if data_config.dir else ''
+    raise DataError(f'the {split} split of {name}{where} holds no images: give a data set '
+                    'with at least one image in each split')
+  return images, labels
 
 
 def batch_indices(num_examples: int, batch_size: int, seed: int, step: int) -> np.ndarray:
@@ -1041,24 +1047,38 @@ def in_batches(fn: Callable[[np.ndarray], tuple], inputs: np.ndarray,
                batch_size: int, progress: str | None = None) -> tuple[np.ndarray, ...]:
   """Applies `fn` to fixed-size batches of `inputs` and concatenates its outputs.
 
-  The last batch is padded with zeros, so a jitted `fn` compiles once.
+  Batches are `batch_size` rows, the last padded with zeros, so that a jitted `fn` compiles
+  once for every input of `batch_size` rows or more (eval.py's splits). Fewer rows are one
+  batch padded to the next power of two, at most `batch_size`, not to `batch_size`: a call
+  on one image runs a batch of 1, not of 500, and few shapes compile. No rows: `fn` runs on
+  one row of zeros and the outputs have 0 rows (their shape and dtype otherwise `fn`'s).
 
   Args:
-    fn: maps `[batch_size, ...]` to a tuple of arrays `[batch_size, ...]`.
+    fn: maps `[rows, ...]` to a tuple of arrays `[rows, ...]`.
     inputs: `[n, ...]`.
-    batch_size: rows per call.
+    batch_size: rows per call, a positive integer.
     progress: if set, a progress bar on stderr with this description counts
       the rows done (encoding a test set can take minutes).
 
   Returns:
     The tuple of `fn`'s outputs over all n rows, as host arrays.
+
+  Raises:
+    TypeError: `batch_size` is not an integer (64.0, True); ValueError: it is below 1.
   """
+  if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, (bool, np.bool_)):
+    raise TypeError(f'batch_size must be a positive integer, got {batch_size!r} '
+                    f'({type(batch_size).__name__})')
+  if batch_size < 1:
+    raise ValueError(f'batch_size must be a positive integer, got {batch_size}')
+  n = len(inputs)
+  rows = batch_size if n >= batch_size else min(batch_size, 1 << max(n - 1, 0).bit_length())
   parts = []
-  with tqdm.tqdm(total=len(inputs), desc=progress, disable=progress is None,
-                 dynamic_ncols=True, unit='image') as bar:
-    for start in range(0, len(inputs), batch_size):
-      chunk = np.asarray(inputs[start:start + batch_size])
-      padded = np.concatenate([chunk, np.zeros((batch_size - len(chunk), *chunk.shape[1:]),
+  with tqdm.tqdm(total=n, desc=progress, disable=progress is None, dynamic_ncols=True,
+                 unit='image') as bar:
+    for start in range(0, max(n, 1), rows):
+      chunk = np.asarray(inputs[start:start + rows])
+      padded = np.concatenate([chunk, np.zeros((rows - len(chunk), *chunk.shape[1:]),
                                                chunk.dtype)])
       parts.append([np.asarray(out)[:len(chunk)] for out in jax.device_get(fn(padded))])
       bar.update(len(chunk))

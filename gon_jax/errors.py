@@ -13,6 +13,11 @@ class DataError(ValueError):
   """Bad data input; str(err) is one clear line for the user."""
 
 
+class DamagedFileError(DataError):
+  """A saved file (a checkpoint step's, a bundle's) whose bytes are not those recorded when it
+  was written (gon_jax.file_hashes); str(err) names the file."""
+
+
 def check_choice(key: str, value: str, valid) -> None:
   """Raises ConfigError (`unknown KEY 'VALUE'; valid: ...`) unless `value` is in `valid`."""
   if value not in valid:

@@ -14,9 +14,9 @@ from gon_jax import checkpoints, data, generate, images, parallel
 from gon_jax.config import validate
 from gon_jax.core import origin
 from gon_jax.data import in_batches
-from gon_jax.errors import ConfigError
+from gon_jax.errors import ConfigError, DataError
 from gon_jax.losses import bits_per_dim
-from gon_jax.metric_writer import MetricWriter
+from gon_jax.metric_writer import MetricWriter, nonfinite
 from gon_jax.objectives import Draws, Objective, model_variables
 from gon_jax.state import setup
 
@@ -32,7 +32,9 @@ def make_encoder(objective: Objective) -> Callable[..., tuple[np.ndarray, np.nda
   channels]`, uint8 (load_split's, converted a batch at a time) or floats in [0, 1];
   progress, a progress bar's description as for `in_batches`.
   Returns latents `[n, latent_dim]` and reconstructions like images.
-  BatchNorm uses running averages; batches of `config.eval_batch_size`.
+  BatchNorm uses running averages; batches of `config.eval_batch_size` (fewer images: one
+  batch padded to the next power of two, data.in_batches). The result compiles once per
+  batch shape for all its calls: the variables are an argument.
   """
   encode_batch = parallel.jit(objective.encode, objective.config)
   return lambda variables, images, progress=None: in_batches(
@@ -56,13 +58,15 @@ def image_metrics(images: np.ndarray, reconstructions: np.ndarray) -> dict:
   return {'sse': float(np.mean(sse)), 'psnr': float(np.mean(psnr)), 'num_images': int(len(images))}
 
 
-def make_evaluator(objective: Objective) -> Callable[..., tuple[dict, np.ndarray, np.ndarray]]:
+def make_evaluator(objective: Objective, encode: Callable | None = None
+                   ) -> Callable[..., tuple[dict, np.ndarray, np.ndarray]]:
   """Builds `evaluate(variables, images, labels=None, progress=None) -> (metrics,
   reconstructions, latents)`.
 
   Images are encoded from the origin (z0 = 0 even when training samples z0,
-  App. C), in fixed-size batches so that one compilation serves every call;
-  BatchNorm uses running averages throughout.
+  App. C), in fixed-size batches so that one compilation serves every call
+  (`make_encoder`; `encode`, one to share, by default a new one); BatchNorm uses
+  running averages throughout.
 
   Metrics: `sse`, the mean over images of the summed squared error of an
   image (the paper's Table 1 metric), and `psnr`, the mean over images of
@@ -70,14 +74,19 @@ def make_evaluator(objective: Objective) -> Callable[..., tuple[dict, np.ndarray
   also `negative_elbo_nats` and `bits_per_dim` (see `make_elbo`); with a
   classifier and labels `[n]`, `accuracy`; `num_images` (see `COUNTS`).
   `progress`: a progress bar's description for the encoding (`in_batches`).
+  The result raises DataError for labels that are not one per image.
   """
   config = objective.config
-  encode = make_encoder(objective)
+  encode = encode or make_encoder(objective)
   classify = parallel.jit(
       lambda variables, z: objective.model.apply(variables, z, method='classify'), config)
 
   def evaluate(variables: dict, images: np.ndarray, labels: np.ndarray | None = None,
                progress: str | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
+    if config.classifier.num_classes and labels is not None and np.shape(labels) != (
+        len(images),):
+      raise DataError(f'labels must be [n] = [{len(images)}], one per image, got '
+                      f'{list(np.shape(labels))}')
     latents, recon = encode(variables, images, progress)
     recon = np.clip(recon, 0.0, 1.0)
     metrics = image_metrics(images, recon)
@@ -109,7 +118,9 @@ def make_elbo(objective: Objective) -> Callable[..., np.ndarray]:
   Gaussian posterior (the VAE's encoder needs none), and for the outer pass:
   the reconstruction term is a one-sample estimate, the KL term exact; the
   bound is averaged over the samples. The KL weight is 1 whatever training
-  used.
+  used. An image's noise is that of its row in a batch of `eval_batch_size`,
+  also in the smaller batch `in_batches` gives fewer images: its bound does
+  not depend on how many images come with it.
   """
   config = objective.config
   m = config.model
@@ -121,7 +132,8 @@ def make_elbo(objective: Objective) -> Callable[..., np.ndarray]:
     def one_sample(key):
       # As in training, both passes sample the stochastic layer; each inner
       # sample gives a Gaussian posterior, and so a valid bound.
-      inner, outer = jax.random.normal(key, (2, *z0.shape))
+      noise = jax.random.normal(key, (2, config.eval_batch_size, m.latent_dim))
+      inner, outer = noise[:, :images.shape[0]]
       return objective.reconstruct(variables, images, z0,
                                    draws=Draws(inner_noise=inner, outer_noise=outer)).losses
 
@@ -200,9 +212,24 @@ def _write_grids(out: str, objective: Objective, variables: dict, evaluator: Cal
   return grids
 
 
-def write_json(path: str, metrics: dict) -> str:
-  """Writes metrics as JSON and returns the JSON line."""
-  line = json.dumps(metrics, sort_keys=True)
+def write_json(path: str, metrics: dict, source: str = 'the evaluated model') -> str:
+  """Writes metrics (numbers, or dicts of them) as one JSON line and returns the line.
+
+  Args:
+    path: the file, its folder made if need be.
+    metrics: what to write.
+    source: what the metrics are of, for the error ('the checkpoint of step 400 in ...').
+
+  Raises:
+    DataError: a metric is NaN or infinite (JSON has no such numbers, and a trained model
+      gives none): the message names each and why; nothing is written.
+  """
+  bad = nonfinite(metrics)
+  if bad:
+    listed = ', '.join(f'{name}={value}' for name, value in bad.items())
+    raise DataError(f'non-finite metrics ({listed}) from {source}: its parameters give '
+                    f'non-finite outputs (damaged, or training diverged); {path} not written')
+  line = json.dumps(metrics, sort_keys=True, allow_nan=False)
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path, 'w', encoding='utf-8') as f:
     f.write(line + '\n')
@@ -227,23 +254,27 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   Raises:
     FileNotFoundError: `workdir` holds no checkpoint (said before loading anything).
     ConfigError: the config does not fit the data or the checkpoint.
+    DamagedFileError: the newest checkpoint is damaged (checkpoints.restore_latest).
+    DataError: a metric is not finite (write_json); nothing is written.
   """
   validate(config)
-  manager = checkpoints.manager(workdir, read_only=True)
   folder = os.path.join(workdir, 'checkpoints')
-  if manager.latest_step() is None:
-    raise FileNotFoundError(f'no checkpoint in {folder}; train first: train.py with the same '
-                            '--config and --workdir')
-  train_images, _, test_images, test_labels = load_data(config)
-  objective, _, template = setup(config, len(train_images))
-  state, step = checkpoints.restore_latest(manager, template)
+  with checkpoints.manager(workdir, read_only=True) as manager:
+    if manager.latest_step() is None:
+      raise FileNotFoundError(f'no checkpoint in {folder}; train first: train.py with the '
+                              'same --config and --workdir')
+    train_images, _, test_images, test_labels = load_data(config)
+    objective, _, template = setup(config, len(train_images))
+    state, step = checkpoints.restore_latest(manager, template)
   variables = model_variables(state.params, state.batch_stats)
   evaluator = make_evaluator(objective)
   metrics, recon, latents = evaluator(variables, test_images, test_labels,
                                       progress='encoding test images')
   metrics['step'] = step
   out = os.path.join(workdir, 'eval')
-  line = write_json(os.path.join(out, 'metrics.json'), metrics)
+  # The first file written: metrics that are not finite leave nothing behind.
+  line = write_json(os.path.join(out, 'metrics.json'), metrics,
+                    source=f'the checkpoint of step {step} in {folder}')
 
   grids = _write_grids(out, objective, variables, evaluator, config, train_images, test_images,
                        recon, latents)

@@ -10,7 +10,8 @@ non-variational model the Gaussian of the latents of the first `num_fit_examples
 images (eval.py's, for `sample`), and the first `--examples` test images. The entry in
 `manifest.json` next to it adds the command, data, steps, seed, parameter count, the metrics
 of the first `--subset` test images as `Model.evaluate` gives them (tests reproduce them) and
-every file's size and sha256 (docs/pretrained.md).
+every file's size and sha256 (docs/pretrained.md), as the bundle's own record, sha256.json,
+holds them.
 """
 
 import argparse
@@ -22,7 +23,7 @@ import sys
 import jax
 import numpy as np
 
-from gon_jax import evaluate, model as model_lib
+from gon_jax import evaluate, file_hashes, model as model_lib
 from gon_jax.errors import DataError, run_reporting_errors
 
 
@@ -73,7 +74,7 @@ def export(workdir: str, name: str, command: str, out: str | None = None, subset
       'model': config.model.name,
       'steps': test_metrics['step'],
       'seed': config.seed,
-      'parameters': int(sum(np.size(p) for p in jax.tree.leaves(model.variables['params']))),
+      'parameters': model.num_parameters,
       'test': test_metrics,
       'test_subset': {'images': f'the first {subset} test images of {config.data.name}',
                       'metrics': subset_metrics},
@@ -83,7 +84,7 @@ def export(workdir: str, name: str, command: str, out: str | None = None, subset
   if subset_file:
     _write_subset(subset_file, np.asarray(test_images[:subset]), np.asarray(test_labels[:subset]))
     entry['test_subset'].update(file=os.path.basename(subset_file),
-                                sha256=model_lib.sha256(subset_file))
+                                sha256=file_hashes.sha256(subset_file))
   manifest_file = root / model_lib.MANIFEST.name
   entries = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
   entries[name] = entry

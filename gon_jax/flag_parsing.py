@@ -12,22 +12,26 @@ from typing import Any
 from absl import flags
 
 from gon_jax import saved_config
+from gon_jax.errors import ConfigError
 
 PACKAGED_CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs')
 
 
-def parse_flags_or_exit(argv: list[str], workdir_config: bool = False) -> list[str]:
+def parse_flags_or_exit(argv: list[str], workdir_config: bool = False,
+                        starts_runs: bool = False) -> list[str]:
   """absl's flag parsing (app.run's flags_parser), with a bad flag (an unknown
   config key, a value of the wrong type, a config file that is missing or
   fails to load) reported as one `error:` line, exit 1.
 
   A config file flag's value may name a packaged config (`siren_mnist`,
   `configs/siren_mnist.py` from any folder). With `workdir_config`, a missing
-  `--config` is the one `--workdir` recorded (gon_jax.saved_config).
+  `--config` is the one `--workdir` recorded (gon_jax.saved_config); `starts_runs`
+  (train.py): a --workdir that does not exist yet is a new run's, for which --config is
+  asked for.
   """
   argv = resolve_config_names(argv)
   if workdir_config:
-    argv = _default_to_workdir_config(argv)
+    argv = _default_to_workdir_config(argv, starts_runs)
   config_files = _config_files(argv)
   # A missing file only fails where the config is first used (ml_collections
   # defers the error), often deep in main: check it first.
@@ -46,8 +50,7 @@ def parse_flags_or_exit(argv: list[str], workdir_config: bool = False) -> list[s
         message = _unknown_key_message(argv, config_files, err)
       if message is None:
         raise
-  print(f'error: {message}', file=sys.stderr)
-  sys.exit(1)
+  _exit_with_error(message)
 
 
 def packaged_config(file: str) -> str | None:
@@ -73,22 +76,40 @@ def resolve_config_names(argv: list[str]) -> list[str]:
   return argv
 
 
-def _default_to_workdir_config(argv: list[str]) -> list[str]:
+def _default_to_workdir_config(argv: list[str], starts_runs: bool) -> list[str]:
   """`argv` with `--config=<gon_jax/saved_config.py>:WORKDIR` when it has a --workdir
-  and no --config, and the workdir has a config.json; else `argv` as it is."""
+  and no --config, and the workdir has a config.json; else `argv` as it is.
+
+  Without --config, a workdir that does not exist, one without config.json, or a config.json
+  that does not load is one `error:` line (with the command line's advice, which
+  saved_config's messages leave to their callers), exit 1.
+  """
   if 'config' in _config_file_args(argv):
     return argv
   args = argv[1:argv.index('--')] if '--' in argv else argv[1:]
   workdir = next((arg.partition('=')[2] or (args[i + 1] if i + 1 < len(args) else '')
                   for i, arg in enumerate(args)
                   if arg.split('=', 1)[0] in ('--workdir', '-workdir')), None)
-  if not workdir or not os.path.isfile(saved_config.path(workdir)):
-    if workdir is not None:
-      print(f'error: no --config given, and {saved_config.path(workdir)} does not exist (it is '
-            'written when training starts): give --config NAME_OR_FILE', file=sys.stderr)
-      sys.exit(1)
+  if not workdir:
     return argv  # absl reports the missing flags
+  if not os.path.isdir(workdir):
+    _exit_with_error(f'no --config given, and workdir {workdir} does not exist: give --config '
+                     'NAME_OR_FILE to start a run in it' if starts_runs else
+                     f'workdir {workdir} does not exist')
+  if not os.path.isfile(saved_config.path(workdir)):
+    _exit_with_error(f'no --config given, and {saved_config.path(workdir)} does not exist (it '
+                     'is written when training starts): give --config NAME_OR_FILE')
+  try:
+    saved_config.load(workdir)  # ml_collections would wrap its error in its own words
+  except ConfigError as err:
+    _exit_with_error(f'{err}; give --config NAME_OR_FILE to use another config')
   return [argv[0], f'--config={os.path.abspath(saved_config.__file__)}:{workdir}', *argv[1:]]
+
+
+def _exit_with_error(message: str) -> None:
+  """Prints `error: message` on stderr, exits 1."""
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(1)
 
 
 def _config_file_args(argv: list[str]) -> dict[str, tuple[int, str]]:

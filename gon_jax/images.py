@@ -1,5 +1,6 @@
 """PNG figures: grids of images, latent scatter plots, loss curves."""
 
+import math
 import os
 
 import numpy as np
@@ -18,10 +19,15 @@ def tile(images: np.ndarray, columns: int) -> np.ndarray:
       rows * h, columns * w, c)
 
 
-# Pixels of the white strip above each panel of a grid that holds its title:
-# the default bitmap font's 11-pixel line and a margin.
+# Pixels of the white strip above each panel of a grid that holds its title, at the title
+# font's own size: the default bitmap font's 11-pixel line and a margin.
 TITLE_HEIGHT = 14
 _TITLE_MARGIN = 3  # pixels either side of a title wider than its panel
+_TITLE_TOP = 2  # pixels above a title's line
+TITLE_LINE = 11  # pixels of the bitmap font's line, from its ascenders to its descenders
+# A title's line is at least this fraction of its panels' width high: 25 pixels when they are
+# shown 1000 pixels wide, whatever their own width (a demo's is 3076).
+TITLE_FRACTION = 0.025
 
 
 def _font() -> ImageFont.ImageFont:
@@ -30,10 +36,28 @@ def _font() -> ImageFont.ImageFont:
   return load()
 
 
-def title_width(title: str) -> int:
-  """Pixels a panel of a titled grid is at least wide to fit `title` (see `grid_image`)."""
+def title_scale(width: int) -> int:
+  """The whole-number magnification of the title font over panels `width` pixels wide: 1, or
+  enough for a line of at least `TITLE_FRACTION` of the width (the font's pixels are
+  enlarged, so the same pixels everywhere)."""
+  return max(1, math.ceil(TITLE_FRACTION * width / TITLE_LINE))
+
+
+def title_width(title: str, scale: int = 1) -> int:
+  """Pixels a panel of a titled grid is at least wide to fit `title` at `scale` (see
+  `grid_image`)."""
   left, _, right, _ = _font().getbbox(title)
-  return right - left + 2 * _TITLE_MARGIN
+  return (right - left + 2 * _TITLE_MARGIN) * scale
+
+
+def _title_image(title: str, scale: int) -> Image.Image:
+  """`title` in black on white, 'L' `[TITLE_HEIGHT * scale, text width * scale]`: the bitmap
+  font's pixels, each made `scale` x `scale`."""
+  font = _font()
+  left, _, right, _ = font.getbbox(title)
+  image = Image.new('L', (right - left, TITLE_HEIGHT), 255)
+  ImageDraw.Draw(image).text((-left, _TITLE_TOP), title, fill=0, font=font)
+  return image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
 
 
 def grid_image(panels: list[np.ndarray], columns: int, titles: list[str] | None = None,
@@ -44,23 +68,26 @@ def grid_image(panels: list[np.ndarray], columns: int, titles: list[str] | None 
     panels: each `[n, height, width, channels]`, uint8 (data.load_split's) or floats in
       [0, 1], tiled with `columns` columns.
     columns: images per row within a panel.
-    titles: one per panel, written in a strip `TITLE_HEIGHT` pixels high above
-      it; a panel narrower than its title is centred in a column as wide as
-      the title (`title_width`). None: no strip.
+    titles: one per panel, written in a strip above it, `TITLE_HEIGHT` pixels high at the
+      font's own size, which `title_scale` of the panels' width (with gaps) magnifies, so
+      titles stay readable on wide figures; a panel narrower than its title is centred in
+      a column as wide as the title (`title_width`). None: no strip.
     gap: white pixels between panels.
 
   Returns:
-    uint8 `[height, width, channels]`: `TITLE_HEIGHT` (with titles) plus the
-    tallest panel high; panels shorter than that are padded with black below.
+    uint8 `[height, width, channels]`: the title strip (with titles) plus the tallest panel
+    high; panels shorter than that are padded with black below. A panel's pixels do not
+    depend on the titles.
   """
   if titles is not None and len(titles) != len(panels):
     raise ValueError(f'{len(titles)} titles for {len(panels)} panels')
   # A diverged model's NaN pixels show black (and cast to uint8 without a warning).
   tiles = [tile(np.clip(np.nan_to_num(data.to_float(p)), 0, 1), columns)
            for p in panels]
-  top = TITLE_HEIGHT if titles else 0
+  scale = title_scale(sum(t.shape[1] for t in tiles) + gap * (len(tiles) - 1)) if titles else 1
+  top = TITLE_HEIGHT * scale if titles else 0
   height = max(t.shape[0] for t in tiles)
-  widths = [max(t.shape[1], title_width(title)) if titles else t.shape[1]
+  widths = [max(t.shape[1], title_width(title, scale)) if titles else t.shape[1]
             for t, title in zip(tiles, titles or [''] * len(tiles))]
   grid = np.ones((top + height, sum(widths) + gap * (len(tiles) - 1), tiles[0].shape[-1]),
                  np.float32)
@@ -72,11 +99,9 @@ def grid_image(panels: list[np.ndarray], columns: int, titles: list[str] | None 
   if not titles:
     return grid
   image = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
-  draw, font = ImageDraw.Draw(image), _font()
   for title, left, width in zip(titles, lefts, widths):
-    text_left, _, text_right, _ = font.getbbox(title)
-    draw.text((left + (width - (text_right - text_left)) // 2 - text_left, 2), title,
-              fill=0 if image.mode == 'L' else (0,) * len(image.mode), font=font)
+    text = _title_image(title, scale)
+    image.paste(text.convert(image.mode), (int(left) + (width - text.width) // 2, 0))
   return np.asarray(image).reshape(grid.shape)
 
 

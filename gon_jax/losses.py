@@ -2,7 +2,8 @@
 
 A per-example loss maps `(decoder outputs, target)` to `[batch]`: summed over
 pixels, never averaged over the batch, so that an example's latent depends on
-that example only (gon_jax.core).
+that example only (gon_jax.core). An empty batch has an empty loss, `[0]`
+(gon_jax.core.origin_latent and the objectives refuse empty batches).
 """
 
 import math
@@ -38,8 +39,7 @@ def squared_error(prediction: jax.Array, target: jax.Array) -> jax.Array:
   check_same_shape(prediction, target, 'squared_error')
   for name, value in (('prediction', prediction), ('target', target)):
     check_floating(value, f'squared_error: {name}')
-  error = jnp.square(prediction - target)
-  return jnp.sum(error.reshape(error.shape[0], -1), axis=1)
+  return _per_example_sum(jnp.square(prediction - target))
 
 
 def check_same_shape(prediction: jax.Array, target: jax.Array, where: str) -> None:
@@ -68,7 +68,8 @@ def check_floating(value: jax.Array, what: str, hint: str = IMAGES_HINT) -> None
 
 
 def _per_example_sum(values: jax.Array) -> jax.Array:
-  return jnp.sum(values.reshape(values.shape[0], -1), axis=1)
+  # The pixels' number, not -1: a reshape cannot infer -1 from an empty batch.
+  return jnp.sum(values.reshape(values.shape[0], math.prod(values.shape[1:])), axis=1)
 
 
 def binary_cross_entropy(probabilities: jax.Array, target: jax.Array) -> jax.Array:
@@ -89,7 +90,7 @@ def binary_cross_entropy(probabilities: jax.Array, target: jax.Array) -> jax.Arr
 def gaussian_nll(mean: jax.Array, target: jax.Array, sigma: float) -> jax.Array:
   """`-log N(target; mean, sigma^2)` per pixel value, summed per example: `[batch]` nats."""
   per_value = 0.5 * math.log(2 * math.pi * sigma ** 2)
-  return squared_error(mean, target) / (2 * sigma ** 2) + per_value * mean[0].size
+  return squared_error(mean, target) / (2 * sigma ** 2) + per_value * math.prod(mean.shape[1:])
 
 
 def kl_to_standard_normal(mu: jax.Array, logvar: jax.Array) -> jax.Array:

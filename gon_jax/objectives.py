@@ -22,6 +22,7 @@ hole) while the outer loss sees all of it (the paper's section 3.5).
 import abc
 import dataclasses
 import inspect
+import numbers
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -88,6 +89,45 @@ def _gather(images: jax.Array, points: jax.Array | None) -> jax.Array:
   return jnp.take_along_axis(flat, points[..., None], axis=1)
 
 
+def check_images(images: jax.Array) -> None:
+  """Raises ValueError (at trace time) unless `images` is `[batch, height, width, channels]`
+  with at least one image: an empty batch has no latents, and its mean loss divides by 0."""
+  if jnp.ndim(images) != 4 or not jnp.shape(images)[0]:
+    raise ValueError(f'images must be [batch, height, width, channels] with at least one image, '
+                     f'got shape {list(jnp.shape(images))}')
+
+
+def check_batch(batch: dict) -> None:
+  """Raises ValueError (at trace time) unless `batch['image']` passes `check_images` and every
+  other entry (labels, indices) has one row per image: a label array of another length would
+  broadcast, or be cut, without an error."""
+  if 'image' not in batch:
+    raise ValueError(f"a batch needs 'image' [batch, height, width, channels], got keys "
+                     f'{", ".join(map(repr, batch)) or "none"}')
+  check_images(batch['image'])
+  count = jnp.shape(batch['image'])[0]
+  for key, value in batch.items():
+    if jnp.ndim(value) < 1 or jnp.shape(value)[0] != count:
+      raise ValueError(f"batch[{key!r}] has shape {list(jnp.shape(value))} but the batch has "
+                       f'{count} images: give one row per image, [{count}, ...]')
+
+
+def _declared_axis_names(module: nn.Module) -> set[str | None]:
+  """The `axis_name` attributes of `module` and the modules it holds as attributes (a
+  classifier's or variational decoder's inner decoder): the axes their BatchNorm averages
+  statistics over (make_objective's `axis_name`). Empty for a module that declares none."""
+  names = set()
+  for field in dataclasses.fields(module):
+    if field.name in ('parent', 'name'):
+      continue
+    value = getattr(module, field.name, None)
+    if field.name == 'axis_name':
+      names.add(value)
+    elif isinstance(value, nn.Module):
+      names |= _declared_axis_names(value)
+  return names
+
+
 @dataclasses.dataclass(frozen=True)
 class Objective(abc.ABC):
   """A model family's latents and losses for one config (see the module docstring).
@@ -143,6 +183,33 @@ class Objective(abc.ABC):
   def variational(self) -> bool:
     """Outputs are `(images, mu, logvar)`, scored by the negative ELBO."""
     return self.spec.variational
+
+  def check_axis_name(self, axis_name: str | None, batch_stats: dict) -> None:
+    """Raises ValueError (at trace time) if the module's BatchNorm averages batch statistics
+    over another axis than `axis_name`, the train step's pmap axis (None under jit).
+
+    With BatchNorm statistics (`batch_stats` not empty), an objective made without the
+    step's axis keeps each device's statistics (its parameters and statistics drift from a
+    one-device run without an error); one made with an axis for a step without one fails
+    under jit on an unbound axis, and under pmap averages statistics but not gradients.
+    Without BatchNorm, or for a module that declares no `axis_name` (a SIREN drops it),
+    there is nothing to compare.
+    """
+    declared = _declared_axis_names(self.model)
+    if not batch_stats or not declared or declared == {axis_name}:
+      return
+    made = ' and '.join(repr(name) for name in sorted(declared, key=str))
+    if axis_name is None:
+      raise ValueError(f'train_step(axis_name=None) with an objective made with '
+                       f'axis_name={made}: its BatchNorm averages statistics over that axis, '
+                       f'the step no gradients; under jax.pmap(..., axis_name={made}) give '
+                       f'train_step axis_name={made}, under jit make the objective with '
+                       f'make_objective(config)')
+    harm = ("would keep each device's batch statistics and drift from a one-device run"
+            if declared == {None} else 'averages statistics over another axis')
+    raise ValueError(f'train_step(axis_name={axis_name!r}) with an objective made with '
+                     f'axis_name={made}: its BatchNorm {harm}; make the objective with '
+                     f'make_objective(config, axis_name={axis_name!r})')
 
   def images(self, outputs: Any) -> jax.Array:
     """The images in the decoder's outputs."""
@@ -212,8 +279,10 @@ class Objective(abc.ABC):
       kl_weight: weight of the KL term of variational models.
 
     Raises:
-      ValueError (at trace time): `z0` is not `[batch, model.latent_dim]`.
+      ValueError (at trace time): `images` not `[batch, height, width,
+      channels]` with at least one image; `z0` not `[batch, model.latent_dim]`.
     """
+    check_images(images)
     num_pixels = images.shape[1] * images.shape[2]
     latent_dim = self.config.model.latent_dim
     if z0 is None:
@@ -259,7 +328,15 @@ class Objective(abc.ABC):
       loss per image: summed squared error, or the negative ELBO in nats),
       'loss', and with a classifier 'cross_entropy' and 'accuracy', as sums
       over the batch divided by `mean_over`.
+
+    Raises:
+      ValueError (at trace time): a batch `check_batch` refuses; with a
+      classifier, no integer label per image; `mean_over` below 1.
     """
+    check_batch(batch)
+    if isinstance(mean_over, bool) or not isinstance(mean_over, numbers.Integral) or mean_over < 1:
+      raise ValueError(f'mean_over must be a positive integer (the examples of the device '
+                       f'batch), got {mean_over!r}')
     images = batch['image']
     keys = jax.vmap(lambda key: jax.random.split(key))(keys)
     z0 = origin(images.shape[0], self.config.model.latent_dim, self.config.gon.z0_sigma,
@@ -272,7 +349,11 @@ class Objective(abc.ABC):
     loss = metrics['reconstruction']
     classifier = self.config.classifier
     if classifier.num_classes:
-      labels = batch['label']
+      labels = batch.get('label')
+      if labels is None or not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
+        raise ValueError(f"a classifier's batch needs 'label', integers [{images.shape[0]}] "
+                         f'(one class per image), got '
+                         f'{"none" if labels is None else jnp.result_type(labels)}')
       logits = self.model.apply(variables, result.latents, method='classify')
       metrics['cross_entropy'] = jnp.sum(
           optax.softmax_cross_entropy_with_integer_labels(logits, labels)) / mean_over

@@ -21,7 +21,7 @@ from gon_jax.config import validate
 from gon_jax.errors import ConfigError, Diverged, RunStopped
 from gon_jax.metric_writer import MetricWriter
 from gon_jax.models import make_objective
-from gon_jax.objectives import Objective, model_variables
+from gon_jax.objectives import Objective, check_batch, model_variables
 from gon_jax.parallel import Placement, compiler_options, make_placement
 from gon_jax.state import TrainState, setup
 
@@ -61,7 +61,14 @@ def train_step(state: TrainState, batch: dict, *, objective: Objective,
   Returns:
     `(new state, metrics)`: the objective's metrics (means over the batch),
     'grad_norm', and 'nonfinite' and 'skipped_steps' of the finite guard.
+
+  Raises:
+    ValueError (at trace time): a batch without images or with entries of another length
+    (objectives.check_batch); an objective whose BatchNorm averages over another axis than
+    `axis_name` (Objective.check_axis_name: make it with make_objective(config, axis_name)).
   """
+  check_batch(batch)
+  objective.check_axis_name(axis_name, state.batch_stats)
   batch_size = batch['image'].shape[0]
   keys = example_keys(seed, state.step, batch_size, axis_name)
   table = objective.latent_table
@@ -173,7 +180,8 @@ def _bound_train_step(config: ml_collections.ConfigDict, placement: Placement,
       seed=config.seed, scan_chunk=config.performance.scan_chunk, axis_name=placement.axis_name)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       allow_recipe_change: bool = False) -> TrainState:
   """Trains, checkpointing to and resuming from `workdir`, evaluating as it goes.
 
   Everything that can be wrong with the config or the data is checked before
@@ -182,11 +190,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   the state an uninterrupted run ends with (data order and random keys are
   functions of the seed and the step).
 
+  A workdir is resumed with the recipe it was trained with (its config.json): a config that
+  changes it is refused, unless `allow_recipe_change`, and the change is then recorded in
+  `<workdir>/config_history.jsonl` (gon_jax.saved_config.compare_with_saved; its FREE_KEYS,
+  such as num_steps and the cadences, may change freely, and their changes are recorded too).
+
+  Args:
+    config: the run's config.
+    workdir: where checkpoints, config.json, metrics and images are written.
+    allow_recipe_change: resume even if `config` changes the recipe of `workdir`'s run.
+
   Returns:
     The final train state on the host.
 
   Raises:
-    ConfigError, DataError: the config or the data cannot work.
+    ConfigError, DataError: the config or the data cannot work, or the config changes the
+      recipe of the workdir's run (and `allow_recipe_change` is False).
     RunStopped: SIGTERM or SIGINT arrived (a checkpoint of the current step
       was saved first), or a step was not finite under `nonfinite='stop'`
       (nothing saved after the last checkpoint).
@@ -197,45 +216,51 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   if config.train_eval_examples > 0:
     test_images = test_images[:config.train_eval_examples]
     test_labels = test_labels[:config.train_eval_examples]
+  # After the checks of the config and the data, which say what cannot work at all; before
+  # anything is restored or written.
+  changes = saved_config.compare_with_saved(config, workdir, allow_recipe_change)
   objective, tx, state = setup(config, len(train_images))
 
-  manager = checkpoints.manager(workdir)
-  state, start_step = checkpoints.restore_latest(manager, state, missing_ok=True)
-  is_main = jax.process_index() == 0
-  if start_step >= config.num_steps:
+  # The manager is closed on every path (its record of the last step is written then).
+  with checkpoints.manager(workdir) as manager:
+    state, start_step = checkpoints.restore_latest(manager, state, missing_ok=True)
+    is_main = jax.process_index() == 0
+    if start_step >= config.num_steps:
+      if is_main:
+        print(f'nothing to train: the checkpoint of step {start_step} in '
+              f'{os.path.join(workdir, "checkpoints")} has reached num_steps '
+              f'({config.num_steps}); raise --config.num_steps to train on', file=sys.stderr)
+      return state
+    steps_per_call = config.performance.steps_per_call
+    if start_step % steps_per_call:
+      raise ConfigError(f'the checkpoint of step {start_step} is not at a multiple of '
+                        f'performance.steps_per_call={steps_per_call}: resume with a '
+                        f'steps_per_call that divides {start_step}')
+    run = _Run(config, workdir, placement, manager, evaluate.make_evaluator(objective),
+               test_images, test_labels, is_main)
+    processes = (start_step, jax.process_index(), jax.process_count())
+    if steps_per_call == 1:
+      step_fn = compile_train_step(config, placement, tx)
+      batches = data.prefetch(data.train_batches(
+          train_images, train_labels, config.batch_size, config.seed, *processes),
+          placement.put_batch)
+    else:  # The training split moves to the device once; each call takes K steps' indices.
+      train_set = placement.put_state({'image': train_images, 'label': train_labels})
+      steps_fn = compile_train_steps(config, placement, tx)
+      step_fn = lambda state, indices: steps_fn(state, indices, train_set)  # pylint: disable=unnecessary-lambda-assignment
+      batches = data.prefetch(data.call_indices(
+          len(train_images), config.batch_size, config.seed, steps_per_call, *processes),
+          placement.put_batch)
+    if is_main:  # the loop then saves the config as config.json
+      saved_config.record(workdir, start_step, changes)
+    try:
+      device_state = run.loop(step_fn, placement.put_state(state), batches, start_step)
+    finally:
+      batches.close()
+      run.close()
     if is_main:
-      print(f'nothing to train: the checkpoint of step {start_step} in '
-            f'{os.path.join(workdir, "checkpoints")} has reached num_steps '
-            f'({config.num_steps}); raise --config.num_steps to train on', file=sys.stderr)
-    return state
-  steps_per_call = config.performance.steps_per_call
-  if start_step % steps_per_call:
-    raise ConfigError(f'the checkpoint of step {start_step} is not at a multiple of '
-                      f'performance.steps_per_call={steps_per_call}: resume with a '
-                      f'steps_per_call that divides {start_step}')
-  run = _Run(config, workdir, placement, manager, evaluate.make_evaluator(objective),
-             test_images, test_labels, is_main)
-  processes = (start_step, jax.process_index(), jax.process_count())
-  if steps_per_call == 1:
-    step_fn = compile_train_step(config, placement, tx)
-    batches = data.prefetch(data.train_batches(
-        train_images, train_labels, config.batch_size, config.seed, *processes),
-        placement.put_batch)
-  else:  # The training split moves to the device once; each call takes K steps' indices.
-    train_set = placement.put_state({'image': train_images, 'label': train_labels})
-    steps_fn = compile_train_steps(config, placement, tx)
-    step_fn = lambda state, indices: steps_fn(state, indices, train_set)  # pylint: disable=unnecessary-lambda-assignment
-    batches = data.prefetch(data.call_indices(
-        len(train_images), config.batch_size, config.seed, steps_per_call, *processes),
-        placement.put_batch)
-  try:
-    device_state = run.loop(step_fn, placement.put_state(state), batches, start_step)
-  finally:
-    batches.close()
-    run.close()
-  if is_main:
-    print(run.summary(start_step), file=sys.stderr, flush=True)
-  return placement.get(device_state)
+      print(run.summary(start_step), file=sys.stderr, flush=True)
+    return placement.get(device_state)
 
 
 class _Run:
@@ -331,10 +356,13 @@ class _Run:
     self.eval_seconds += self._last_time - start
 
   def close(self) -> None:
+    """Closes the progress bar, the metric writer and the checkpoint manager, on every way out
+    of `loop`: the manager waits for the last save and records it (checkpoints.Manager)."""
     if self.progress is not None:
       self.progress.close()
     if self.writer:
       self.writer.close()
+    self.manager.close()
 
   def summary(self, start_step: int) -> str:
     """The line that ends a run: its speed, the last evaluation and where the checkpoint is."""

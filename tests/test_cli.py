@@ -105,13 +105,17 @@ BAD_INPUT = {  # case: (flags, text the error line must contain)
     'wrong_type': (['--config.batch_size=eight'], '--config.batch_size=eight'),
     'bad_image_size': (['--config.data.image_size=28'], 'image size 28'),
     'indivisible_batch': (['--config.batch_size=7'], 'does not divide'),
-    'other_model_checkpoint': (['--config.model.latent_dim=6'], 'of another model'),
+    # The recipe it was trained with is checked first (tests/test_recipe_change.py).
+    'other_model_checkpoint': (['--config.model.latent_dim=6'],
+                               'changes the recipe {trained} was trained with, recorded in '
+                               '{trained}/config.json (saved -> given): model.latent_dim 8 -> 6;'),
 }
 
 
 @pytest.mark.parametrize('case', list(BAD_INPUT))
 def test_bad_input_is_one_line_and_leaves_the_workdir_alone(case, trained, blob_dir, tmp_path):
   flags, expected = BAD_INPUT[case]
+  expected = expected.format(trained=trained)
   folders = {'tmp': tmp_path, 'empty': tmp_path / 'empty'}
   (tmp_path / 'empty').mkdir()
   for damage in ('magic', 'truncated', 'count'):
@@ -146,7 +150,8 @@ COMMAND_LINE_MISTAKES = {  # case: (run_script arguments, text the error line mu
                          'config file conv_mnst not found (did you mean conv_mnist?); packaged '
                          'configs: ae_mnist, conv_fashion, conv_mnist, '),
     'no_config_and_none_saved': (dict(config=None),
-                                 'no --config given, and {tmp}/run/config.json does not exist'),
+                                 'no --config given, and workdir {tmp}/run does not exist: give '
+                                 '--config NAME_OR_FILE to start a run in it'),
 }
 
 
@@ -186,6 +191,7 @@ def test_help_shows_the_flags_a_user_needs(script, flag):
                '--config.num_steps=100', '--helpfull'):
     assert text in result.stdout, text
   assert '--only_check_args' not in result.stdout  # absl's own flags are for --helpfull
+  assert ('--[no]allow_recipe_change' in result.stdout) == (script == 'train.py')
 
 
 def test_helpfull_exits_0():

@@ -94,15 +94,108 @@ def test_render_an_implicit_model_at_any_size():
     (np.full((2, 16, 16, 1), 255.0, np.float32),
      'in \\[0, 1\\], got values from 255.0 .* give uint8'),
     (np.full((2, 16, 16, 1), np.nan, np.float32), 'must be finite, got 512 NaN'),
+    (np.zeros((0, 16, 16, 1), np.uint8), r'empty batch \[0, 16, 16, 1\]: give at least one'),
+    (np.zeros((0, 16, 16, 1), np.float32), r'empty batch \[0, 16, 16, 1\]: give at least one'),
+    # Binarised images stored as uint8 would be read as 0-255: nearly black.
+    ((_images(2) > 127).astype(np.uint8), r'uint8 images hold only 0 and 1, read as 0-255 .*'
+                                          r'give images.astype\(np.float32\)'),
 ])
 def test_bad_images_are_one_clear_error(blob_dir, images, message):
+  model = _conv_model(blob_dir)
+  for method in (model.encode, model.reconstruct, model.evaluate):
+    with pytest.raises(DataError, match=message):
+      method(images)
+
+
+def test_binarised_images_as_floats_are_taken(blob_dir):
+  binary = (_images(2) > 127).astype(np.float32)
+  chex.assert_shape(_conv_model(blob_dir).encode(binary), (2, 8))
+
+
+@pytest.mark.parametrize('z,message', [
+    (np.zeros(8), r'latents must be a batch \[n, 8\], got one latent \[8\]: give z\[None\]'),
+    (np.zeros((2, 5)), r'latents must be \[n, 8\] \(model.latent_dim 8\), got \[2, 5\]'),
+    (np.zeros((0, 8)), r'latents are an empty batch \[0, 8\]: give at least one'),
+    (np.full((2, 8), np.nan), 'latents must be finite, got 16 NaN or infinite values'),
+    (np.array([[0.0] * 7 + [np.inf]]), 'latents must be finite, got 1 NaN or infinite'),
+    (np.full((2, 8), 'a'), 'latents must be numbers, got dtype <U1'),
+])
+def test_bad_latents_are_one_clear_data_error(blob_dir, z, message):
   with pytest.raises(DataError, match=message):
-    _conv_model(blob_dir).encode(images)
+    _conv_model(blob_dir).decode(z)
 
 
-def test_bad_latents_are_one_clear_error(blob_dir):
-  with pytest.raises(ValueError, match=r'latents must be \[n, 8\], got \[8\]'):
-    _conv_model(blob_dir).decode(np.zeros(8))
+def test_render_checks_its_latents_as_decode_does():
+  with pytest.raises(DataError, match='latents must be finite, got 1 NaN'):
+    _siren_model().render(np.array([[0.0, 0.0, np.nan, 0.0]]), 8)
+
+
+def test_latents_that_overflow_the_decoder_are_an_error_not_nan_images():
+  model = _siren_model()
+  with pytest.raises(DataError, match=r'1 of 2 latents decode to non-finite pixels \(the first, '
+                                      r'row 1, has \|z\| up to 3e\+38\): give smaller'):
+    model.decode(np.array([[0.0] * 4, [3e38] * 4]))
+
+
+@pytest.mark.parametrize('n,error,message', [
+    (0, ValueError, 'n must be a positive integer, got 0'),
+    (-1, ValueError, 'n must be a positive integer, got -1'),
+    (2.0, TypeError, r'n must be a positive integer, got 2.0 \(float\)'),
+    (True, TypeError, r'n must be a positive integer, got True \(bool\)'),
+])
+def test_sample_takes_a_positive_integer(blob_dir, n, error, message):
+  model = _conv_model(blob_dir).with_gaussian(_images(40))
+  with pytest.raises(error, match=message):
+    model.sample(n)
+
+
+@pytest.mark.parametrize('key', [1.5, 'seed', None, np.zeros(3, np.uint32),
+                                 jax.random.split(jax.random.key(0), 2)])
+def test_sample_takes_an_int_or_one_prng_key(blob_dir, key):
+  model = _conv_model(blob_dir).with_gaussian(_images(40))
+  with pytest.raises(TypeError, match='key must be an int or one PRNG key'):
+    model.sample(2, key)
+
+
+def test_sample_takes_raw_and_numpy_integer_keys(blob_dir):
+  model = _conv_model(blob_dir).with_gaussian(_images(40))
+  expected = model.sample(2, 3)
+  np.testing.assert_array_equal(model.sample(2, np.int64(3)), expected)
+  np.testing.assert_array_equal(model.sample(2, jax.random.PRNGKey(3)), expected)
+
+
+@pytest.mark.parametrize('size,batch_size,error,message', [
+    (0, 4, ValueError, 'size must be a positive integer, got 0'),
+    (-1, 4, ValueError, 'size must be a positive integer, got -1'),
+    (64.0, 4, TypeError, r'size must be a positive integer, got 64.0 \(float\)'),
+    (8, 0, ValueError, 'batch_size must be a positive integer, got 0'),
+    (8, 2.0, TypeError, r'batch_size must be a positive integer, got 2.0 \(float\)'),
+])
+def test_render_takes_positive_integer_sizes(size, batch_size, error, message):
+  with pytest.raises(error, match=message):
+    _siren_model().render(np.zeros((2, 4)), size, batch_size=batch_size)
+
+
+def test_render_chunks_the_pixels_as_one_call_would_give_them(monkeypatch):
+  model = _siren_model()
+  z = np.random.default_rng(1).normal(size=(3, 4)).astype(np.float32)
+  whole = model.render(z, 20)
+  monkeypatch.setattr(generate, 'RENDER_POINTS', 64)  # 400 pixels: 7 calls, the last padded
+  chunked = generate.make_renderer(model.objective)(model.variables, z, 20)
+  np.testing.assert_allclose(np.clip(chunked, 0, 1), whole, atol=1e-6)
+
+
+def test_evaluate_checks_its_labels(blob_dir):
+  images = _images(4)
+  with pytest.raises(DataError, match=r'labels given, but this model has no classifier '
+                                      r'\(classifier.num_classes is 0\): give labels=None'):
+    _conv_model(blob_dir).evaluate(images, np.zeros(4, np.int32))
+  config = tiny_config(blob_dir, norm='layer')
+  config.classifier.num_classes = 10
+  model = Model(config, {'params': setup(config)[2].params})
+  with pytest.raises(DataError, match=r'labels must be \[n\] = \[4\], one per image, got \[3\]'):
+    model.evaluate(images, np.zeros(3, np.int32))
+  assert 0 <= model.evaluate(images, np.arange(4))['accuracy'] <= 1
 
 
 def test_a_bundle_round_trips(blob_dir, tmp_path):

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import gon_jax
+from gon_jax import file_hashes
 from gon_jax import model as model_lib
 from gon_jax.demo import demo
 from gon_jax.demo import main as demo_main
@@ -36,7 +37,7 @@ def test_the_manifest_names_the_four_models_and_their_files_fit():
     for file, info in entry['files'].items():
       path = model_lib.PRETRAINED_DIR / name / file
       assert path.stat().st_size == info['bytes'] <= 2 * MIB, (name, file)
-      assert model_lib.sha256(path) == info['sha256'], (name, file)
+      assert file_hashes.sha256(path) == info['sha256'], (name, file)
       total += info['bytes']
     for key in ('command', 'eval_command', 'data', 'steps', 'seed', 'parameters', 'test',
                 'test_subset'):
@@ -48,7 +49,7 @@ def test_the_manifest_names_the_four_models_and_their_files_fit():
 def _subset(name: str) -> tuple[np.ndarray, np.ndarray]:
   subset = MANIFEST[name]['test_subset']
   path = DATA / subset['file']
-  assert model_lib.sha256(path) == subset['sha256'], path
+  assert file_hashes.sha256(path) == subset['sha256'], path
   with np.load(path) as stored:
     return stored['images'], stored['labels']
 

@@ -238,18 +238,23 @@ def test_checkpoint_of_another_model_is_refused(run):
   config = config.copy_and_resolve_references()
   config.model.latent_dim = 6
   config.num_steps = 6
-  with pytest.raises(ConfigError, match='of another model') as refused:
+  with pytest.raises(ConfigError, match='model.latent_dim 8 -> 6'):  # the recipe changed
     train_and_evaluate(config, str(workdir))
+  with pytest.raises(ConfigError, match='of another model') as refused:  # allowed, but ...
+    train_and_evaluate(config, str(workdir), allow_recipe_change=True)
   message = str(refused.value)
   # The first parameter that differs, with both shapes; no numpy error leaking through.
   assert (f'{workdir}/checkpoints holds a checkpoint (step 4) of another model: '
           'params/UpConv_0/kernel is [4, 4, 8, 8] there, [4, 4, 6, 8] here') in message, message
   assert 'truth value' not in message and '\n' not in message
-  assert message.endswith(f'use another --workdir or the config it was trained with, recorded '
-                          f"in {workdir}/config.json (model 'conv'): leave out --config to use it")
+  assert message.endswith(f'use another workdir, or the config it was trained with, recorded '
+                          f"in {workdir}/config.json (model 'conv') (train.py and eval.py read "
+                          'it when --config is left out)')
   assert sorted(os.listdir(workdir / 'checkpoints')) == before
-  # The refused config did not replace the one the workdir was trained with.
+  # The refused config did not replace the one the workdir was trained with, nor was it
+  # recorded as a change.
   assert json.loads((workdir / 'config.json').read_text())['model']['latent_dim'] == 8
+  assert not (workdir / 'config_history.jsonl').exists()
 
 
 def test_labels_beyond_the_classifier_classes_are_refused_first(blob_dir, tmp_path):

@@ -216,6 +216,9 @@ def read_run(workdir: str, steps: int) -> dict | None:
   if os.path.exists(path):
     with open(path, encoding='utf-8') as f:
       records = [json.loads(line) for line in f if line.strip()]
+  # metrics.jsonl writes a value that was not finite as null (MetricWriter): NaN again here.
+  records = [{key: float('nan') if value is None else value for key, value in r.items()}
+             for r in records]
   final = [r for r in records if r['step'] == steps and 'test/sse' in r]
   diverged_at = None
   if not final and os.path.exists(diverged):
