@@ -12,30 +12,18 @@ import pytest
 
 import gon_jax
 from gon_jax import checkpoints, evaluate, generate, objectives
-from gon_jax.configs import siren_mnist_tiny
 from gon_jax.errors import DataError
 from gon_jax.model import Model, load, save_bundle
 from gon_jax.state import setup
 from gon_jax.train import train_and_evaluate
 
-from testing_utils import tiny_config
+from testing_utils import random_images, tiny_config, tiny_siren_model
 
 
 def _conv_model(blob_dir) -> Model:
   config = tiny_config(blob_dir, norm='layer')  # 16x16x1, latent 8
   _, _, state = setup(config)
   return Model(config, {'params': state.params})
-
-
-def _siren_model() -> Model:
-  config = siren_mnist_tiny.get_config()
-  config.data.image_size = 6
-  config.model.update(latent_dim=4, widths=(16, 16))
-  return Model(config, {'params': setup(config)[2].params})
-
-
-def _images(n: int, size: int = 16) -> np.ndarray:
-  return np.random.default_rng(0).integers(0, 256, (n, size, size, 1), np.uint8)
 
 
 def test_import_is_light_and_load_is_there():
@@ -49,7 +37,7 @@ def test_import_is_light_and_load_is_there():
 
 def test_encode_reconstruct_decode_are_evals(blob_dir):
   model = _conv_model(blob_dir)
-  images = _images(5)
+  images = random_images(5)
   latents = model.encode(images)
   chex.assert_shape(latents, (5, 8))
   expected_latents, expected = evaluate.make_encoder(model.objective)(model.variables, images)
@@ -69,7 +57,7 @@ def test_sample_needs_a_gaussian_and_render_an_implicit_model(blob_dir):
   model = _conv_model(blob_dir)
   with pytest.raises(ValueError, match='no Gaussian of training latents'):
     model.sample(4)
-  fitted = model.with_gaussian(_images(40))
+  fitted = model.with_gaussian(random_images(40))
   chex.assert_shape(fitted.sample(4, jax.random.key(1)), (4, 16, 16, 1))
   np.testing.assert_array_equal(fitted.sample(4, 1), fitted.sample(4, jax.random.key(1)))
   with pytest.raises(ValueError, match="render needs an implicit model .*'conv' decodes at its "
@@ -80,7 +68,7 @@ def test_sample_needs_a_gaussian_and_render_an_implicit_model(blob_dir):
 
 
 def test_render_an_implicit_model_at_any_size():
-  model = _siren_model()
+  model = tiny_siren_model()
   images = np.random.default_rng(0).random((3, 6, 6, 1), np.float32)
   high = model.render(model.encode(images), 20)
   chex.assert_shape(high, (3, 20, 20, 1))
@@ -97,7 +85,7 @@ def test_render_an_implicit_model_at_any_size():
     (np.zeros((0, 16, 16, 1), np.uint8), r'empty batch \[0, 16, 16, 1\]: give at least one'),
     (np.zeros((0, 16, 16, 1), np.float32), r'empty batch \[0, 16, 16, 1\]: give at least one'),
     # Binarised images stored as uint8 would be read as 0-255: nearly black.
-    ((_images(2) > 127).astype(np.uint8), r'uint8 images hold only 0 and 1, read as 0-255 .*'
+    ((random_images(2) > 127).astype(np.uint8), r'uint8 images hold only 0 and 1, read as 0-255 .*'
                                           r'give images.astype\(np.float32\)'),
 ])
 def test_bad_images_are_one_clear_error(blob_dir, images, message):
@@ -108,7 +96,7 @@ def test_bad_images_are_one_clear_error(blob_dir, images, message):
 
 
 def test_binarised_images_as_floats_are_taken(blob_dir):
-  binary = (_images(2) > 127).astype(np.float32)
+  binary = (random_images(2) > 127).astype(np.float32)
   chex.assert_shape(_conv_model(blob_dir).encode(binary), (2, 8))
 
 
@@ -127,11 +115,11 @@ def test_bad_latents_are_one_clear_data_error(blob_dir, z, message):
 
 def test_render_checks_its_latents_as_decode_does():
   with pytest.raises(DataError, match='latents must be finite, got 1 NaN'):
-    _siren_model().render(np.array([[0.0, 0.0, np.nan, 0.0]]), 8)
+    tiny_siren_model().render(np.array([[0.0, 0.0, np.nan, 0.0]]), 8)
 
 
-def test_latents_that_overflow_the_decoder_are_an_error_not_nan_images():
-  model = _siren_model()
+def test_latents_that_overflow_the_decoder_are_an_error_not_nanrandom_images():
+  model = tiny_siren_model()
   with pytest.raises(DataError, match=r'1 of 2 latents decode to non-finite pixels \(the first, '
                                       r'row 1, has \|z\| up to 3e\+38\): give smaller'):
     model.decode(np.array([[0.0] * 4, [3e38] * 4]))
@@ -144,7 +132,7 @@ def test_latents_that_overflow_the_decoder_are_an_error_not_nan_images():
     (True, TypeError, r'n must be a positive integer, got True \(bool\)'),
 ])
 def test_sample_takes_a_positive_integer(blob_dir, n, error, message):
-  model = _conv_model(blob_dir).with_gaussian(_images(40))
+  model = _conv_model(blob_dir).with_gaussian(random_images(40))
   with pytest.raises(error, match=message):
     model.sample(n)
 
@@ -152,13 +140,13 @@ def test_sample_takes_a_positive_integer(blob_dir, n, error, message):
 @pytest.mark.parametrize('key', [1.5, 'seed', None, np.zeros(3, np.uint32),
                                  jax.random.split(jax.random.key(0), 2)])
 def test_sample_takes_an_int_or_one_prng_key(blob_dir, key):
-  model = _conv_model(blob_dir).with_gaussian(_images(40))
+  model = _conv_model(blob_dir).with_gaussian(random_images(40))
   with pytest.raises(TypeError, match='key must be an int or one PRNG key'):
     model.sample(2, key)
 
 
 def test_sample_takes_raw_and_numpy_integer_keys(blob_dir):
-  model = _conv_model(blob_dir).with_gaussian(_images(40))
+  model = _conv_model(blob_dir).with_gaussian(random_images(40))
   expected = model.sample(2, 3)
   np.testing.assert_array_equal(model.sample(2, np.int64(3)), expected)
   np.testing.assert_array_equal(model.sample(2, jax.random.PRNGKey(3)), expected)
@@ -173,11 +161,11 @@ def test_sample_takes_raw_and_numpy_integer_keys(blob_dir):
 ])
 def test_render_takes_positive_integer_sizes(size, batch_size, error, message):
   with pytest.raises(error, match=message):
-    _siren_model().render(np.zeros((2, 4)), size, batch_size=batch_size)
+    tiny_siren_model().render(np.zeros((2, 4)), size, batch_size=batch_size)
 
 
 def test_render_chunks_the_pixels_as_one_call_would_give_them(monkeypatch):
-  model = _siren_model()
+  model = tiny_siren_model()
   z = np.random.default_rng(1).normal(size=(3, 4)).astype(np.float32)
   whole = model.render(z, 20)
   monkeypatch.setattr(generate, 'RENDER_POINTS', 64)  # 400 pixels: 7 calls, the last padded
@@ -186,7 +174,7 @@ def test_render_chunks_the_pixels_as_one_call_would_give_them(monkeypatch):
 
 
 def test_evaluate_checks_its_labels(blob_dir):
-  images = _images(4)
+  images = random_images(4)
   with pytest.raises(DataError, match=r'labels given, but this model has no classifier '
                                       r'\(classifier.num_classes is 0\): give labels=None'):
     _conv_model(blob_dir).evaluate(images, np.zeros(4, np.int32))
@@ -199,13 +187,13 @@ def test_evaluate_checks_its_labels(blob_dir):
 
 
 def test_a_bundle_round_trips(blob_dir, tmp_path):
-  model = _conv_model(blob_dir).with_gaussian(_images(40))
-  files = save_bundle(model, tmp_path / 'bundle', examples=_images(3))
+  model = _conv_model(blob_dir).with_gaussian(random_images(40))
+  files = save_bundle(model, tmp_path / 'bundle', examples=random_images(3))
   assert set(files) == {'config.json', 'variables.msgpack', 'gaussian.npz', 'examples.npz'}
   loaded = load(tmp_path / 'bundle')
   chex.assert_trees_all_equal(loaded.variables, jax.tree.map(np.asarray, model.variables))
-  np.testing.assert_array_equal(loaded.examples, _images(3))
-  np.testing.assert_array_equal(loaded.encode(_images(4)), model.encode(_images(4)))
+  np.testing.assert_array_equal(loaded.examples, random_images(3))
+  np.testing.assert_array_equal(loaded.encode(random_images(4)), model.encode(random_images(4)))
   np.testing.assert_array_equal(loaded.sample(3, 7), model.sample(3, 7))
   # Written again without the optional parts: none of the old ones stay behind.
   assert set(save_bundle(_conv_model(blob_dir), tmp_path / 'bundle')) == {
@@ -214,8 +202,8 @@ def test_a_bundle_round_trips(blob_dir, tmp_path):
 
 
 def test_a_workdir_loads_as_trained_and_an_empty_one_is_an_error(blob_dir, tmp_path):
-  with pytest.raises(FileNotFoundError, match='no checkpoint in .*empty/checkpoints: train '
-                                              'first'):
+  with pytest.raises(FileNotFoundError, match='no checkpoint in .*empty/checkpoints: train a '
+                                              'model in this workdir first'):
     (tmp_path / 'empty').mkdir()
     load(tmp_path / 'empty')
   config = tiny_config(blob_dir, norm='layer')
@@ -250,7 +238,7 @@ def test_each_family_takes_only_the_latent_inputs_it_uses():
 
 def test_reconstruct_takes_its_options_by_keyword_and_checks_z0(blob_dir):
   model = _conv_model(blob_dir)
-  images = jnp.asarray(_images(2), jnp.float32) / 255
+  images = jnp.asarray(random_images(2), jnp.float32) / 255
   with pytest.raises(TypeError, match='positional'):
     model.objective.reconstruct(model.variables, images, None, objectives.Draws(), True)
   default = model.objective.reconstruct(model.variables, images)

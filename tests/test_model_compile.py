@@ -14,11 +14,10 @@ import pytest
 
 from gon_jax import data
 from gon_jax.coordinates import grid
-from gon_jax.configs import siren_mnist_tiny
 from gon_jax.model import Model
 from gon_jax.state import setup
 
-from testing_utils import tiny_config
+from testing_utils import random_images, tiny_config, tiny_siren_model
 
 
 @contextlib.contextmanager
@@ -44,18 +43,7 @@ def conv_model(blob_dir) -> Model:
   config = tiny_config(blob_dir, norm='batch')  # 16x16x1, latent 8, BatchNorm
   _, _, state = setup(config)
   model = Model(config, {'params': state.params, 'batch_stats': state.batch_stats})
-  return model.with_gaussian(_images(40))
-
-
-def _siren_model() -> Model:
-  config = siren_mnist_tiny.get_config()
-  config.data.image_size = 6
-  config.model.update(latent_dim=4, widths=(16, 16))
-  return Model(config, {'params': setup(config)[2].params})
-
-
-def _images(n: int, size: int = 16) -> np.ndarray:
-  return np.random.default_rng(0).integers(0, 256, (n, size, size, 1), np.uint8)
+  return model.with_gaussian(random_images(40))
 
 
 def test_the_counter_sees_a_compilation():
@@ -65,7 +53,7 @@ def test_the_counter_sees_a_compilation():
 
 
 def test_a_second_call_on_the_same_shape_compiles_nothing(conv_model):
-  images = _images(5)
+  images = random_images(5)
   z = conv_model.encode(images)
   calls = {'encode': lambda: conv_model.encode(images),
            'reconstruct': lambda: conv_model.reconstruct(images),
@@ -78,7 +66,7 @@ def test_a_second_call_on_the_same_shape_compiles_nothing(conv_model):
       call()
     assert not compiled, (name, compiled)
   # Other values of the same shapes, and a copy with another Gaussian, compile nothing either.
-  refitted = conv_model.with_gaussian(_images(30))
+  refitted = conv_model.with_gaussian(random_images(30))
   with compilations() as compiled:
     conv_model.decode(z + 1)
     conv_model.sample(5, jax.random.key(9))
@@ -88,7 +76,7 @@ def test_a_second_call_on_the_same_shape_compiles_nothing(conv_model):
 
 
 def test_render_compiles_once_per_shape():
-  model = _siren_model()
+  model = tiny_siren_model()
   z = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
   first = model.render(z, 12)
   with compilations() as compiled:
@@ -127,9 +115,9 @@ def test_a_small_decode_compiles_a_small_batch(conv_model):
 
 def test_the_pure_functions_work_in_jit_and_grad(conv_model):
   fns, variables = conv_model.functions, conv_model.variables
-  images = data.to_float(_images(4))
+  images = data.to_float(random_images(4))
   latents = jax.jit(fns.encode)(variables, images)
-  np.testing.assert_allclose(latents, conv_model.encode(_images(4)), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(latents, conv_model.encode(random_images(4)), rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(jax.jit(fns.decode)(variables, latents),
                              conv_model.decode(latents), atol=1e-5)
   assert fns.render is None and fns.generate is None  # a convolutional GON, not variational
@@ -152,7 +140,7 @@ def test_the_pure_functions_work_in_jit_and_grad(conv_model):
 
 
 def test_the_pure_render_is_the_methods():
-  model = _siren_model()
+  model = tiny_siren_model()
   z = np.random.default_rng(0).normal(size=(2, 4)).astype(np.float32)
   coordinates = grid(10)
   pixels = jax.jit(model.functions.render)(model.variables, z, coordinates)

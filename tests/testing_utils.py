@@ -217,3 +217,20 @@ def run_script(script, workdir, *flags, devices=1, background=False,
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True,
                             env=env, cwd=REPO)
   return subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+
+
+def tiny_siren_model():
+  """An untrained implicit GON (siren_mnist_tiny at 6x6, latent 4, two 16-unit layers) as a
+  gon_jax.Model: the model API's tests of implicit models."""
+  from gon_jax.configs import siren_mnist_tiny  # pylint: disable=import-outside-toplevel
+  from gon_jax.model import Model  # pylint: disable=import-outside-toplevel
+  from gon_jax.state import setup  # pylint: disable=import-outside-toplevel
+  config = siren_mnist_tiny.get_config()
+  config.data.image_size = 6
+  config.model.update(latent_dim=4, widths=(16, 16))
+  return Model(config, {'params': setup(config)[2].params})
+
+
+def random_images(n: int, size: int = 16) -> np.ndarray:
+  """uint8 `[n, size, size, 1]` of a fixed generator: images any model of that size takes."""
+  return np.random.default_rng(0).integers(0, 256, (n, size, size, 1), np.uint8)
