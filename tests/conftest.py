@@ -35,10 +35,12 @@ def blob_dir(tmp_path_factory):
   return testing_utils.write_blob_digits(tmp_path_factory.mktemp('blobs'))
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def tiny_run(blob_dir, tmp_path_factory):
   """`(workdir, config)`: a workdir with the checkpoint of step 2 of tiny_config (16x16
-  images, latent 8, LayerNorm), one per test module."""
+  images, latent 8, LayerNorm), one per test process (trained once: six modules use it).
+  Tests may add to it (eval.py's eval/), never change or remove what training wrote: a test
+  that must, copies it."""
   from gon_jax.train import train_and_evaluate  # pylint: disable=import-outside-toplevel
   workdir = tmp_path_factory.mktemp('run')
   config = testing_utils.tiny_config(blob_dir, norm='layer')
