@@ -180,6 +180,36 @@ def _bound_train_step(config: ml_collections.ConfigDict, placement: Placement,
       seed=config.seed, scan_chunk=config.performance.scan_chunk, axis_name=placement.axis_name)
 
 
+def _compiled_steps_and_inputs(config: ml_collections.ConfigDict, placement: Placement,
+                               tx: optax.GradientTransformation, train_images: np.ndarray,
+                               train_labels: np.ndarray, start_step: int
+                               ) -> tuple[Callable, Iterator]:
+  """The compiled call of `performance.steps_per_call` steps, and its prefetched inputs from
+  `start_step` on: the host's batches (one step a call), or K steps' indices into the
+  training split, which moves to the device once.
+
+  Raises:
+    ConfigError: `start_step` is not a multiple of `steps_per_call`.
+  """
+  processes = (start_step, jax.process_index(), jax.process_count())
+  steps_per_call = config.performance.steps_per_call
+  if start_step % steps_per_call:
+    raise ConfigError(f'the checkpoint of step {start_step} is not at a multiple of '
+                      f'performance.steps_per_call={steps_per_call}: resume with a '
+                      f'steps_per_call that divides {start_step}')
+  if steps_per_call == 1:
+    batches = data.train_batches(train_images, train_labels, config.batch_size, config.seed,
+                                 *processes)
+    return (compile_train_step(config, placement, tx),
+            data.prefetch(batches, placement.put_batch))
+  train_set = placement.put_state({'image': train_images, 'label': train_labels})
+  steps_fn = compile_train_steps(config, placement, tx)
+  indices = data.call_indices(len(train_images), config.batch_size, config.seed,
+                              steps_per_call, *processes)
+  return (lambda state, call_indices: steps_fn(state, call_indices, train_set),
+          data.prefetch(indices, placement.put_batch))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        allow_recipe_change: bool = False) -> TrainState:
   """Trains, checkpointing to and resuming from `workdir`, evaluating as it goes.
@@ -231,26 +261,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
               f'{os.path.join(workdir, "checkpoints")} has reached num_steps '
               f'({config.num_steps}); raise --config.num_steps to train on', file=sys.stderr)
       return state
-    steps_per_call = config.performance.steps_per_call
-    if start_step % steps_per_call:
-      raise ConfigError(f'the checkpoint of step {start_step} is not at a multiple of '
-                        f'performance.steps_per_call={steps_per_call}: resume with a '
-                        f'steps_per_call that divides {start_step}')
     run = _Run(config, workdir, placement, manager, evaluate.make_evaluator(objective),
                test_images, test_labels, is_main)
-    processes = (start_step, jax.process_index(), jax.process_count())
-    if steps_per_call == 1:
-      step_fn = compile_train_step(config, placement, tx)
-      batches = data.prefetch(data.train_batches(
-          train_images, train_labels, config.batch_size, config.seed, *processes),
-          placement.put_batch)
-    else:  # The training split moves to the device once; each call takes K steps' indices.
-      train_set = placement.put_state({'image': train_images, 'label': train_labels})
-      steps_fn = compile_train_steps(config, placement, tx)
-      step_fn = lambda state, indices: steps_fn(state, indices, train_set)  # pylint: disable=unnecessary-lambda-assignment
-      batches = data.prefetch(data.call_indices(
-          len(train_images), config.batch_size, config.seed, steps_per_call, *processes),
-          placement.put_batch)
+    step_fn, batches = _compiled_steps_and_inputs(config, placement, tx, train_images,
+                                                  train_labels, start_step)
     if is_main:  # the loop then saves the config as config.json
       saved_config.record(workdir, start_step, changes)
     try:

@@ -163,17 +163,21 @@ def test_train_step_refuses_an_objective_of_another_axis(batchnorm_setup, step_a
 
 @pytest.mark.parametrize('norm', ['batch', 'layer'])
 def test_pmap_training_binds_the_objective_to_its_axis(blob_dir, norm):
-  # train.py's pmap step passes the check; without BatchNorm (LayerNorm, SIRENs, which
-  # drop the axis) there are no statistics, and nothing to compare.
+  # train.py's pmap step binds the objective made with its axis, and passes the check;
+  # without BatchNorm (LayerNorm, SIRENs, which drop the axis) there are no statistics, and
+  # an objective made without the axis traces to the same program.
   config = tiny_config(blob_dir, norm)
   config.parallel = 'pmap'
   _, tx, state = _abstract_setup(config)
   placement = make_placement('pmap')
   step = train._bound_train_step(config, placement, tx)  # pylint: disable=protected-access
-  jax.make_jaxpr(step, axis_env=[(placement.axis_name, 2)])(state, _batch(4))
+  assert step.keywords['objective'] == make_objective(config, axis_name=placement.axis_name)
+  assert step.keywords['axis_name'] == placement.axis_name
+  bound = jax.make_jaxpr(step, axis_env=[(placement.axis_name, 2)])(state, _batch(4))
   if norm == 'layer':
-    jax.make_jaxpr(functools.partial(step, objective=make_objective(config)),
-                   axis_env=[(placement.axis_name, 2)])(state, _batch(4))
+    unbound = jax.make_jaxpr(functools.partial(step, objective=make_objective(config)),
+                             axis_env=[(placement.axis_name, 2)])(state, _batch(4))
+    assert str(unbound) == str(bound)
 
 
 @pytest.mark.parametrize('key, value, message', [
