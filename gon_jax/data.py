@@ -45,7 +45,7 @@ from PIL import Image, ImageOps
 import tqdm
 
 from gon_jax import download
-from gon_jax.errors import DataError
+from gon_jax.errors import DataError, check_count
 
 
 # Data set names accepted by the tfds source -> TFDS builder name.
@@ -1066,11 +1066,7 @@ def in_batches(fn: Callable[[np.ndarray], tuple], inputs: np.ndarray,
   Raises:
     TypeError: `batch_size` is not an integer (64.0, True); ValueError: it is below 1.
   """
-  if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, (bool, np.bool_)):
-    raise TypeError(f'batch_size must be a positive integer, got {batch_size!r} '
-                    f'({type(batch_size).__name__})')
-  if batch_size < 1:
-    raise ValueError(f'batch_size must be a positive integer, got {batch_size}')
+  check_count('batch_size', batch_size)
   n = len(inputs)
   rows = batch_size if n >= batch_size else min(batch_size, 1 << max(n - 1, 0).bit_length())
   parts = []

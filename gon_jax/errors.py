@@ -4,6 +4,8 @@ one line on stderr and a non-zero exit code, never a traceback."""
 import sys
 from typing import Any, Callable
 
+import numpy as np
+
 
 class ConfigError(ValueError):
   """A config value that cannot work; str(err) is one line for the user."""
@@ -22,6 +24,16 @@ def check_choice(key: str, value: str, valid) -> None:
   """Raises ConfigError (`unknown KEY 'VALUE'; valid: ...`) unless `value` is in `valid`."""
   if value not in valid:
     raise ConfigError(f'unknown {key} {value!r}; valid: {", ".join(valid)}')
+
+
+def check_count(name: str, value: int) -> None:
+  """Raises TypeError unless `value` is an integer (not a bool, not a float such as 64.0),
+  ValueError unless it is at least 1; the message names `name`."""
+  if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
+    raise TypeError(f'{name} must be a positive integer, got {value!r} '
+                    f'({type(value).__name__})')
+  if value < 1:
+    raise ValueError(f'{name} must be a positive integer, got {value}')
 
 
 # Caught by the entry points: printed as `error: ...`, exit code 1.

@@ -17,6 +17,7 @@ import numpy as np
 from gon_jax import parallel
 from gon_jax.coordinates import grid
 from gon_jax.data import in_batches
+from gon_jax.errors import check_count
 from gon_jax.models import MODELS
 from gon_jax.objectives import Objective
 
@@ -145,16 +146,6 @@ def decode(objective: Objective, variables: dict, latents: np.ndarray,
   than once, keep `make_decoder(objective, method)`, which compiles once.
   """
   return make_decoder(objective, method)(variables, latents, batch_size)
-
-
-def check_count(name: str, value: int) -> None:
-  """Raises TypeError unless `value` is an integer (not a bool, not a float such as 64.0),
-  ValueError unless it is at least 1; the message names `name`."""
-  if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)):
-    raise TypeError(f'{name} must be a positive integer, got {value!r} '
-                    f'({type(value).__name__})')
-  if value < 1:
-    raise ValueError(f'{name} must be a positive integer, got {value}')
 
 
 def slerp(z_start: jax.Array, z_end: jax.Array, t: jax.Array) -> jax.Array:

@@ -30,7 +30,7 @@ import numpy as np
 
 from gon_jax import checkpoints, evaluate, file_hashes, generate, saved_config
 from gon_jax.config import validate
-from gon_jax.errors import ConfigError, DamagedFileError, DataError
+from gon_jax.errors import ConfigError, DamagedFileError, DataError, check_count
 from gon_jax.models import make_objective
 from gon_jax.objectives import Objective, model_variables
 from gon_jax.state import setup
@@ -225,7 +225,7 @@ class Model:
       key: an int seed or a PRNG key (`jax.random.key(0)`, or a raw `jax.random.PRNGKey`);
         TypeError otherwise.
     """
-    generate.check_count('n', n)
+    check_count('n', n)
     key = _prng_key(key)
     if self.objective.variational:
       codes = np.asarray(jax.random.normal(key, (n, self.config.model.latent_dim)))
