@@ -52,6 +52,8 @@ _PROFILE = flags.DEFINE_integer('profile', 0, 'Also trace this many steps and pr
                                 'time goes, by pass and kind of operation (benchmarks/step_profile.py).')
 _DATA = flags.DEFINE_bool('data', False, 'Also time steps fed by the real data pipeline '
                           '(config.data); otherwise random images stand in.')
+_NUM_TRAIN = flags.DEFINE_integer('num_train', 60_000, "Training images: the size of GLO's latent "
+                                  'table (other models ignore it).')
 _DATA_DIR = flags.DEFINE_string('data_dir', None, 'With --data: read the four IDX files in this '
                                 'folder (config.data.source=idx); unset: the config\'s data (MNIST downloads into the cache).')
 
@@ -90,7 +92,7 @@ def compiled_step(config):
   """
   validate(config)  # as train.py: the parallel mode, the batch over the devices, the model
   placement = make_placement(config.parallel)
-  _, tx, host_state = setup(config)
+  _, tx, host_state = setup(config, _NUM_TRAIN.value)
   size, channels = config.data.image_size, config.model.channels
   rng = np.random.default_rng(0)
   fixed = {'image': rng.random((config.batch_size, size, size, channels), np.float32),

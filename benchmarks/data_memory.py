@@ -2,13 +2,20 @@
 
   python benchmarks/data_memory.py --gigabytes 1 4 16 --workdir /tmp/mem
 
-Each run is train.py's training (gon_jax.train.train_and_evaluate: conv_mnist at 32x32, grey)
-in a fresh process, on the folder source through the decoded cache, and reports the time
-load_split took, steps/s and the process's peak resident memory (VmHWM), and its anonymous and
-file-backed resident memory at the end.
+Each run is train.py's training (gon_jax.train.train_and_evaluate: `--config`, conv_mnist at
+32x32 grey by default) in a fresh process, on the folder source through the decoded cache, and
+reports the time load_split took, the process's peak resident memory (VmHWM) once both splits
+are loaded and at the end, steps/s, and its anonymous and file-backed resident memory at the
+end.
 
 - `--folder_images N`: a folder of N real PNGs (48x48 RGB, read as 32x32 grey), trained on
   twice: the first run decodes it into the cache, the second memory-maps the cache.
+- `--image_folder DIR`: a folder of images of one's own (e.g. CIFAR-10's JPEGs, train/ and
+  test/ of class folders), trained on twice in the same way; with a colour config:
+
+    python benchmarks/data_memory.py --image_folder /work/cifar10 --config conv_cifar10 \
+        --folder_images 0 --gigabytes --steps 200 --repeats 1 --workdir /tmp/mem_cifar
+
 - `--gigabytes G ...`: synthetic uint8 training splits of G GiB. Writing and decoding 16 GiB of
   PNGs would take hours, so each is written straight into the decoded cache: a folder of a few
   PNGs is loaded once (which makes its cache entry), then the entry's images.npy is replaced
@@ -21,6 +28,7 @@ Prints one JSON line per run and, at the end, a Markdown table of each row's med
 
 import argparse
 import datetime
+import importlib
 import json
 import os
 import pathlib
@@ -81,8 +89,7 @@ def _synthetic_set(folder: pathlib.Path, gigabytes: float, size: int,
 def _child(args: argparse.Namespace) -> None:
   """One training run, in this process; prints its measurements as a JSON line."""
   from gon_jax import evaluate, train  # pylint: disable=import-outside-toplevel
-  from gon_jax.configs import conv_mnist  # pylint: disable=import-outside-toplevel
-  config = conv_mnist.get_config()
+  config = importlib.import_module(f'gon_jax.configs.{args.config}').get_config()
   config.data.source, config.data.dir = 'folder', args.folder
   config.data.image_size, config.batch_size = args.image_size, args.batch_size
   config.num_steps, config.log_every = args.steps, max(args.steps // 5, 1)
@@ -90,19 +97,25 @@ def _child(args: argparse.Namespace) -> None:
   start = time.perf_counter()
   train_images = evaluate.load_data(config)[0]  # Timed here; training reuses the arrays.
   load_seconds = time.perf_counter() - start
+  load_peak_mib = _status_mib('VmHWM')  # Loading (decoding) both splits, before any training.
   train.train_and_evaluate(config, args.run)
   with open(os.path.join(args.run, 'metrics.jsonl'), encoding='utf-8') as f:
     rates = [line['train/steps_per_second'] for line in map(json.loads, f)
              if 'train/steps_per_second' in line]
-  status = dict(line.split(':', 1) for line in
-                pathlib.Path('/proc/self/status').read_text().splitlines() if ':' in line)
-  mib = lambda key: round(int(status[key].split()[0]) / 1024, 1)
   print(json.dumps({
       'train_images': len(train_images), 'uint8_mib': round(train_images.nbytes / 2**20, 1),
       'memory_mapped': isinstance(train_images, np.memmap),
-      'load_seconds': round(load_seconds, 2), 'steps_per_second': round(float(np.mean(rates)), 1),
-      'peak_rss_mib': mib('VmHWM'), 'rss_anon_mib': mib('RssAnon'),
-      'rss_file_mib': mib('RssFile')}))
+      'load_seconds': round(load_seconds, 2), 'load_peak_rss_mib': load_peak_mib,
+      'steps_per_second': round(float(np.mean(rates)), 1),
+      'peak_rss_mib': _status_mib('VmHWM'), 'rss_anon_mib': _status_mib('RssAnon'),
+      'rss_file_mib': _status_mib('RssFile')}))
+
+
+def _status_mib(key: str) -> float:
+  """This process's /proc/self/status entry `key` (VmHWM, RssAnon, ...) in MiB."""
+  status = dict(line.split(':', 1) for line in
+                pathlib.Path('/proc/self/status').read_text().splitlines() if ':' in line)
+  return round(int(status[key].split()[0]) / 1024, 1)
 
 
 def _runs(args: argparse.Namespace, folder: pathlib.Path, label: str, fresh_cache: bool) -> dict:
@@ -122,7 +135,7 @@ def _run(args: argparse.Namespace, folder: pathlib.Path, label: str) -> dict:
   shutil.rmtree(run, ignore_errors=True)
   command = [sys.executable, __file__, '--child', '--folder', str(folder), '--run', str(run),
              '--workdir', args.workdir, '--steps', str(args.steps), '--batch_size',
-             str(args.batch_size), '--image_size', str(args.image_size)]
+             str(args.batch_size), '--image_size', str(args.image_size), '--config', args.config]
   result = subprocess.run(command, capture_output=True, text=True, check=False)
   if result.returncode:
     sys.exit(f'error: the run on {folder} failed:\n{result.stderr[-3000:]}')
@@ -137,14 +150,15 @@ def _table(rows: list[dict], args: argparse.Namespace) -> str:
               if line.startswith('model name')), platform.processor())
   memory = int(pathlib.Path('/proc/meminfo').read_text().split()[1]) / 2**20
   lines = [f'{datetime.date.today()}, {cpu}, {os.cpu_count()} cores, {memory:.0f} GiB; '
-           f'conv_mnist at {args.image_size}x{args.image_size} grey, batch {args.batch_size}, '
+           f'{args.config} at {args.image_size}x{args.image_size}, batch {args.batch_size}, '
            f'{args.steps} steps; medians of {args.repeats} runs.', '',
-           '| training split | images | uint8 size | load_split | steps/s | peak RSS | '
-           'RSS at the end: anonymous / file |',
-           '|---|---:|---:|---:|---:|---:|---:|']
+           '| training split | images | uint8 size | load_split | peak RSS after loading | '
+           'steps/s | peak RSS | RSS at the end: anonymous / file |',
+           '|---|---:|---:|---:|---:|---:|---:|---:|']
   for row in rows:
     lines.append(f"| {row['set']} | {row['train_images']:,} | {row['uint8_mib']:,.0f} MiB | "
-                 f"{row['load_seconds']:.2f} s | {row['steps_per_second']:.1f} | "
+                 f"{row['load_seconds']:.2f} s | {row['load_peak_rss_mib']:,.0f} MiB | "
+                 f"{row['steps_per_second']:.1f} | "
                  f"{row['peak_rss_mib']:,.0f} MiB | {row['rss_anon_mib']:,.0f} / "
                  f"{row['rss_file_mib']:,.0f} MiB |")
   return '\n'.join(lines)
@@ -153,9 +167,15 @@ def _table(rows: list[dict], args: argparse.Namespace) -> str:
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
   parser.add_argument('--gigabytes', type=float, nargs='*', default=[1.0, 4.0, 16.0],
-                      help='sizes (GiB) of the synthetic training splits')
+                      help='sizes (GiB) of the synthetic training splits, grey images (for a '
+                           'grey --config); none: --gigabytes alone')
   parser.add_argument('--folder_images', type=int, default=20000,
                       help='PNGs of the real folder, trained on twice (0: none)')
+  parser.add_argument('--image_folder', default='',
+                      help='a folder of images of your own (train/ and test/), trained on twice')
+  parser.add_argument('--config', default='conv_mnist',
+                      help="the packaged config trained (its model.channels: 'conv_cifar10' "
+                           'reads colour)')
   parser.add_argument('--workdir', required=True, help='sets, cache and runs go here')
   parser.add_argument('--steps', type=int, default=500, help='training steps of a run')
   parser.add_argument('--batch_size', type=int, default=64)
@@ -184,6 +204,11 @@ def main() -> None:
     rows.append(_runs(args, folder, f'{args.folder_images:,} PNGs, second run (cache)', False))
     if not args.keep:
       shutil.rmtree(folder)
+  if args.image_folder:
+    folder = pathlib.Path(args.image_folder).expanduser().resolve()
+    shutil.rmtree(workdir / 'cache', ignore_errors=True)
+    rows.append(_runs(args, folder, f'{folder.name}, first run (decodes)', True))
+    rows.append(_runs(args, folder, f'{folder.name}, second run (cache)', False))
   for gigabytes in args.gigabytes:
     folder = workdir / f'synthetic_{gigabytes:g}gib'
     shutil.rmtree(folder, ignore_errors=True)

@@ -21,7 +21,8 @@ import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # Configs whose data this machine cannot have without a download (CelebA, CIFAR-10's pickles).
-OTHER_DATA = ('siren_celeba', 'vgon_celeba', 'siren_cifar10')
+OTHER_DATA = ('siren_celeba', 'vgon_celeba', 'siren_cifar10', 'conv_cifar10', 'ae_cifar10',
+              'tied_ae_cifar10', 'glo_cifar10', 'vgon_cifar10', 'vae_cifar10')
 
 
 def configs() -> list[str]:

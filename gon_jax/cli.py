@@ -26,8 +26,9 @@ _ALLOW_RECIPE_CHANGE = flags.DEFINE_bool(
     'allow_recipe_change', False,
     'Resume a workdir with a config that changes its recipe (what is trained: optimiser, '
     'schedule, model, losses, GON options, data, seed, batch size), recording the change in '
-    'WORKDIR/config_history.jsonl; without it, such a restart is refused. num_steps (unless '
-    'lr_schedule is cosine), cadences and evaluation settings may change without it '
+    'WORKDIR/config_history.jsonl; without it, such a restart is refused. num_steps and '
+    'num_epochs (unless lr_schedule is cosine), cadences and evaluation settings may change '
+    'without it '
     '(docs/reliability.md).')
 _TRAIN_ONLY_FLAGS = ('allow_recipe_change',)  # in train.py's --help only; refused elsewhere
 _COORDINATOR = flags.DEFINE_string(

@@ -11,6 +11,7 @@ import ml_collections
 
 from gon_jax import losses, models, objectives
 from gon_jax.data import SOURCES as DATA_SOURCES
+from gon_jax.data import steps_per_epoch
 from gon_jax.errors import ConfigError, check_choice
 
 NONFINITE_POLICIES = ('stop', 'skip')
@@ -34,6 +35,12 @@ def base_config(model_name: str = 'conv') -> ml_collections.ConfigDict:
   config.seed = 0
   config.batch_size = 64  # global, over all devices and processes
   config.num_steps = 1000
+  # Or the training length in epochs: num_epochs > 0 trains num_epochs * (n // batch_size)
+  # steps, n the training split's images. An epoch is one permutation of the split in batches
+  # of batch_size whose incomplete last batch is dropped (gon_jax.data.batch_indices), so
+  # n // batch_size steps. num_epochs > 0 replaces num_steps (said as training starts; the
+  # workdir's config.json records both, num_steps resolved: `steps_for`); 0: num_steps.
+  config.num_epochs = 0
   config.learning_rate = 1e-4
   # 'constant', or 'cosine': decays to 0 at num_steps; both after a linear
   # warm-up from 0 over warmup_steps (0: none).
@@ -76,6 +83,9 @@ def base_config(model_name: str = 'conv') -> ml_collections.ConfigDict:
   config.checkpoint_every = 500
   config.eval_batch_size = 500
   config.train_eval_examples = -1  # test images evaluated during training; -1: all (eval.py: all)
+  # The test loss of each epoch's record (epochs.jsonl) is on the first epoch_eval_examples of
+  # those images; -1: all of them; 0: no test loss per epoch (a GLO's fits them: costly).
+  config.epoch_eval_examples = -1
   config.grid_size = 8  # image grids show grid_size**2 images
   config.num_fit_examples = 2000  # eval.py: training latents of the Gaussian it samples (App. D)
   config.superres_size = 256  # eval.py, implicit models: resolution of the super-resolved grid
@@ -162,7 +172,8 @@ def performance_defaults() -> ml_collections.ConfigDict:
   performance.fast_sine = True
   # Train steps per compiled call: a scan over K batches gathered on the device from the
   # training split, moved there once. The same steps; for accelerators that wait on
-  # launches. log_every, eval_every, checkpoint_every and num_steps must be multiples.
+  # launches. log_every, eval_every, checkpoint_every and num_steps (as num_epochs resolves
+  # it) must be multiples.
   performance.steps_per_call = 1
   return performance
 
@@ -189,15 +200,22 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
   per_call = config.performance.steps_per_call
   if per_call < 1:
     raise ConfigError(f'performance.steps_per_call={per_call}: use 1 or more train steps a call')
-  for name in ('num_steps', 'log_every', 'eval_every', 'checkpoint_every'):
+  epochs = config.num_epochs
+  if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+    raise ConfigError(f'num_epochs={epochs!r}: use a whole number of epochs, or 0 to train '
+                      'num_steps steps')
+  if not epochs:  # else num_steps is known once the data is: `with_resolved_steps` checks it
+    _validate_num_steps(config, '')
+  for name in ('log_every', 'eval_every', 'checkpoint_every'):
     if config[name] % per_call:
       raise ConfigError(f'{name}={config[name]} is not a multiple of '
                         f'performance.steps_per_call={per_call}')
+  count = config.epoch_eval_examples
+  if isinstance(count, bool) or not isinstance(count, int) or count < -1:
+    raise ConfigError(f'epoch_eval_examples={count!r}: use -1 (all the test images training '
+                      'evaluates), 0 (no test loss per epoch) or a number of images')
   check_choice('nonfinite', config.nonfinite, NONFINITE_POLICIES)
   check_choice('lr_schedule', config.lr_schedule, LR_SCHEDULES)
-  if not 0 <= config.warmup_steps <= config.num_steps:
-    raise ConfigError(f'warmup_steps {config.warmup_steps} must be in [0, num_steps '
-                      f'{config.num_steps}]')
   if config.grad_clip_norm < 0:
     raise ConfigError(f'grad_clip_norm {config.grad_clip_norm}: use 0 (off) or a positive norm')
   check_choice('data source', config.data.source, DATA_SOURCES)
@@ -208,6 +226,56 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
                       f'({", ".join(classifiable)}), not {config.model.name!r}')
   spec.check(config)
   _validate_gon(config, spec)
+
+
+def _validate_num_steps(config: ml_collections.ConfigDict, origin: str) -> None:
+  """The checks of `num_steps`; `origin` says where it came from ('' for the key itself)."""
+  per_call = config.performance.steps_per_call
+  if config.num_steps % per_call:
+    raise ConfigError(f'num_steps={config.num_steps}{origin} is not a multiple of '
+                      f'performance.steps_per_call={per_call}')
+  if not 0 <= config.warmup_steps <= config.num_steps:
+    raise ConfigError(f'warmup_steps {config.warmup_steps} must be in [0, num_steps '
+                      f'{config.num_steps}{origin}]')
+
+
+def steps_for(config: ml_collections.ConfigDict, num_train: int) -> int:
+  """The train steps `config` asks for: `num_epochs * steps_per_epoch(num_train, batch_size)`
+  when num_epochs > 0 (it replaces num_steps), else `num_steps`.
+
+  Args:
+    config: a validated config.
+    num_train: the examples of the training split.
+
+  Raises:
+    ConfigError: num_epochs > 0 and an epoch has no step (batch_size > num_train).
+  """
+  if not config.num_epochs:
+    return config.num_steps
+  per_epoch = steps_per_epoch(num_train, config.batch_size)
+  if per_epoch < 1:
+    raise ConfigError(f'num_epochs={config.num_epochs}: an epoch of {num_train} training '
+                      f'images has no step of batch_size {config.batch_size}')
+  return config.num_epochs * per_epoch
+
+
+def with_resolved_steps(config: ml_collections.ConfigDict,
+                        num_train: int) -> ml_collections.ConfigDict:
+  """A copy of `config` whose num_steps is `steps_for(config, num_train)`, checked as
+  `validate` checks num_steps: what training, its schedule, cadences, resumption and
+  config.json see. `config` itself when num_epochs is 0.
+
+  Raises:
+    ConfigError: as `steps_for`; or the resolved num_steps is no multiple of
+      performance.steps_per_call, or below warmup_steps.
+  """
+  if not config.num_epochs:
+    return config
+  resolved = config.copy_and_resolve_references()
+  resolved.num_steps = steps_for(config, num_train)
+  per_epoch = steps_per_epoch(num_train, config.batch_size)
+  _validate_num_steps(resolved, f' ({config.num_epochs} epochs of {per_epoch} steps)')
+  return resolved
 
 
 def _validate_gon(config: ml_collections.ConfigDict, spec: models.ModelSpec) -> None:

@@ -375,9 +375,25 @@ def _images_below(root: pathlib.Path) -> list[str]:
   return sorted(found, key=lambda path: path.split('/'))  # Strings: 200k paths in a second.
 
 
+def _round_robin(paths: list[str]) -> list[str]:
+  """A split's relative paths (sorted by their parts, so class by class) taken one class folder
+  at a time: the first image of each class (in class order), then the second of each, ...; a
+  class with fewer images drops out when it runs out. Images outside class folders are one
+  class: their order is kept.
+
+  Every prefix of a split then shows every class (the grids' first grid_size**2 test images,
+  train_eval_examples' test subset): sorted, CIFAR-10's first 64 test images are airplanes.
+  """
+  by_class: dict[str, list[str]] = {}
+  for path in paths:
+    by_class.setdefault(path.split('/')[0] if '/' in path else '', []).append(path)
+  return [path for turn in itertools.zip_longest(*by_class.values()) for path in turn
+          if path is not None]
+
+
 def _folder_splits(folder: pathlib.Path) -> dict[str, tuple[pathlib.Path, list[str]]]:
   """The folder source's splits: split -> (the folder its class folders are in, its images'
-  paths relative to that folder).
+  paths relative to that folder, in _round_robin's order: the split's order).
 
   train/ and test/ subfolders are the splits; without them every image below `folder` is one,
   split by name (_is_test_name). Raises a DataError for a folder without images, a split
@@ -415,7 +431,7 @@ def _folder_splits(folder: pathlib.Path) -> dict[str, tuple[pathlib.Path, list[s
       nested = next(path for path in paths if '/' in path).split('/')[0]
       raise DataError(f'folder {root} mixes images ({loose[0]}) with class folders '
                       f'({nested}/); put every image in a class folder, or none')
-  return splits
+  return {split: (root, _round_robin(paths)) for split, (root, paths) in splits.items()}
 
 
 def _folder_paths(folder: pathlib.Path, split: str, hint: str) -> list[pathlib.Path]:
@@ -638,8 +654,10 @@ def _key_files(paths: list[pathlib.Path]) -> list[list]:
 
 
 def _split_key(source: str, request: _Request) -> str:
-  """The hash of what a split is made of: its files (paths, sizes, modification times), the
-  source, the split, the image size, the channels, the class names and _CACHE_VERSION."""
+  """The hash of what a split is made of: its files (paths, sizes, modification times) in the
+  split's order (the order of the entry's rows: another order of the same files, as the folder
+  source's round robin across classes, is another entry), the source, the split, the image
+  size, the channels, the class names and _CACHE_VERSION."""
   made_of = dict(version=_CACHE_VERSION, source=source, split=request.split,
                  image_size=request.image_size, channels=request.channels,
                  classes=request.classes, files=_key_files(request.paths))
@@ -830,7 +848,8 @@ def load_split(data_config: Any, split: str, image_size: int | None,
 
     Returns:
       (images uint8 [num_examples, height, width, channels], read-only (a memory-mapped file for
-      a cached split), labels int32 [num_examples]).
+      a cached split), labels int32 [num_examples]). In the files' order; the folder source's
+      class folders take turns (_round_robin), so that every prefix holds every class.
     """
   source, name = data_config.source, data_config.name
   if split not in SPLITS:
@@ -851,6 +870,12 @@ def load_split(data_config: Any, split: str, image_size: int | None,
   return images, labels
 
 
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+  """Train steps per epoch: `num_examples // batch_size` (batch_indices drops each epoch's
+  incomplete last batch)."""
+  return num_examples // batch_size
+
+
 def batch_indices(num_examples: int, batch_size: int, seed: int, step: int) -> np.ndarray:
   """Global example indices [batch_size] of training step `step`; a pure function of (seed, step).
 
@@ -860,7 +885,7 @@ def batch_indices(num_examples: int, batch_size: int, seed: int, step: int) -> n
   if not 0 < batch_size <= num_examples:
     raise DataError(
         f"batch size {batch_size} must be in [1, {num_examples}] (the number of examples)")
-  epoch, position = divmod(step, num_examples // batch_size)
+  epoch, position = divmod(step, steps_per_epoch(num_examples, batch_size))
   return _permutation(num_examples, seed, epoch)[position * batch_size:(position + 1) * batch_size]
 
 

@@ -164,22 +164,31 @@ def save_scatter(path: str, points: np.ndarray, labels: np.ndarray) -> None:
   plt.close(fig)
 
 
-def save_curves(path: str, panels: dict[str, dict[str, tuple]], ylabel: str) -> None:
+def save_curves(path: str, panels: dict[str, dict[str, tuple]], ylabel: str,
+                xlabel: str = 'training step') -> None:
   """Line plots side by side, one panel per key, with a shaded band.
 
   Args:
     path: output PNG.
-    panels: `{panel title: {line label: (x [n], mean [n], std [n])}}`.
-    ylabel: the y axis' label.
+    panels: `{panel title: {line label: (x [n], mean [n], std [n])}}`; a line may carry a
+      partner, `(x, mean, std, (partner label, mean [n], std [n]))`, drawn dashed in its
+      colour (e.g. test beside training loss).
+    ylabel, xlabel: the axes' labels.
   """
   plt = _pyplot()
   fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
   for ax, (title, lines) in zip(axes[0], panels.items()):
-    for label, (x, mean, std) in lines.items():
-      (line,) = ax.plot(x, mean, label=label)
+    for label, (x, mean, std, *partner) in lines.items():
+      marker = 'o' if len(x) <= 20 else None  # a curve of one point is a point
+      (line,) = ax.plot(x, mean, label=label, marker=marker, markersize=3)
       ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+      for partner_label, partner_mean, partner_std in partner:
+        ax.plot(x, partner_mean, '--', color=line.get_color(), label=partner_label,
+                marker=marker, markersize=3)
+        ax.fill_between(x, partner_mean - partner_std, partner_mean + partner_std,
+                        color=line.get_color(), alpha=0.1)
     ax.set_title(title)
-    ax.set_xlabel('training step')
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_yscale('log')
     ax.legend(fontsize='small')

@@ -1,8 +1,9 @@
 """TensorBoard event files (and metrics.jsonl) in a workdir, for train.py and eval.py.
 
-JSON holds no NaN or Infinity: metrics.jsonl writes a value that is not finite as `null`
-(training's metrics of a step skipped under `nonfinite='skip'`, whose line has
-`train/nonfinite` 1); eval.py refuses to write such metrics at all (`nonfinite`).
+JSON holds no NaN or Infinity: metrics.jsonl (and training's epochs.jsonl) write a value that
+is not finite as `null` (training's metrics of a step skipped under `nonfinite='skip'`, whose
+line has `train/nonfinite` 1), and `read_jsonl` reads it as NaN again; eval.py refuses to
+write such metrics at all (`nonfinite`).
 """
 
 import json
@@ -32,6 +33,31 @@ def nonfinite(metrics: dict[str, Any], prefix: str = '') -> dict[str, float]:
   return found
 
 
+def json_line(record: dict[str, Any]) -> str:
+  """`record` (flat: `{name: value}`) as one line of JSON, a value that is not finite as null."""
+  missing = nonfinite(record)
+  return json.dumps({name: None if name in missing else value
+                     for name, value in record.items()}, allow_nan=False)
+
+
+def read_jsonl(path: str) -> list[dict[str, Any]]:
+  """The records of a JSON-lines file such as metrics.jsonl, null as NaN; none if no file."""
+  if not os.path.exists(path):
+    return []
+  with open(path, encoding='utf-8') as f:
+    records = [json.loads(line) for line in f if line.strip()]
+  return [{name: float('nan') if value is None else value for name, value in record.items()}
+          for record in records]
+
+
+def write_jsonl(path: str, records: list[dict[str, Any]]) -> None:
+  """Writes `records` as the JSON-lines file `path` (`json_line`), atomically."""
+  temporary = path + '.tmp'
+  with open(temporary, 'w', encoding='utf-8') as f:
+    f.writelines(json_line(record) + '\n' for record in records)
+  os.replace(temporary, path)
+
+
 class MetricWriter:
   """Scalars and images to TensorBoard event files in `<workdir>/tensorboard`.
 
@@ -53,10 +79,7 @@ class MetricWriter:
     for name, value in scalars.items():
       self._summary.add_scalar(name, value, step)
     if self._jsonl:
-      missing = nonfinite(scalars)
-      line = {'step': step, **{name: None if name in missing else value
-                               for name, value in scalars.items()}}
-      self._jsonl.write(json.dumps(line, allow_nan=False) + '\n')
+      self._jsonl.write(json_line({'step': step, **scalars}) + '\n')
       self._jsonl.flush()
 
   def write_image(self, step: int, name: str, image: np.ndarray) -> None:

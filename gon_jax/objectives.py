@@ -144,7 +144,8 @@ class Objective(abc.ABC):
   # What a family overrides.
 
   @abc.abstractmethod
-  def latents(self, variables: dict, images: jax.Array, **inputs: Any) -> jax.Array:
+  def latents(self, variables: dict, images: jax.Array,
+              **inputs: Any) -> jax.Array | tuple[jax.Array, dict]:
     """Latents `[batch, latent_dim]` of images `[batch, height, width, channels]`.
 
     A family declares, as keyword-only parameters, the inputs of the pass it
@@ -153,6 +154,11 @@ class Objective(abc.ABC):
     (`Draws`), `train` (a training pass), `rows` (GLO in training: the
     batch's rows of the latent table, else None), `loss` (the per-example
     data loss).
+
+    Returns the latents; or, where the pass itself updates BatchNorm
+    statistics (an encoder in training), `(latents, batch_stats)`: the whole
+    updated collection, from which the outer pass then updates the decoder's
+    (so each module's statistics move once a step).
     """
 
   def __init_subclass__(cls, **kwargs):
@@ -264,7 +270,8 @@ class Objective(abc.ABC):
                   kl_weight: float | jax.Array = 1.0) -> Reconstruction:
     """Encodes images (the family's way), decodes the latents, scores them.
 
-    The outer pass uses BatchNorm's batch statistics in training only.
+    The outer pass (and an encoder) uses BatchNorm's batch statistics in
+    training only.
 
     Args:
       variables: `{'params': ..., ['batch_stats': ...]}`.
@@ -295,6 +302,9 @@ class Objective(abc.ABC):
              'loss': self.data_loss(kl_weight)}
     latents = self.latents(variables, images, **{name: given[name]
                                                  for name in self._latent_inputs})
+    if isinstance(latents, tuple):  # the latent pass updated BatchNorm statistics
+      latents, encoded_stats = latents
+      variables = {**variables, 'batch_stats': encoded_stats}
     target = _gather(images, draws.outer_points)
     batch_stats = variables.get('batch_stats', {})
     if train and batch_stats:
@@ -429,9 +439,19 @@ class GON(Objective):
 
 
 class Encoded(Objective):
-  """Latents from the module's encoder (`module.encode(images, use_running_average)`)."""
+  """Latents from the module's encoder (`module.encode(images, use_running_average)`).
 
-  def latents(self, variables, images):
+  With BatchNorm the encoder, like the decoder, normalises with batch
+  statistics in training and updates its running averages (the paper's
+  baselines in PyTorch's train mode); evaluation uses the running averages,
+  so an image's latent does not depend on its batch.
+  """
+
+  def latents(self, variables, images, *, train):
+    if train and 'batch_stats' in variables:
+      latents, updates = self.model.apply(variables, images, False, method='encode',
+                                          mutable=('batch_stats',))
+      return latents, updates['batch_stats']
     return self.model.apply(variables, images, True, method='encode')
 
   def init_variables(self, key):

@@ -6,8 +6,9 @@ any config file, `--config=<this file>:WORKDIR` (ml_collections calls
 `get_config(WORKDIR)`), so `--config.KEY=VALUE` overrides apply to it too.
 
 Resuming a workdir with another config (`compare_with_saved`): the keys of `FREE_KEYS` may change
-(training longer, other cadences, evaluation settings, where the data is read from, speed
-switches); a change to any other key, the recipe, is refused unless allowed, and recorded.
+(training longer, in steps or epochs, other cadences, evaluation settings, where the data is
+read from, speed switches); a change to any other key, the recipe, is refused unless allowed,
+and recorded.
 """
 
 import datetime
@@ -28,15 +29,18 @@ HISTORY_FILENAME = 'config_history.jsonl'
 # A name ending in '.*' frees its whole section.
 FREE_KEYS = (
     'num_steps',  # training longer or shorter; but see RECIPE_WHEN: a cosine schedule's decay
+    # The same in epochs: it sets num_steps (config.with_resolved_steps), which config.json
+    # records resolved, so that a resumed run compares the steps either way.
+    'num_epochs',
     # Cadence: when the loop logs, evaluates and saves, not what each step computes (a
     # checkpoint holds the whole train state, so resuming from any step is exact).
     'log_every', 'eval_every', 'checkpoint_every',
     # Evaluation only: in training's evaluations (eval_batch_size, train_eval_examples,
-    # grid_size) or eval.py's (num_fit_examples, superres_size, elbo_samples, and GLO's
-    # fitting of the latents of unseen images, glo.test_*). BatchNorm evaluates on its running
-    # averages, so the evaluation batch does not change the numbers.
-    'eval_batch_size', 'train_eval_examples', 'grid_size', 'num_fit_examples', 'superres_size',
-    'elbo_samples', 'glo.test_steps', 'glo.test_learning_rate',
+    # epoch_eval_examples, grid_size) or eval.py's (num_fit_examples, superres_size,
+    # elbo_samples, and GLO's fitting of the latents of unseen images, glo.test_*). BatchNorm
+    # evaluates on its running averages, so the evaluation batch does not change the numbers.
+    'eval_batch_size', 'train_eval_examples', 'epoch_eval_examples', 'grid_size',
+    'num_fit_examples', 'superres_size', 'elbo_samples', 'glo.test_steps', 'glo.test_learning_rate',
     # Where the data comes from, not what it is (data.source, data.name and data.image_size
     # say what it is); but see RECIPE_WHEN: a folder of one's own images is its data.dir.
     'data.dir', 'data.download', 'data.mirror', 'data.cache',
@@ -55,6 +59,8 @@ FREE_KEYS = (
 RECIPE_WHEN = {
     'num_steps': ('lr_schedule', 'cosine', "with lr_schedule 'cosine', num_steps sets the "
                   "learning rate's decay, so it changes the learning rate of the steps to come"),
+    'num_epochs': ('lr_schedule', 'cosine', "with lr_schedule 'cosine', num_epochs sets the "
+                   "learning rate's decay, so it changes the learning rate of the steps to come"),
     'data.dir': ('data.source', 'folder', "with data.source 'folder', data.dir is the data set"),
 }
 

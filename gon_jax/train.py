@@ -17,8 +17,9 @@ import tqdm
 from jax.experimental import multihost_utils
 
 from gon_jax import checkpoints, data, evaluate, images, saved_config
-from gon_jax.config import validate
-from gon_jax.errors import ConfigError, Diverged, RunStopped
+from gon_jax.epoch_losses import PER_STEP, EpochLosses, epochs_ended
+from gon_jax.config import steps_per_epoch, validate, with_resolved_steps
+from gon_jax.errors import ConfigError, DataError, Diverged, RunStopped
 from gon_jax.metric_writer import MetricWriter
 from gon_jax.models import make_objective
 from gon_jax.objectives import Objective, check_batch, model_variables
@@ -144,7 +145,8 @@ def train_steps(state: TrainState, indices: jax.Array, train_set: dict, *,
 
   Returns:
     `(state after K steps, metrics)`: the metrics of the last step, or of the first step
-    that was not finite (its 'nonfinite' is 1), so that the loop's checks see it.
+    that was not finite (its 'nonfinite' is 1), so that the loop's checks see it; and under
+    PER_STEP those of `EpochLosses.METRICS` of every step, `[K]` each (the epoch's means).
   """
   def one_step(state, step_indices):
     batch = {'image': data.to_float(train_set['image'][step_indices]),
@@ -154,7 +156,8 @@ def train_steps(state: TrainState, indices: jax.Array, train_set: dict, *,
   state, metrics = jax.lax.scan(one_step, state, indices.T)
   nonfinite = metrics['nonfinite']
   shown = jnp.where(nonfinite.max() > 0, jnp.argmax(nonfinite), nonfinite.shape[0] - 1)
-  return state, jax.tree.map(lambda m: m[shown], metrics)
+  per_step = {name: metrics[name] for name in EpochLosses.METRICS}
+  return state, {**jax.tree.map(lambda m: m[shown], metrics), PER_STEP: per_step}
 
 
 def compile_train_step(config: ml_collections.ConfigDict, placement: Placement,
@@ -220,6 +223,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   the state an uninterrupted run ends with (data order and random keys are
   functions of the seed and the step).
 
+  The run trains `num_steps` steps, or with `num_epochs` > 0 that many epochs of
+  `len(training split) // batch_size` steps (gon_jax.config.steps_for; said on stderr), and
+  records each epoch's mean training loss and its test loss (`EpochLosses`) in
+  `<workdir>/epochs.jsonl`.
+
   A workdir is resumed with the recipe it was trained with (its config.json): a config that
   changes it is refused, unless `allow_recipe_change`, and the change is then recorded in
   `<workdir>/config_history.jsonl` (gon_jax.saved_config.compare_with_saved; its FREE_KEYS,
@@ -246,23 +254,36 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   if config.train_eval_examples > 0:
     test_images = test_images[:config.train_eval_examples]
     test_labels = test_labels[:config.train_eval_examples]
+  if config.batch_size > len(train_images):  # an epoch would have no step
+    raise DataError(f'batch_size {config.batch_size} is more than the {len(train_images)} '
+                    f'training images; use a batch_size of at most {len(train_images)}')
+  given_steps = config.num_steps
+  # From here on num_steps is the run's length, also where num_epochs sets it: the schedule,
+  # the loop, resumption, config.json and the recipe's comparison all see it.
+  config = with_resolved_steps(config, len(train_images))
   # After the checks of the config and the data, which say what cannot work at all; before
   # anything is restored or written.
   changes = saved_config.compare_with_saved(config, workdir, allow_recipe_change)
   objective, tx, state = setup(config, len(train_images))
+  per_epoch = steps_per_epoch(len(train_images), config.batch_size)
+  is_main = jax.process_index() == 0
+  if is_main and config.num_epochs:
+    print(_epochs_line(config, given_steps, len(train_images)), file=sys.stderr, flush=True)
 
   # The manager is closed on every path (its record of the last step is written then).
   with checkpoints.manager(workdir) as manager:
     state, start_step = checkpoints.restore_latest(manager, state, missing_ok=True)
-    is_main = jax.process_index() == 0
     if start_step >= config.num_steps:
       if is_main:
+        length = (f'{config.num_steps} = num_epochs {config.num_epochs} * {per_epoch} steps'
+                  if config.num_epochs else config.num_steps)
         print(f'nothing to train: the checkpoint of step {start_step} in '
-              f'{os.path.join(workdir, "checkpoints")} has reached num_steps '
-              f'({config.num_steps}); raise --config.num_steps to train on', file=sys.stderr)
+              f'{os.path.join(workdir, "checkpoints")} has reached num_steps ({length}); '
+              f'raise --config.{"num_epochs" if config.num_epochs else "num_steps"} to train '
+              'on', file=sys.stderr)
       return state
     run = _Run(config, workdir, placement, manager, evaluate.make_evaluator(objective),
-               test_images, test_labels, is_main)
+               test_images, test_labels, is_main, per_epoch)
     step_fn, batches = _compiled_steps_and_inputs(config, placement, tx, train_images,
                                                   train_labels, start_step)
     if is_main:  # the loop then saves the config as config.json
@@ -282,10 +303,11 @@ class _Run:
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str, placement: Placement,
                manager: Any, evaluator: Callable, test_images: np.ndarray,
-               test_labels: np.ndarray, is_main: bool):
+               test_labels: np.ndarray, is_main: bool, per_epoch: int):
     self.config, self.workdir, self.placement, self.manager = config, workdir, placement, manager
     self.evaluator, self.test_images, self.test_labels = evaluator, test_images, test_labels
-    self.is_main = is_main
+    self.is_main, self.steps_per_epoch = is_main, per_epoch  # train steps an epoch
+    self.epochs = None  # EpochLosses, process 0's
     self.writer = None  # opened inside the signal guard: a start-up Ctrl-C leaves no files
     self.progress = None
     self.compile_seconds = self.train_seconds = self.eval_seconds = 0.0
@@ -301,7 +323,8 @@ class _Run:
       if self.is_main:
         # After the checkpoint restored: a wrong --config never overwrites the workdir's.
         saved_config.save(config, self.workdir)
-      self.writer = MetricWriter(self.workdir) if self.is_main else None
+        self.writer = MetricWriter(self.workdir)
+        self.epochs = EpochLosses.resume(self.workdir, self.steps_per_epoch, start_step)
       # The first call, which compiles, runs before the progress bar starts
       # its clock: timed by the bar, compilation would make its ETA hours long.
       device_state, metrics, self.compile_seconds = _first_step(
@@ -318,17 +341,28 @@ class _Run:
         if previous and config.nonfinite == 'stop':
           _check_finite(*previous, placement, self.manager, per_call)
         previous = (step, metrics)
+        if self.is_main:
+          self.epochs.add(step, metrics, placement.get)
         last = step == config.num_steps
         if step % config.log_every == 0 or last:
           self._log(step, metrics)
-        if step % config.eval_every == 0 or last:
+        evaluated = step % config.eval_every == 0 or last
+        if evaluated:
           self._evaluate(step, device_state)
+        if epochs_ended(step, per_call, self.steps_per_epoch):
+          if config.nonfinite == 'stop':  # an epoch that diverged at its end is not recorded
+            _check_finite(step, metrics, placement, self.manager, per_call)
+            previous = None  # checked
+          if self.is_main:
+            self._record_epochs(step, device_state, evaluated)
         signal_name = signals.received()
         if step % config.checkpoint_every == 0 or last or signal_name:
           if config.nonfinite == 'stop':  # never save a step that was not finite
             _check_finite(step, metrics, placement, self.manager, per_call)
             previous = None  # checked
           checkpoints.save(self.manager, step, placement.get(device_state))
+          if self.is_main:  # the sums of the epoch under way, for a run resumed from here
+            self.epochs.save_partial(self.workdir, step, placement.get)
         if signal_name and not last:
           self.manager.wait_until_finished()
           raise RunStopped(f'{signal_name} at step {step}: saved a checkpoint; run the same '
@@ -338,7 +372,8 @@ class _Run:
     return device_state
 
   def _log(self, step: int, metrics: dict) -> None:
-    scalars = {f'train/{k}': float(v) for k, v in self.placement.get(metrics).items()}
+    scalars = {f'train/{k}': float(v) for k, v in self.placement.get(metrics).items()
+               if k != PER_STEP}
     self._postfix = dict(loss=f"{scalars['train/loss']:.3f}")
     if step > self._last_step:  # the first step's time was compilation: no rate
       now = time.perf_counter()
@@ -351,23 +386,49 @@ class _Run:
 
   def _evaluate(self, step: int, device_state: Any) -> None:
     """Evaluates on the test images (process 0); logs the metrics and the reconstruction grid."""
-    start = time.perf_counter()
     if self.is_main:
-      # The bar stands still meanwhile (minutes for a large test set): say why.
-      self.progress.set_postfix_str(f'evaluating {len(self.test_images)} test images',
-                                    refresh=True)
-      state = self.placement.get(device_state)
-      self.results, recon, _ = self.evaluator(model_variables(state.params, state.batch_stats),
-                                              self.test_images, self.test_labels)
+      self.results, recon = self._test(device_state, self.test_images, self.test_labels)
       self.writer.write(step, {f'test/{k}': v for k, v in self.results.items()
                                if k not in evaluate.COUNTS})
       grid = images.save_reconstructions(
           os.path.join(self.workdir, 'images', f'reconstructions_{step:07d}.png'),
           self.test_images, recon, self.config.grid_size)
       self.writer.write_image(step, 'test/reconstructions', grid)
-      self.progress.set_postfix(self._postfix)
+
+  def _test(self, device_state: Any, test_images: np.ndarray,
+            test_labels: np.ndarray) -> tuple[dict, np.ndarray]:
+    """The evaluator's `(metrics, reconstructions)` of `test_images`, timed apart from
+    training (process 0)."""
+    start = time.perf_counter()
+    # The bar stands still meanwhile (minutes for a large test set): say why.
+    self.progress.set_postfix_str(f'evaluating {len(test_images)} test images', refresh=True)
+    state = self.placement.get(device_state)
+    results, recon, _ = self.evaluator(model_variables(state.params, state.batch_stats),
+                                       test_images, test_labels)
+    self.progress.set_postfix(self._postfix)
     self._last_time = time.perf_counter()  # steps/s counts training only
     self.eval_seconds += self._last_time - start
+    return results, recon
+
+  def _record_epochs(self, step: int, device_state: Any, evaluated: bool) -> None:
+    """Records the epochs that ended in the call that ended at `step` (process 0): their mean
+    training loss and the test loss at `step` (on `epoch_eval_examples` test images)."""
+    count = self.config.epoch_eval_examples
+    count = len(self.test_images) if count == -1 else min(count, len(self.test_images))
+    test = {}
+    if count:
+      results = (self.results if evaluated and count == len(self.test_images) else
+                 self._test(device_state, self.test_images[:count], self.test_labels[:count])[0])
+      test = {'test_loss': results.get('negative_elbo_nats', results['sse']),
+              'test_images': count}
+    for record in self.epochs.pop_ended(step, self.config.performance.steps_per_call,
+                                        self.placement.get):
+      record.update(test)
+      if count and step != record['step']:  # steps_per_call does not divide the epoch
+        record['test_step'] = step
+      self.epochs.write(self.workdir, record)
+      self.writer.write(record['step'], {f'epoch/{key}': record[key] for key in
+                                         ('epoch', 'train_loss', 'test_loss') if key in record})
 
   def close(self) -> None:
     """Closes the progress bar, the metric writer and the checkpoint manager, on every way out
@@ -385,6 +446,18 @@ class _Run:
                     self.compile_seconds, self.eval_seconds, self.results,
                     os.path.join(self.workdir, 'checkpoints', str(config.num_steps)),
                     config.performance.steps_per_call)
+
+
+def _epochs_line(config: ml_collections.ConfigDict, given_steps: int, num_train: int) -> str:
+  """What num_epochs > 0 trains, said as the run starts; num_steps, if another, replaced."""
+  per_epoch = steps_per_epoch(num_train, config.batch_size)
+  line = (f'num_epochs={config.num_epochs}: training {config.num_steps} steps, '
+          f'{config.num_epochs} epochs of {per_epoch} ({num_train} training images // '
+          f'batch_size {config.batch_size}, the last {num_train % config.batch_size} of each '
+          'epoch\'s order left out)')
+  if given_steps != config.num_steps:
+    line += f'; num_epochs replaces num_steps={given_steps}'
+  return line
 
 
 def _first_step(step_fn: Callable, state: Any, batch: Any,

@@ -148,7 +148,7 @@ COMMAND_LINE_MISTAKES = {  # case: (run_script arguments, text the error line mu
     'unexpected_argument': (dict(flags=['extra']), 'unexpected arguments: extra'),
     'config_name_typo': (dict(config='conv_mnst'),
                          'config file conv_mnst not found (did you mean conv_mnist?); packaged '
-                         'configs: ae_mnist, conv_fashion, conv_mnist, '),
+                         'configs: ae_cifar10, ae_mnist, conv_cifar10, conv_fashion, '),
     'no_config_and_none_saved': (dict(config=None),
                                  'no --config given, and workdir {tmp}/run does not exist: give '
                                  '--config NAME_OR_FILE to start a run in it'),

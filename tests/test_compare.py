@@ -134,3 +134,72 @@ def test_a_diverged_run_is_a_result_not_the_end_of_the_comparison(blob_dir, tmp_
   assert again['diverged_at'] == results['gon']['runs']['mnist'][0]['diverged_at']
   assert sorted(os.listdir(run_dir)) == before
   assert compare._mean_std_cell([1.0, float('nan'), 3.0]) == '2.00 ± 1.00 (1 of 3 diverged)'
+
+
+def test_the_length_is_steps_or_epochs_never_both():
+  assert compare.epochs_from_flags(1000, False, None) == 0  # --steps (or its default)
+  assert compare.epochs_from_flags(1000, False, 5) == 5
+  with pytest.raises(ConfigError, match=r'^--steps 200 and --epochs 5: give one, the length '):
+    compare.epochs_from_flags(200, True, 5)
+  with pytest.raises(ConfigError, match=r'^--epochs 0: train at least 1 epoch$'):
+    compare.epochs_from_flags(1000, False, 0)
+  # An epoch of 100 images in batches of 64 is 1 step; the cadences follow the steps.
+  config = compare.run_config('gon', 'mnist', 0, None, 'idx', '/x', {}, epochs=3, num_train=100)
+  assert (config.num_epochs, config.num_steps, config.eval_every, config.log_every) == (3, 3, 3, 1)
+  table = compare.summarise(
+      {'gon': {'parameters': 10, 'runs': {'mnist': [{'sse': 5.0, 'seconds_per_step': 0.1}]}}},
+      ['gon'], ['mnist'], None, 1, epochs=3)
+  assert '| Method | Parameters | Epochs | MNIST test SSE |' in table, table
+  assert '| gon (GON, one gradient step) | 10 | 3 | 5.00 ± 0.00 |' in table, table
+
+
+def test_the_paper_recipe_lands_in_every_method_under_its_own_changes():
+  paper = compare.RECIPES['paper']
+  assert paper == {'model.norm': 'batch', 'learning_rate': 1e-4,
+                   'gon.inner_reduction': 'official'}
+  for method in compare.TABLE_1:
+    config = compare._method_config(method, 'mnist', 0, 'idx', '/x', {}, 'paper')
+    assert (config.model.norm, config.learning_rate, config.gon.inner_reduction) == (
+        'batch', 1e-4, 'official'), method
+  config = compare.run_config('detach_10', 'mnist', 0, 10, 'idx', '/x', {}, recipe='paper')
+  assert (config.model.norm, config.gon.num_steps, config.gon.detach) == ('batch', 10, True)
+  # A method's own change wins over the recipe's; --override over both.
+  assert compare.run_config('gon_no_norm', 'mnist', 0, 10, 'idx', '/x', {},
+                            recipe='paper').model.norm == 'none'
+  assert compare.run_config('gon', 'mnist', 0, 10, 'idx', '/x', {'learning_rate': 3e-4},
+                            recipe='paper').learning_rate == 3e-4
+  assert compare.run_config('gon', 'mnist', 0, 10, 'idx', '/x', {}).model.norm == 'layer'
+
+
+def test_cifar10_runs_use_the_cifar10_config_of_a_method_where_there_is_one(monkeypatch):
+  packaged = {'conv_cifar10', 'ae_cifar10'}
+  monkeypatch.setattr(compare, '_config_exists', lambda name: name in packaged)
+  assert compare.config_name('conv_mnist', 'cifar10') == 'conv_cifar10'
+  assert compare.config_name('ae_mnist', 'cifar10') == 'ae_cifar10'
+  assert compare.config_name('tied_ae_mnist', 'cifar10') == 'tied_ae_mnist'  # none: as before
+  assert compare.config_name('conv_mnist', 'fashion_mnist') == 'conv_mnist'
+  assert compare.config_name('siren_mnist_tiny', 'mnist') == 'siren_mnist_tiny'
+  monkeypatch.undo()
+  assert compare._config_exists('conv_mnist') and not compare._config_exists('conv_nothing')
+
+
+@pytest.mark.slow
+def test_compare_in_epochs_writes_epoch_curves_and_per_epoch_numbers(tmp_path):
+  # 36 training images in batches of 8: epochs of 4 steps.
+  blobs = testing_utils.write_blob_digits(tmp_path / 'blobs', num_train=36, num_test=16)
+  workdir = str(tmp_path / 'compare')
+  os.makedirs(workdir)
+  results = compare.compare(['gon', 'ae'], ['mnist'], None, 1, 'idx', {'mnist': str(blobs)},
+                            {**TINY, 'model.norm': 'layer'}, workdir, epochs=2)
+  for method in ('gon', 'ae'):
+    run = results[method]['runs']['mnist'][0]
+    assert [e['epoch'] for e in run['epochs']] == [1, 2]
+    assert all(e['train_loss'] > 0 and e['test_loss'] > 0 for e in run['epochs'])
+    assert run['curve'][-1][0] == 8  # 2 epochs of 4 steps
+  saved = json.load(open(os.path.join(workdir, 'results.json'), encoding='utf-8'))
+  assert saved['epochs'] == 2 and saved['steps'] == {'gon': {'mnist': 8}, 'ae': {'mnist': 8}}
+  ae_run = results['ae']['runs']['mnist'][0]
+  assert saved['results']['ae']['runs']['mnist'][0]['epochs'] == ae_run['epochs']
+  assert os.path.getsize(os.path.join(workdir, 'epoch_curves.png')) > 1000
+  table = open(os.path.join(workdir, 'results.md'), encoding='utf-8').read()
+  assert '| Epochs |' in table and '| 2 |' in table

@@ -121,6 +121,9 @@ def tiny_cifar() -> tuple[dict, dict]:
 
 
 def test_cifar_reader_exact_values_from_the_archive_and_the_extracted_folder(tmp_path, tiny_cifar):
+  """Images and labels in the batches' own order (data_batch_1 to 5): CIFAR-10's authors'
+  order, its classes already mixed (test_batch starts cat, ship, ship, airplane), so the
+  grids' first test images show every class without the folder source's round robin."""
   images, labels = tiny_cifar
   archive = write_cifar_archive(tmp_path / 'set' / 'cifar-10-python.tar.gz', images, labels)
   # The published layout, byte by byte: a row holds the red, green, blue planes, row-major.

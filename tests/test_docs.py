@@ -33,7 +33,8 @@ SCRIPTS = {('python', '-m', 'gon_jax.experiments.compare'): 'gon_jax/experiments
            ('python', '-m', 'gon_jax.demo'): 'gon_jax/demo.py',
            ('python', '-m', 'gon_jax.export'): 'gon_jax/export.py',
            ('python', '-m', 'gon_jax.encode'): 'gon_jax/encode.py',
-           ('python', '-m', 'gon_jax.probes'): 'gon_jax/probes.py'}
+           ('python', '-m', 'gon_jax.probes'): 'gon_jax/probes.py',
+           ('python', '-m', 'gon_jax.sample_quality'): 'gon_jax/sample_quality.py'}
 PYPROJECT = tomllib.loads((REPO / 'pyproject.toml').read_text())
 
 

@@ -125,6 +125,7 @@ def test_a_pretrained_name_is_its_folder_and_an_unknown_name_one_error_line(tmp_
       f'{", ".join(gon_jax.model.pretrained_names())}'], result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.skipif(not MNIST_DIR.is_dir(), reason=NEEDS_MNIST)
 def test_pretrained_conv_mnist_encodes_the_real_test_split(tmp_path):

@@ -7,6 +7,7 @@ Every image is written by the test; the decoded cache lives in the session's XDG
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import pathlib
@@ -91,12 +92,14 @@ def split_folder(tmp_path) -> pathlib.Path:
 @pytest.mark.parametrize('channels,mode', [(3, 'RGB'), (None, 'RGB'), (1, 'L')])
 def test_train_and_test_subfolders_with_class_folders(split_folder, decoded, channels, mode):
   """Class folders are labels in sorted order (ImageFolder's); each image is its centred
-  square resized to the image size, in model.channels' mode; files in path order."""
+  square resized to the image size, in model.channels' mode; the classes take turns, each
+  class's files in path order (.hidden/ is skipped)."""
   for split, count in (('train', 3), ('test', 2)):
     x, y = data.load_split(folder_config(split_folder), split, 12, channels)
     assert x.dtype == np.uint8 and x.shape == (2 * count, 12, 12, 3 if mode == 'RGB' else 1)
-    assert y.dtype == np.int32 and y.tolist() == [0] * count + [1] * count
-    paths = sorted((split_folder / split).glob('[!.]*/*.png'))  # .hidden/ is skipped.
+    assert y.dtype == np.int32 and y.tolist() == [0, 1] * count
+    paths = [split_folder / split / name / f'{i:02d}.png' for i in range(count)
+             for name in ('cats', 'dogs')]
     np.testing.assert_array_equal(x, np.stack([expected_square(p, 12, mode) for p in paths]))
 
 
@@ -131,9 +134,52 @@ def test_a_folder_without_train_and_test_is_split_by_name(tmp_path, decoded):
   for split, wanted in (('train', False), ('test', True)):
     x, y = data.load_split(folder_config(root), split, None, 3)
     chosen = [i for i, t in enumerate(is_test) if t == wanted]
+    # Class a's and b's images in turn, each class's in path order.
+    in_turn = [i for pair in itertools.zip_longest([i for i in chosen if i < 30],
+                                                   [i for i in chosen if i >= 30])
+               for i in pair if i is not None]
     assert x.shape == (len(chosen), 6, 6, 3)  # None: each image's square at its own size.
-    np.testing.assert_array_equal(x[:, 3, 3, 0], chosen)  # In path order.
-    np.testing.assert_array_equal(y, [names[i].startswith('b') for i in chosen])
+    np.testing.assert_array_equal(x[:, 3, 3, 0], in_turn)
+    np.testing.assert_array_equal(y, [names[i].startswith('b') for i in in_turn])
+
+
+def test_each_split_takes_its_classes_in_turn(tmp_path, decoded):
+  """The first image of every class (in class order), then the second, ...: every prefix of a
+  split shows every class (the grids' first test images), a class that runs out drops out;
+  loose images keep their path order."""
+  del decoded
+  root = tmp_path / 'uneven'
+  sizes = {'a': 3, 'b': 1, 'c': 2}
+  for split in ('train', 'test'):
+    for name, count in sizes.items():
+      for i in range(count):
+        write_png(root / split / name / f'{i}.png', 4, 4, (10 * i, 0, 0))
+  x, y = data.load_split(folder_config(root), 'train', None, 3)
+  assert y.tolist() == [0, 1, 2, 0, 2, 0]
+  assert x[:, 2, 2, 0].tolist() == [0, 0, 0, 10, 10, 20]  # a/0 b/0 c/0 a/1 c/1 a/2
+  loose = tmp_path / 'loose'
+  for i in range(4):
+    write_png(loose / 'train' / f'{i}.png', 4, 4, (10 * i, 0, 0))
+  write_png(loose / 'test' / 'x.png', 4, 4, (0, 0, 0))
+  x, y = data.load_split(folder_config(loose), 'train', None, 3)
+  assert x[:, 2, 2, 0].tolist() == [0, 10, 20, 30] and y.tolist() == [0] * 4
+
+
+def test_a_cache_entry_in_the_class_by_class_order_is_not_served(split_folder, decoded,
+                                                                 monkeypatch):
+  """An entry decoded before the classes took turns (the files class by class, as sorted)
+  holds its rows in that order: its key lists the files in order, so it misses and is
+  replaced by an entry in the new order."""
+  with monkeypatch.context() as old:
+    old.setattr(data, '_round_robin', lambda paths: paths)
+    _, y = data.load_split(folder_config(split_folder), 'train', 8, 3)
+    assert y.tolist() == [0, 0, 0, 1, 1, 1]
+  (stale,) = entries(decoded)
+  data._files_cache.clear()
+  _, y = data.load_split(folder_config(split_folder), 'train', 8, 3)
+  assert y.tolist() == [0, 1, 0, 1, 0, 1]
+  (entry,) = entries(decoded)  # The same folder, split and size: the stale entry is removed.
+  assert entry != stale and entry.rsplit('-', 1)[0] == stale.rsplit('-', 1)[0]
 
 
 def assert_one_line_error(config, match: str, split: str = 'train', size=8, channels=3) -> None:
@@ -228,7 +274,7 @@ def test_the_cache_misses_when_a_file_or_the_image_size_changes(split_folder, de
   data._files_cache.clear()
   write_png(split_folder / 'train' / 'dogs' / '09.png', 5, 5, (1, 1, 1))  # A new file.
   x, y = data.load_split(config, 'train', 8, 3)
-  assert len(calls) == 31 and len(x) == 7 and y.tolist() == [0] * 3 + [1] * 4
+  assert len(calls) == 31 and len(x) == 7 and y.tolist() == [0, 1, 0, 1, 0, 1, 1]
 
 
 def test_the_cache_is_written_atomically(split_folder, decoded, monkeypatch):

@@ -230,12 +230,13 @@ def test_each_family_takes_only_the_latent_inputs_it_uses():
     return [name for name, p in inspect.signature(family.latents).parameters.items()
             if p.kind is inspect.Parameter.KEYWORD_ONLY]
   assert keyword_only(objectives.GON) == ['z0', 'draws', 'train', 'loss']
-  assert keyword_only(objectives.Encoded) == []
+  assert keyword_only(objectives.Encoded) == ['train']
   assert keyword_only(objectives.GLO) == ['z0', 'rows', 'loss']
   with pytest.raises(TypeError, match='takes seed; a family'):
     type('Bad', (objectives.GON,), {'latents': lambda self, variables, images, *, seed: None})
 
 
+@pytest.mark.slow
 def test_reconstruct_takes_its_options_by_keyword_and_checks_z0(blob_dir):
   model = _conv_model(blob_dir)
   images = jnp.asarray(random_images(2), jnp.float32) / 255

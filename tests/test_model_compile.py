@@ -113,6 +113,7 @@ def test_a_small_decode_compiles_a_small_batch(conv_model):
   assert any('float32[4,8]' in line or 'f32[4,8]' in line for line in compiled), compiled
 
 
+@pytest.mark.slow
 def test_the_pure_functions_work_in_jit_and_grad(conv_model):
   fns, variables = conv_model.functions, conv_model.variables
   images = data.to_float(random_images(4))

@@ -27,8 +27,8 @@ def _init(module, latent_dim, key=jax.random.key(0)):
 
 @pytest.mark.parametrize('norm', ['batch', 'layer', 'group'])
 def test_official_parameter_count(norm):
-  # GON.py with nz=32, ngf=16, nc=1 has 74,321 parameters.
-  variables = _init(ConvDecoder(norm=norm), 32)
+  # GON.py with nz=32, ngf=16, nc=1 has 74,321 parameters. Shapes only: eval_shape runs no op.
+  variables = jax.eval_shape(functools.partial(_init, ConvDecoder(norm=norm), 32))
   assert _num_params(variables) == 74_321
 
 
@@ -125,28 +125,32 @@ def test_transposed_convolution_matches_pytorch_semantics():
                               np.einsum('bc,yxco->byxo', z, kernel) + bias, atol=1e-5)
 
 
-@pytest.mark.parametrize('c_out', [1, 9])  # both of matmul_conv's forms (narrow, wide)
-def test_matmul_transposed_convolution_derivatives_of_every_order(c_out):
+# Both of matmul_conv's forms (narrow, wide c_out). Order 0 is the GON's own (the gradient of a
+# loss of an inner gradient); the orders above compile for a minute: the full suite's.
+@pytest.mark.parametrize('c_out,orders', [
+    (1, 1), (9, 1), pytest.param(1, 3, marks=pytest.mark.slow),
+    pytest.param(9, 3, marks=pytest.mark.slow)])
+def test_matmul_transposed_convolution_derivatives_of_every_order(c_out, orders):
   # Its derivatives are custom VJPs: first, second and third order against the dilated
   # convolution's (in float64, where both are exact to rounding), and the batched VJP of the
   # shared origin (jax.vmap over output errors).
   with jax.enable_x64(True):
-    keys = jax.random.split(jax.random.key(0), 3)
-    x = jax.random.normal(keys[0], (2, 4, 4, 3), jnp.float64)
-    kernel = jax.random.normal(keys[1], (4, 4, 3, c_out), jnp.float64)
-    target = jax.random.normal(keys[2], (2, 8, 8, c_out), jnp.float64)
+    rng = np.random.default_rng(0)  # numpy's draws: jax.random's compile for seconds in x64
+    x, kernel, target = (jnp.asarray(rng.standard_normal(shape)) for shape in
+                         ((2, 4, 4, 3), (4, 4, 3, c_out), (2, 8, 8, c_out)))
 
     def gon_like(method, kernel):  # an inner gradient, then a loss of it
       inner = lambda x: jnp.sum(jnp.tanh(transposed_conv(x, kernel, False, method)) * target)
       g = jax.grad(inner)(x)
       return jnp.sum(jnp.sin(transposed_conv(g, kernel, False, method)) * target) + jnp.sum(g ** 3)
 
-    for order in range(3):
+    for order in range(orders):
       fns = {m: functools.partial(gon_like, m) for m in ('matmul', 'conv')}
       for _ in range(order):
         fns = {m: (lambda f: lambda k: jnp.sum(jax.grad(f)(k) ** 2))(f) for m, f in fns.items()}
-      chex.assert_trees_all_close(jax.grad(fns['matmul'])(kernel), jax.grad(fns['conv'])(kernel),
-                                  rtol=1e-9)
+      # Jitted: one compilation, not one per operation of an eager trace.
+      chex.assert_trees_all_close(jax.jit(jax.grad(fns['matmul']))(kernel),
+                                  jax.jit(jax.grad(fns['conv']))(kernel), rtol=1e-9)
     errors = jnp.broadcast_to(target[:, None], (2, 1, 8, 8, c_out))
     vjps = {m: jax.vjp(lambda v, m=m: transposed_conv(v, kernel, False, m), x[:1])[1]
             for m in ('matmul', 'conv')}
@@ -199,7 +203,7 @@ def test_autoencoder_baseline_has_the_gon_decoder_and_twice_its_parameters(blob_
   from gon_jax.configs import ae_mnist  # pylint: disable=import-outside-toplevel
   from testing_utils import run_steps  # pylint: disable=import-outside-toplevel
   config = ae_mnist.get_config()
-  variables = make_objective(config).init_variables(jax.random.key(0))
+  variables = jax.eval_shape(make_objective(config).init_variables, jax.random.key(0))
   decoder = {k: v for k, v in variables['params'].items() if k != 'ConvEncoder_0'}
   assert sum(x.size for x in jax.tree.leaves(decoder)) == 74_321
   assert sum(x.size for x in jax.tree.leaves(variables['params'])) == 148_673

@@ -89,6 +89,7 @@ def test_more_steps_and_other_cadences_resume(copy, free):
                             'checkpoint_every': 2}.items() if key == 'num_steps' or free}
 
 
+@pytest.mark.slow
 def test_allow_recipe_change_resumes_and_records_the_change(copy):
   workdir, tiny = copy
   config = official_config(tiny)

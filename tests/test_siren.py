@@ -18,7 +18,8 @@ from gon_jax.configs import siren_celeba, siren_cifar10, siren_mnist, siren_mnis
 
 
 def _count(config):
-  variables = make_objective(config).init_variables(jax.random.key(0))
+  # Shapes only: eval_shape runs no op.
+  variables = jax.eval_shape(make_objective(config).init_variables, jax.random.key(0))
   return sum(x.size for x in jax.tree.leaves(variables['params']))
 
 
@@ -144,8 +145,9 @@ def test_render_slerp_and_gaussian():
 def test_colour_and_grey_configs_decode_their_image_shape(factory):
   config = factory.get_config()
   objective = make_objective(config)
-  model, variables = objective.model, objective.init_variables(jax.random.key(0))
-  out = model.apply(variables, jnp.zeros((1, config.model.latent_dim)))
+  # Shapes only: eval_shape traces the decoder and runs no op.
+  out = jax.eval_shape(lambda key: objective.model.apply(
+      objective.init_variables(key), jnp.zeros((1, config.model.latent_dim))), jax.random.key(0))
   size = config.data.image_size
   chex.assert_shape(out, (1, size, size, config.model.channels))
 

@@ -88,6 +88,7 @@ def test_batch_that_does_not_divide_over_devices_is_refused():
     validate(config)
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run(blob_dir, tmp_path):
   config = tiny_config(blob_dir)
   straight = train_and_evaluate(config, str(tmp_path / 'straight'))

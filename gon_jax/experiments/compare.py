@@ -15,8 +15,8 @@ MNIST and Fashion-MNIST download by themselves into the cache on first use;
 `--data_dir DATASET=PATH` reads a folder of IDX files instead (e.g.
 `--data_dir fashion_mnist=/usr/share/datasets/fashion-mnist`).
 
-The activation ablation (Fig. 3) and the z0 ablation (App. C) are
-`--ablation activation` and `--ablation z0_sigma`, the recipe study
+The activation ablation (Fig. 3), the inner steps (Fig. 2b) and the z0 ablation (App. C)
+are `--ablation activation`, `--ablation inner_steps` and `--ablation z0_sigma`, the recipe study
 (PyTorch's or flax's layer defaults, Adam 1e-3 or 1e-4, with each norm)
 `--ablation init`, the normalisations `--ablation norm`, the GON classifier
 (Eq. 13; the table then adds test accuracy) `--ablation classifier`, and the
@@ -27,10 +27,19 @@ Every method is a config of configs/ (conv_mnist for the paper's, siren_mnist_ti
 the implicit ones) with a few changes (METHODS);
 `--override key=value` changes all of them.
 
+`--epochs N` trains every run N epochs (num_epochs: N * (training images // batch_size)
+steps) instead of `--steps`; `--recipe paper` gives every method the paper's recipe
+(RECIPES: BatchNorm, Adam 1e-4, the official inner loss reduction) under its own changes.
+`--datasets cifar10` trains each method's CIFAR-10 config where configs/ has one (ae_mnist
+-> ae_cifar10: `config_name`), e.g. `--datasets cifar10 --data_source folder --data_dir
+cifar10=PATH` for the JPEG folder.
+
 Writes to --workdir: `results.md` (the mean and standard deviation over
 seeds of the test summed squared error per image, parameters, seconds per
-training step), `results.json`, and `loss_curves.png` (training loss, mean
-and standard deviation over seeds, Fig. 2). Each run trains in
+training step), `results.json` (with each run's per-epoch losses), `loss_curves.png`
+(training loss, mean and standard deviation over seeds, Fig. 2), and `epoch_curves.png`
+(training loss solid, test loss dashed, per epoch, mean over seeds: Fig. 2c, App. E) once
+runs have finished an epoch. Each run trains in
 `runs/<dataset>/<method>/seed<k>` with train.py's loop (checkpoints,
 metrics.jsonl); a finished run is not repeated, an unfinished one resumes,
 so an interrupted comparison continues where it stopped.
@@ -50,11 +59,13 @@ import numpy as np
 from absl import app, flags, logging
 
 from gon_jax import data, images
-from gon_jax.config import validate
+from gon_jax.config import steps_for, validate
 from gon_jax.errors import ConfigError, Diverged, run_reporting_errors
-from gon_jax.flag_parsing import parse_flags_or_exit
+from gon_jax.flag_parsing import PACKAGED_CONFIGS, parse_flags_or_exit
+from gon_jax.metric_writer import read_jsonl
 from gon_jax.models import get_spec
 from gon_jax.state import setup
+from gon_jax.epoch_losses import EPOCHS_FILENAME
 from gon_jax.train import train_and_evaluate
 
 _TEN_STEPS = {'gon.num_steps': 10, 'gon.step_size': 0.1}  # 0.1 as in Nijkamp et al.
@@ -69,6 +80,13 @@ METHODS: dict[str, tuple[str, dict, str]] = {
                   'GON, 10 steps of 0.1, detached'),
     'steps_10': ('conv_mnist', _TEN_STEPS, 'GON, 10 steps of 0.1'),
 }
+# Fig. 2b's other step counts, with the 10 steps' step size (the paper gives none).
+METHODS.update({
+    'steps_2': ('conv_mnist', {'gon.num_steps': 2, 'gon.step_size': 0.1}, 'GON, 2 steps of 0.1'),
+    'steps_8': ('conv_mnist', {'gon.num_steps': 8, 'gon.step_size': 0.1}, 'GON, 8 steps of 0.1'),
+    'detach_25': ('conv_mnist', {'gon.detach': True, 'gon.num_steps': 25, 'gon.step_size': 0.1},
+                  'GON, 25 steps of 0.1, detached'),
+})
 ACTIVATIONS = ('sin', 'relu', 'leaky_relu', 'tanh', 'elu', 'softplus', 'swish')
 METHODS.update({f'gon_{a}': ('conv_mnist', {'model.activation': a}, f'GON, {a}')
                 for a in ACTIVATIONS})
@@ -117,6 +135,8 @@ TABLE_1 = ('gon', 'ae', 'tied_ae', 'glo', 'detach_1', 'detach_10', 'steps_10')
 ABLATIONS = {
     # conv_mnist's activation is ELU: `gon` is the ELU row, not a second run of it
     'activation': tuple('gon' if a == 'elu' else f'gon_{a}' for a in ACTIVATIONS),
+    # Fig. 2b: one step against several, joint or detached.
+    'inner_steps': ('gon', 'detach_1', 'steps_2', 'steps_8', 'steps_10', 'detach_10', 'detach_25'),
     'z0_sigma': ('gon', *(f'gon_sigma{s:g}' for s in SIGMAS),
                  *(f'gon_sigma{s:g}_step' for s in SIGMAS)),
     'norm': ('gon', 'gon_batchnorm', 'gon_groupnorm', 'gon_no_norm', 'gon_official_inner'),
@@ -126,7 +146,14 @@ ABLATIONS = {
     'init': ('gon', 'gon_flax_init', 'gon_lr1e-4', 'gon_flax_init_lr1e-4', 'gon_batchnorm',
              'gon_batchnorm_flax_init', 'gon_batchnorm_lr1e-4', 'gon_batchnorm_flax_init_lr1e-4'),
 }
-DATASET_TITLES = {'mnist': 'MNIST', 'fashion_mnist': 'Fashion-MNIST'}
+DATASET_TITLES = {'mnist': 'MNIST', 'fashion_mnist': 'Fashion-MNIST', 'cifar10': 'CIFAR-10'}
+# --recipe: changes to every method's config, under the method's own (gon_no_norm stays
+# without a norm). 'paper': the paper's networks all use BatchNorm, with Adam at 1e-4 and the
+# official scripts' inner loss reduction.
+RECIPES = {
+    'default': {},
+    'paper': {'model.norm': 'batch', 'learning_rate': 1e-4, 'gon.inner_reduction': 'official'},
+}
 
 
 def _define_flags() -> None:
@@ -137,7 +164,12 @@ def _define_flags() -> None:
   flags.DEFINE_enum('ablation', None, list(ABLATIONS),
                     'Compare the methods of an ablation (unless --methods is given).')
   flags.DEFINE_list('datasets', 'mnist', 'Data sets (data.name), e.g. mnist,fashion_mnist.')
-  flags.DEFINE_integer('steps', 1000, 'Training steps of every run.')
+  flags.DEFINE_integer('steps', 1000, 'Training steps of every run (or --epochs).')
+  flags.DEFINE_integer('epochs', None, 'Training epochs of every run (num_epochs; instead of '
+                       '--steps): epoch_curves.png then plots train and test loss per epoch.')
+  flags.DEFINE_enum('recipe', 'default', list(RECIPES),
+                    "Every method's recipe: its config ('default'), or 'paper': with "
+                    "BatchNorm, Adam 1e-4 and the official inner loss reduction.")
   flags.DEFINE_integer('seeds', 3, 'Runs per method and data set (seeds 0, 1, ...).')
   flags.DEFINE_enum('data_source', 'idx', list(data.SOURCES), 'As data.source.')
   flags.DEFINE_multi_string(
@@ -160,6 +192,21 @@ def _load_config(name: str) -> ml_collections.ConfigDict:
   return importlib.import_module(f'gon_jax.configs.{name}').get_config()
 
 
+def _config_exists(name: str) -> bool:
+  return os.path.isfile(os.path.join(PACKAGED_CONFIGS, f'{name}.py'))
+
+
+def config_name(name: str, dataset: str) -> str:
+  """The packaged config a method's `name` (an MNIST config) stands for on `dataset`: for
+  cifar10, the name with 'mnist' as 'cifar10' where configs/ has it (ae_mnist ->
+  ae_cifar10: the same method for 3 channels), else `name` itself."""
+  if dataset == 'cifar10' and 'mnist' in name:
+    candidate = name.replace('mnist', 'cifar10')
+    if _config_exists(candidate):
+      return candidate
+  return name
+
+
 def _parse_value(text: str):
   """A Python literal (1e-3, True, (16, 16)), else the text itself."""
   try:
@@ -168,22 +215,44 @@ def _parse_value(text: str):
     return text  # a bare string such as relu
 
 
-def run_config(method: str, dataset: str, seed: int, steps: int, data_source: str,
-               data_dir: str, overrides: dict) -> ml_collections.ConfigDict:
-  """The config of one run: the method's recipe on `dataset`, trained `steps` steps.
+def run_config(method: str, dataset: str, seed: int, steps: int | None, data_source: str,
+               data_dir: str, overrides: dict, *, epochs: int = 0, num_train: int = 0,
+               recipe: str = 'default') -> ml_collections.ConfigDict:
+  """The config of one run: the method's recipe on `dataset`, trained `steps` steps, or with
+  `epochs` > 0 that many epochs (num_epochs) of the `num_train` training images.
+
+  Changes apply in this order, a later one winning: `RECIPES[recipe]`, the method's,
+  `overrides`; then the run's seed, data and length. The run evaluates and checkpoints at its
+  end, and logs 100 times.
 
   Raises:
-    ConfigError: an unknown method or override.
+    ConfigError: an unknown method or override, or a config that does not validate.
   """
+  config = _method_config(method, dataset, seed, data_source, data_dir, overrides, recipe)
+  _update(config, {'num_epochs': epochs}, method)
+  steps = steps_for(config, num_train) if epochs else steps
+  _update(config, {'num_steps': steps, 'eval_every': steps, 'checkpoint_every': steps,
+                   'log_every': max(1, steps // 100)}, method)
+  validate(config)  # every run's config, before any of them trains
+  return config
+
+
+def _method_config(method: str, dataset: str, seed: int, data_source: str, data_dir: str,
+                   overrides: dict, recipe: str) -> ml_collections.ConfigDict:
+  """`run_config`'s config before its length is set: the recipe's, the method's and
+  `overrides`' changes, the seed and the data; locked, not validated."""
   if method not in METHODS:
     raise ConfigError(f'unknown method {method!r}; valid: {", ".join(METHODS)}')
   name, method_overrides, _ = METHODS[method]
-  config = _load_config(name)
-  changes = {**method_overrides, **overrides, 'seed': seed, 'num_steps': steps,
-             'data.name': dataset, 'data.source': data_source, 'data.dir': data_dir,
-             'eval_every': steps, 'checkpoint_every': steps, 'train_eval_examples': -1,
-             'log_every': max(1, steps // 100)}
+  config = _load_config(config_name(name, dataset))
   config.lock()  # an unknown key is an error, not a new entry
+  _update(config, {**RECIPES[recipe], **method_overrides, **overrides, 'seed': seed,
+                   'data.name': dataset, 'data.source': data_source, 'data.dir': data_dir,
+                   'train_eval_examples': -1}, method)
+  return config
+
+
+def _update(config: ml_collections.ConfigDict, changes: dict, method: str) -> None:
   for key, value in changes.items():
     try:
       config.update_from_flattened_dict({key: value})
@@ -191,8 +260,13 @@ def run_config(method: str, dataset: str, seed: int, steps: int, data_source: st
       raise ConfigError(f'unknown config key {key!r} (method {method})') from None
     except TypeError as err:
       raise ConfigError(f'{key}={value!r}: {str(err).splitlines()[0]}') from None
-  validate(config)  # every run's config, before any of them trains
-  return config
+
+
+def train_size(config: ml_collections.ConfigDict) -> int:
+  """The training images of `config.data`, loaded as training loads them (once more)."""
+  images_, _ = data.load_split(config.data, 'train', config.data.image_size,
+                               config.model.channels)
+  return len(images_)
 
 
 def run_folder(workdir: str, method: str, dataset: str, seed: int) -> str:
@@ -207,18 +281,14 @@ def read_run(workdir: str, steps: int) -> dict | None:
     `{'sse': final test SSE per image, 'psnr': its PSNR (dB), 'accuracy':
     final test accuracy (None without a classifier), 'seconds_per_step': median over the logged rates
     (the training loop leaves compilation out), 'curve': [(step, training
-    reconstruction loss)], 'diverged_at': None, or the step whose loss or gradient was not
-    finite (training stopped there; then 'sse' and 'psnr' are nan)}`.
+    reconstruction loss)], 'epochs': [{'epoch', 'train_loss', 'test_loss'}] of each epoch
+    that ended (epochs.jsonl; 'test_loss' left out with epoch_eval_examples=0),
+    'diverged_at': None, or the step whose loss or gradient was not finite (training stopped
+    there; then 'sse' and 'psnr' are nan)}`.
   """
-  path = os.path.join(workdir, 'metrics.jsonl')
-  diverged = os.path.join(workdir, _DIVERGED)
-  records = []
-  if os.path.exists(path):
-    with open(path, encoding='utf-8') as f:
-      records = [json.loads(line) for line in f if line.strip()]
   # metrics.jsonl writes a value that was not finite as null (MetricWriter): NaN again here.
-  records = [{key: float('nan') if value is None else value for key, value in r.items()}
-             for r in records]
+  records = read_jsonl(os.path.join(workdir, 'metrics.jsonl'))
+  diverged = os.path.join(workdir, _DIVERGED)
   final = [r for r in records if r['step'] == steps and 'test/sse' in r]
   diverged_at = None
   if not final and os.path.exists(diverged):
@@ -230,10 +300,12 @@ def read_run(workdir: str, steps: int) -> dict | None:
   train = {r['step']: r for r in records if 'train/loss' in r}  # last write per step wins
   rates = [r['train/steps_per_second'] for r in train.values() if 'train/steps_per_second' in r]
   curve = [(s, train[s].get('train/reconstruction', train[s]['train/loss'])) for s in sorted(train)]
+  epochs = [{key: r[key] for key in ('epoch', 'train_loss', 'test_loss') if key in r}
+            for r in read_jsonl(os.path.join(workdir, EPOCHS_FILENAME))]
   return {'sse': final[-1]['test/sse'], 'psnr': final[-1].get('test/psnr'),
           'accuracy': final[-1].get('test/accuracy'),
           'seconds_per_step': float(1.0 / np.median(rates)) if rates else None,
-          'curve': curve, 'diverged_at': diverged_at}
+          'curve': curve, 'epochs': epochs, 'diverged_at': diverged_at}
 
 
 def count_parameters(config: ml_collections.ConfigDict) -> int:
@@ -263,21 +335,24 @@ def percent_cell(fractions: list[float]) -> str:
   return f'{mean:.1f}% ± {std:.1f}'
 
 
-def summarise(results: dict, methods: list[str], datasets: list[str], steps: dict[str, int],
-              seeds: int) -> str:
-  """The Markdown table of `results[method]` ('parameters', 'runs': {dataset: [run]})."""
+def summarise(results: dict, methods: list[str], datasets: list[str],
+              steps: dict[str, int] | None, seeds: int, epochs: int = 0) -> str:
+  """The Markdown table of `results[method]` ('parameters', 'runs': {dataset: [run]}); its
+  length column is each method's `steps`, or with `epochs` > 0 the epochs of every run."""
   classifies = any(r.get('accuracy') is not None for m in methods
                    for runs in results[m]['runs'].values() for r in runs)
   implicit = any(results[m].get('implicit') for m in methods)  # PSNR, as implicit work reports
   titles = [DATASET_TITLES.get(d, d) for d in datasets]
-  header = (['Method', 'Parameters', 'Steps'] + [f'{t} test SSE' for t in titles]
+  header = (['Method', 'Parameters', 'Epochs' if epochs else 'Steps']
+            + [f'{t} test SSE' for t in titles]
             + ([f'{t} test PSNR (dB)' for t in titles] if implicit else [])
             + ([f'{t} test accuracy' for t in titles] if classifies else []) + ['s / step'])
   lines = [f'Test summed squared error per image (mean ± std over {seeds} seeds).', '',
            '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   for method in methods:
     entry = results[method]
-    cells = [f'{method} ({METHODS[method][2]})', f'{entry["parameters"]:,}', f'{steps[method]:,}']
+    cells = [f'{method} ({METHODS[method][2]})', f'{entry["parameters"]:,}',
+             f'{epochs if epochs else steps[method]:,}']
     rates = []
     for dataset in datasets:
       runs = entry['runs'][dataset]
@@ -311,6 +386,32 @@ def plot_curves(path: str, results: dict, methods: list[str], datasets: list[str
   images.save_curves(path, panels, 'training loss (SSE per image)')
 
 
+def plot_epoch_curves(path: str, results: dict, methods: list[str],
+                      datasets: list[str]) -> bool:
+  """Training (solid) and test (dashed) loss per epoch, mean and standard deviation over
+  seeds, one colour per method, one panel per data set (the paper's Fig. 2c and App. E);
+  False, and no file, when no run has a record of a finished epoch with both losses (each
+  method's curves end at the epochs its seeds all reached)."""
+  panels = {}
+  for dataset in datasets:
+    lines = {}
+    for method in methods:
+      records = [[r for r in run.get('epochs', []) if 'test_loss' in r]
+                 for run in results[method]['runs'][dataset]]
+      length = min(len(r) for r in records)
+      if length:
+        epochs, train, test = (np.array([[r[key] for r in run[:length]] for run in records])
+                               for key in ('epoch', 'train_loss', 'test_loss'))
+        lines[f'{method} train'] = (epochs[0], train.mean(axis=0), train.std(axis=0),
+                                    (f'{method} test', test.mean(axis=0), test.std(axis=0)))
+    if lines:
+      panels[DATASET_TITLES.get(dataset, dataset)] = lines
+  if not panels:
+    return False
+  images.save_curves(path, panels, 'loss (SSE per image)', xlabel='epoch')
+  return True
+
+
 def _data_dirs(entries: list[str], datasets: list[str]) -> dict[str, str]:
   shared = [e for e in entries if '=' not in e]
   dirs = {d: shared[-1] if shared else '' for d in datasets}
@@ -334,23 +435,34 @@ def equal_time_steps(results: dict, reference: str, steps: int) -> dict[str, int
   return {m: max(10, 10 * round(budget / seconds_per_step(m) / 10)) for m in results}
 
 
-def compare(methods: list[str], datasets: list[str], steps: int | dict[str, int], seeds: int,
-            data_source: str, data_dirs: dict[str, str], overrides: dict, workdir: str) -> dict:
-  """Trains (or reads) every run and writes the table, the JSON and the plot.
+def compare(methods: list[str], datasets: list[str], steps: int | dict[str, int] | None,
+            seeds: int, data_source: str, data_dirs: dict[str, str], overrides: dict,
+            workdir: str, *, epochs: int = 0, recipe: str = 'default') -> dict:
+  """Trains (or reads) every run and writes the table, the JSON and the plots.
 
-  `steps`: every method's, or {method: steps}.
+  `steps`: every method's, or {method: steps}; or with `epochs` > 0, None (each run trains
+  that many epochs of its data set: `run_config`). `recipe`: a key of RECIPES.
   """
-  steps = steps if isinstance(steps, dict) else dict.fromkeys(methods, steps)
-  if min(steps.values()) < 1 or seeds < 1:
-    raise ConfigError(f'--steps {min(steps.values())} and --seeds {seeds} must be at least 1')
-  configs = {(m, d, s): run_config(m, d, s, steps[m], data_source, data_dirs[d], overrides)
+  if epochs:
+    steps = None
+  else:
+    steps = steps if isinstance(steps, dict) else dict.fromkeys(methods, steps)
+  length = epochs if epochs else min(steps.values())
+  if length < 1 or seeds < 1:
+    raise ConfigError(f'--{"epochs" if epochs else "steps"} {length} and --seeds {seeds} '
+                      'must be at least 1')
+  sizes = _train_sizes(methods[0], datasets, data_source, data_dirs, overrides, recipe
+                       ) if epochs else {}
+  configs = {(m, d, s): run_config(m, d, s, steps and steps[m], data_source, data_dirs[d],
+                                   overrides, epochs=epochs, num_train=sizes.get(d, 0),
+                                   recipe=recipe)
              for m in methods for d in datasets for s in range(seeds)}  # all checked first
   results = {m: {'parameters': count_parameters(configs[m, datasets[0], 0]),
                  'implicit': get_spec(configs[m, datasets[0], 0].model.name).implicit,
                  'runs': {d: [] for d in datasets}} for m in methods}
   for i, ((method, dataset, seed), config) in enumerate(configs.items()):
     run_dir = run_folder(workdir, method, dataset, seed)
-    run = read_run(run_dir, steps[method])
+    run = read_run(run_dir, config.num_steps)
     if run is None:
       start = time.perf_counter()
       try:
@@ -358,20 +470,32 @@ def compare(methods: list[str], datasets: list[str], steps: int | dict[str, int]
       except Diverged as stopped:  # a result of the method, kept: the others still run
         with open(os.path.join(run_dir, _DIVERGED), 'w', encoding='utf-8') as f:
           json.dump({'step': stopped.step, 'message': str(stopped)}, f)
-      run = read_run(run_dir, steps[method])
+      run = read_run(run_dir, config.num_steps)
       outcome = (f'diverged at step {run["diverged_at"]}' if run['diverged_at'] else
                  f'test SSE {run["sse"]:.3f}')
       print(f'[{i + 1}/{len(configs)}] {dataset} {method} seed {seed}: {outcome} '
             f'({time.perf_counter() - start:.0f} s)', flush=True)
     results[method]['runs'][dataset].append(run)
-  table = summarise(results, methods, datasets, steps, seeds)
+  table = summarise(results, methods, datasets, steps, seeds, epochs)
   with open(os.path.join(workdir, 'results.md'), 'w', encoding='utf-8') as f:
     f.write(table)
+  run_steps = {m: {d: configs[m, d, 0].num_steps for d in datasets} for m in methods}
   with open(os.path.join(workdir, 'results.json'), 'w', encoding='utf-8') as f:
-    json.dump({'steps': steps, 'seeds': seeds, 'overrides': overrides, 'results': results}, f)
+    json.dump({'steps': run_steps, 'epochs': epochs, 'recipe': recipe,
+               'recipe_overrides': RECIPES[recipe], 'seeds': seeds, 'overrides': overrides,
+               'results': results}, f)
   plot_curves(os.path.join(workdir, 'loss_curves.png'), results, methods, datasets)
+  plot_epoch_curves(os.path.join(workdir, 'epoch_curves.png'), results, methods, datasets)
   print(table)
   return results
+
+
+def _train_sizes(method: str, datasets: list[str], data_source: str, data_dirs: dict[str, str],
+                 overrides: dict, recipe: str) -> dict[str, int]:
+  """`{dataset: its training images}`, which turn epochs into steps (loaded with `method`'s
+  config: the data options are every method's)."""
+  return {d: train_size(_method_config(method, d, 0, data_source, data_dirs[d], overrides,
+                                       recipe)) for d in datasets}
 
 
 def main(argv):
@@ -385,6 +509,22 @@ def main(argv):
   run_reporting_errors(_compare_from_flags, methods)
 
 
+def epochs_from_flags(steps: int, steps_given: bool, epochs: int | None) -> int:
+  """The epochs of every run from --epochs (0: --steps gives the length).
+
+  Raises:
+    ConfigError: both --steps and --epochs were given, or --epochs below 1.
+  """
+  if epochs is None:
+    return 0
+  if steps_given:
+    raise ConfigError(f'--steps {steps} and --epochs {epochs}: give one, the length of every '
+                      'run in steps or in epochs')
+  if epochs < 1:
+    raise ConfigError(f'--epochs {epochs}: train at least 1 epoch')
+  return epochs
+
+
 def _compare_from_flags(methods: list[str]) -> dict:
   overrides = {}
   for entry in flags.FLAGS.override:
@@ -392,18 +532,23 @@ def _compare_from_flags(methods: list[str]) -> dict:
       raise ConfigError(f'--override {entry!r}: use KEY=VALUE')
     key, value = entry.split('=', 1)
     overrides[key] = _parse_value(value)
+  epochs = epochs_from_flags(flags.FLAGS.steps, flags.FLAGS['steps'].present,
+                             flags.FLAGS.epochs)
   if flags.FLAGS.equal_time and flags.FLAGS.equal_time not in methods:
     raise ConfigError(f'--equal_time {flags.FLAGS.equal_time}: not one of the compared methods')
+  if flags.FLAGS.equal_time and epochs:
+    raise ConfigError('--equal_time scales the steps of --steps: give --steps, not --epochs')
   os.makedirs(flags.FLAGS.workdir, exist_ok=True)
   args = (flags.FLAGS.datasets, flags.FLAGS.steps, flags.FLAGS.seeds, flags.FLAGS.data_source,
           _data_dirs(flags.FLAGS.data_dir, flags.FLAGS.datasets), overrides)
-  results = compare(methods, *args, flags.FLAGS.workdir)
+  results = compare(methods, *args, flags.FLAGS.workdir, epochs=epochs,
+                    recipe=flags.FLAGS.recipe)
   if not flags.FLAGS.equal_time:
     return results
   steps = equal_time_steps(results, flags.FLAGS.equal_time, flags.FLAGS.steps)
   os.makedirs(os.path.join(flags.FLAGS.workdir, 'equal_time'), exist_ok=True)
   return compare(methods, args[0], steps, *args[2:],
-                 os.path.join(flags.FLAGS.workdir, 'equal_time'))
+                 os.path.join(flags.FLAGS.workdir, 'equal_time'), recipe=flags.FLAGS.recipe)
 
 if __name__ == '__main__':
   _define_flags()

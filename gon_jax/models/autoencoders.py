@@ -5,10 +5,8 @@ import dataclasses
 
 import flax.linen as nn
 import jax
-import ml_collections
 
 from gon_jax import objectives
-from gon_jax.errors import ConfigError
 from gon_jax.models import conv, initializers
 from gon_jax.models.conv import (ACTIVATIONS, ConvDecoder, ConvOptions, normalise,
                                  num_conv_upsamplings, transposed_conv_adjoint)
@@ -97,17 +95,10 @@ class TiedAutoencoder(ConvDecoder):
         images, kernels, use_running_average)
 
 
-
-
-def check(config: ml_collections.ConfigDict) -> None:
-  """The convolutional decoder's ConfigErrors; no BatchNorm."""
-  conv.check(config)
-  if config.model.norm == 'batch':
-    raise ConfigError('norm batch does not work with an encoder model; use norm layer, group '
-                      'or none')
-
-
-AE = ModelSpec(objective=objectives.Encoded, check=check, default_config=conv.default_config,
+# BatchNorm works as in the GON's outer pass, in the encoder too: batch statistics in
+# training, running averages at evaluation (objectives.Encoded).
+AE = ModelSpec(objective=objectives.Encoded, check=conv.check,
+               default_config=conv.default_config,
                build=lambda config, axis_name: conv.build(config, axis_name, Autoencoder),
                forward_flops=conv.forward_flops)
 TIED_AE = dataclasses.replace(

@@ -101,15 +101,8 @@ def check(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f'gon.observe needs a squared-error model, not {m.name!r}')
 
 
-def _check_vae(config: ml_collections.ConfigDict) -> None:
-  check(config)
-  if config.model.norm == 'batch':
-    raise ConfigError('norm batch does not work with an encoder model; use norm layer, group '
-                      'or none')
-
-
 VGON = ModelSpec(objective=objectives.GON, variational=True,
                  build=lambda config, axis_name: VariationalDecoder(conv.build(config, axis_name)),
                  default_config=default_config, check=check, forward_flops=conv.forward_flops)
-VAE_SPEC = dataclasses.replace(VGON, objective=objectives.Encoded, check=_check_vae,
+VAE_SPEC = dataclasses.replace(VGON, objective=objectives.Encoded,
                                build=lambda config, axis_name: VAE(conv.build(config, axis_name)))
