@@ -38,7 +38,7 @@ def test_parameter_counts_relative_to_the_gon():
   assert _num_params(glo_mnist.get_config()) == gon  # its latent table is not the network's
 
 
-@pytest.mark.parametrize('first', [True, False])
+@pytest.mark.parametrize('first', [True, pytest.param(False, marks=pytest.mark.slow)])
 def test_transposed_conv_adjoint(first):
   # <T x, y> = <x, T^T y>: what the tied encoder computes is the adjoint, the same as the
   # linear transpose of the plain (dilated convolution) form.
@@ -106,6 +106,7 @@ def test_glo_updates_only_the_rows_of_the_batch(blob_dir):
   assert np.isfinite(metrics['sse'])
 
 
+@pytest.mark.slow
 def test_glo_pmap_matches_jit(blob_dir):
   jit_state, _ = testing_utils.run_steps(_glo_config(blob_dir), num_steps=2)
   placement = Placement('pmap', Mesh(np.array(jax.devices()), (AXIS,)))

@@ -112,7 +112,14 @@ BAD_INPUT = {  # case: (flags, text the error line must contain)
 }
 
 
-@pytest.mark.parametrize('case', list(BAD_INPUT))
+# Each case starts train.py (2-3 s). The quick tier runs one of each kind (a data error, a
+# config error, a flag error, the saved recipe); the rest share their paths: the full suite's.
+QUICK_BAD_INPUT = ('missing_folder', 'unknown_activation', 'unknown_key', 'other_model_checkpoint')
+
+
+@pytest.mark.parametrize('case', [case if case in QUICK_BAD_INPUT else
+                                  pytest.param(case, marks=pytest.mark.slow)
+                                  for case in BAD_INPUT])
 def test_bad_input_is_one_line_and_leaves_the_workdir_alone(case, trained, blob_dir, tmp_path):
   flags, expected = BAD_INPUT[case]
   expected = expected.format(trained=trained)

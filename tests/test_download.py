@@ -160,7 +160,9 @@ def test_server_dying_mid_file_caches_nothing_and_the_next_run_succeeds(tmp_path
 
 @pytest.mark.parametrize('mirror, reason', [('closed_port', 'Connection refused'),
                                             ('not_found', 'HTTP 404 File not found'),
-                                            ('never_answers', 'timed out')])
+                                            # Waits out the timeout: the full suite's.
+                                            pytest.param('never_answers', 'timed out',
+                                                         marks=pytest.mark.slow)])
 def test_unreachable_mirror_fails_fast_and_leaves_no_folder(tmp_path, mirror, reason):
   folder = tmp_path / 'xdg' / 'gon_jax' / 'mnist'
   (tmp_path / 'empty').mkdir()

@@ -157,6 +157,7 @@ def test_the_repr_is_one_short_line(conv_model):
                                           jax.tree.leaves(conv_model.variables['params']))
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_load_imports_neither_tensorboardx_nor_torch():
   code = ('import sys, gon_jax\n'
           'model = gon_jax.load("conv_mnist")\n'

@@ -70,6 +70,7 @@ def test_each_model_reproduces_its_test_subset_metrics(name):
   np.testing.assert_array_equal(model.examples, images[:len(model.examples)])
 
 
+@pytest.mark.slow
 def test_sampling_and_rendering_of_the_pretrained_models():
   shift = gon_jax.load('siren_mnist_shift')
   high = shift.render(shift.encode(shift.examples[:2]), 256)
@@ -79,6 +80,7 @@ def test_sampling_and_rendering_of_the_pretrained_models():
     assert samples.shape == (4, 32, 32, 1) and 0 <= samples.min() <= samples.max() <= 1
 
 
+@pytest.mark.slow
 def test_the_demo_command_writes_its_grid(tmp_path):
   line = demo('siren_mnist_shift', 64, str(tmp_path), count=4)
   assert (tmp_path / 'siren_mnist_shift.png').is_file()

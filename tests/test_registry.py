@@ -73,6 +73,7 @@ def _toy_config(blob_dir) -> ml_collections.ConfigDict:
   return config
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures('toy_registered')
 def test_a_registered_toy_decoder_trains_and_evaluates(blob_dir, tmp_path):
   config = _toy_config(blob_dir)

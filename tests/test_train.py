@@ -233,6 +233,7 @@ def test_tensorboard_has_reconstruction_images_and_no_counts(run):
   assert not [tag for _, tag, _ in summaries if 'num_images' in tag]
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_model_is_refused(run):
   workdir, config, _, _ = run
   before = sorted(os.listdir(workdir / 'checkpoints'))
