@@ -406,8 +406,11 @@ class _Run:
     results, recon, _ = self.evaluator(model_variables(state.params, state.batch_stats),
                                        test_images, test_labels)
     self.progress.set_postfix(self._postfix)
-    self._last_time = time.perf_counter()  # steps/s counts training only
-    self.eval_seconds += self._last_time - start
+    elapsed = time.perf_counter() - start
+    # steps/s counts training only: the interval since the last logged step loses this time
+    # (an epoch's test may fall between two logged steps).
+    self._last_time += elapsed
+    self.eval_seconds += elapsed
     return results, recon
 
   def _record_epochs(self, step: int, device_state: Any, evaluated: bool) -> None:
