@@ -146,6 +146,10 @@ def test_the_length_is_steps_or_epochs_never_both():
   # An epoch of 100 images in batches of 64 is 1 step; the cadences follow the steps.
   config = compare.run_config('gon', 'mnist', 0, None, 'idx', '/x', {}, epochs=3, num_train=100)
   assert (config.num_epochs, config.num_steps, config.eval_every, config.log_every) == (3, 3, 3, 1)
+  # A run in epochs checkpoints at every epoch's end: killed midway, it resumes from there.
+  config = compare.run_config('gon', 'mnist', 0, None, 'idx', '/x', {}, epochs=4, num_train=1000)
+  assert (config.num_steps, config.checkpoint_every) == (4 * 15, 15)
+  assert compare.run_config('gon', 'mnist', 0, 20, 'idx', '/x', {}).checkpoint_every == 20
   table = compare.summarise(
       {'gon': {'parameters': 10, 'runs': {'mnist': [{'sse': 5.0, 'seconds_per_step': 0.1}]}}},
       ['gon'], ['mnist'], None, 1, epochs=3)

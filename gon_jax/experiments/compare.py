@@ -222,8 +222,10 @@ def run_config(method: str, dataset: str, seed: int, steps: int | None, data_sou
   `epochs` > 0 that many epochs (num_epochs) of the `num_train` training images.
 
   Changes apply in this order, a later one winning: `RECIPES[recipe]`, the method's,
-  `overrides`; then the run's seed, data and length. The run evaluates and checkpoints at its
-  end, and logs 100 times.
+  `overrides`; then the run's seed, data and length. The run evaluates at its end and logs
+  100 times; it checkpoints at its end, and in epochs also at every epoch's end (to the
+  multiple of steps_per_call below it), so that a long run killed midway resumes from its last
+  epoch rather than from step 0.
 
   Raises:
     ConfigError: an unknown method or override, or a config that does not validate.
@@ -231,7 +233,12 @@ def run_config(method: str, dataset: str, seed: int, steps: int | None, data_sou
   config = _method_config(method, dataset, seed, data_source, data_dir, overrides, recipe)
   _update(config, {'num_epochs': epochs}, method)
   steps = steps_for(config, num_train) if epochs else steps
-  _update(config, {'num_steps': steps, 'eval_every': steps, 'checkpoint_every': steps,
+  checkpoint_every = steps
+  if epochs:
+    per_call = config.performance.steps_per_call
+    checkpoint_every = max(per_call, data.steps_per_epoch(num_train, config.batch_size)
+                           // per_call * per_call)
+  _update(config, {'num_steps': steps, 'eval_every': steps, 'checkpoint_every': checkpoint_every,
                    'log_every': max(1, steps // 100)}, method)
   validate(config)  # every run's config, before any of them trains
   return config
