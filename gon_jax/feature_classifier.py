@@ -289,7 +289,7 @@ def trained(splits: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], data_
                                    fingerprint(*splits))
   try:
     return load_entry(entry)
-  except FileNotFoundError:
+  except FileNotFoundError:  # not cached yet: trained below
     pass
   except DamagedFileError as err:  # detected, never loaded: trained again in its place
     print(f'warning: {err}; training it again', file=sys.stderr, flush=True)

@@ -250,13 +250,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   """
   validate(config)
   placement = make_placement(config.parallel)
-  train_images, train_labels, test_images, test_labels = evaluate.load_data(config)
-  if config.train_eval_examples > 0:
-    test_images = test_images[:config.train_eval_examples]
-    test_labels = test_labels[:config.train_eval_examples]
-  if config.batch_size > len(train_images):  # an epoch would have no step
-    raise DataError(f'batch_size {config.batch_size} is more than the {len(train_images)} '
-                    f'training images; use a batch_size of at most {len(train_images)}')
+  train_images, train_labels, test_images, test_labels = _training_data(config)
   given_steps = config.num_steps
   # From here on num_steps is the run's length, also where num_epochs sets it: the schedule,
   # the loop, resumption, config.json and the recipe's comparison all see it.
@@ -275,12 +269,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     state, start_step = checkpoints.restore_latest(manager, state, missing_ok=True)
     if start_step >= config.num_steps:
       if is_main:
-        length = (f'{config.num_steps} = num_epochs {config.num_epochs} * {per_epoch} steps'
-                  if config.num_epochs else config.num_steps)
-        print(f'nothing to train: the checkpoint of step {start_step} in '
-              f'{os.path.join(workdir, "checkpoints")} has reached num_steps ({length}); '
-              f'raise --config.{"num_epochs" if config.num_epochs else "num_steps"} to train '
-              'on', file=sys.stderr)
+        print(_nothing_to_train_line(config, workdir, start_step, per_epoch), file=sys.stderr)
       return state
     run = _Run(config, workdir, placement, manager, evaluate.make_evaluator(objective),
                test_images, test_labels, is_main, per_epoch)
@@ -449,6 +438,30 @@ class _Run:
                     self.compile_seconds, self.eval_seconds, self.results,
                     os.path.join(self.workdir, 'checkpoints', str(config.num_steps)),
                     config.performance.steps_per_call)
+
+
+def _training_data(config: ml_collections.ConfigDict) -> tuple[np.ndarray, ...]:
+  """`(train images, train labels, test images, test labels)` of the run: the test split cut
+  to `train_eval_examples`; a DataError for a batch larger than the training split."""
+  train_images, train_labels, test_images, test_labels = evaluate.load_data(config)
+  if config.train_eval_examples > 0:
+    test_images = test_images[:config.train_eval_examples]
+    test_labels = test_labels[:config.train_eval_examples]
+  if config.batch_size > len(train_images):  # an epoch would have no step
+    raise DataError(f'batch_size {config.batch_size} is more than the {len(train_images)} '
+                    f'training images; use a batch_size of at most {len(train_images)}')
+  return train_images, train_labels, test_images, test_labels
+
+
+def _nothing_to_train_line(config: ml_collections.ConfigDict, workdir: str, start_step: int,
+                           per_epoch: int) -> str:
+  """What a run whose checkpoint has reached its length says."""
+  length = (f'{config.num_steps} = num_epochs {config.num_epochs} * {per_epoch} steps'
+            if config.num_epochs else config.num_steps)
+  key = 'num_epochs' if config.num_epochs else 'num_steps'
+  return (f'nothing to train: the checkpoint of step {start_step} in '
+          f'{os.path.join(workdir, "checkpoints")} has reached num_steps ({length}); '
+          f'raise --config.{key} to train on')
 
 
 def _epochs_line(config: ml_collections.ConfigDict, given_steps: int, num_train: int) -> str:
