@@ -1,6 +1,6 @@
 """Evaluates the latest checkpoint on the test split: python eval.py --workdir DIR.
 
-The same as `gon-eval` and `python -m gon_jax.evaluate` (gon_jax.cli.EVAL_USAGE);
+The same as `gon-eval` (gon_jax.cli.EVAL_USAGE);
 `--help` lists the flags.
 """
 

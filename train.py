@@ -1,6 +1,6 @@
 """Trains a GON: python train.py --config configs/conv_mnist.py --workdir DIR.
 
-The same as `gon-train` and `python -m gon_jax.train` (gon_jax.cli.TRAIN_USAGE);
+The same as `gon-train` (gon_jax.cli.TRAIN_USAGE);
 `--help` lists the flags.
 """
 

@@ -40,7 +40,7 @@ from gon_jax.config import validate  # pylint: disable=wrong-import-position
 from gon_jax.flops import train_step_flops  # pylint: disable=wrong-import-position
 from gon_jax.parallel import make_placement  # pylint: disable=wrong-import-position
 from gon_jax.state import setup  # pylint: disable=wrong-import-position
-from gon_jax.train import compile_train_step, compile_train_steps  # pylint: disable=wrong-import-position
+from gon_jax.train_step import compile_train_step, compile_train_steps  # pylint: disable=wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file.')
 _ALL = flags.DEFINE_bool('all', False, 'Benchmark every config of ALL_CONFIGS, one process each.')

@@ -39,7 +39,7 @@ from gon_jax.config import validate  # pylint: disable=wrong-import-position
 from gon_jax.objectives import model_variables  # pylint: disable=wrong-import-position
 from gon_jax.parallel import make_placement  # pylint: disable=wrong-import-position
 from gon_jax.state import setup  # pylint: disable=wrong-import-position
-from gon_jax.train import compile_train_step  # pylint: disable=wrong-import-position
+from gon_jax.train_step import compile_train_step  # pylint: disable=wrong-import-position
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).')
 _METRIC = flags.DEFINE_enum('metric', 'sse', ['sse', 'psnr', 'bits_per_dim'],

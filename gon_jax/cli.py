@@ -1,7 +1,6 @@
 """The command line of training and evaluation: flags, help, multi-process start-up,
-one-line errors. train.py / eval.py, `gon-train` / `gon-eval` and `python -m
-gon_jax.train` / `python -m gon_jax.evaluate` all start here; importing the rest
-of gon_jax defines no flags."""
+one-line errors. train.py / eval.py and `gon-train` / `gon-eval` start here. The top layer:
+nothing in the library imports it, so importing the rest of gon_jax defines no flags."""
 
 import os
 import signal
@@ -15,7 +14,9 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from gon_jax.errors import run_reporting_errors
+from gon_jax.evaluate import evaluate_checkpoint
 from gon_jax.flag_parsing import parse_flags_or_exit
+from gon_jax.train import train_and_evaluate
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, "A packaged config's name (siren_mnist; see gon_jax/configs) or a config "
@@ -173,8 +174,7 @@ def _quiet_lost_ctrl_c(hook: Callable) -> Callable:
 
 
 def train_main(ctrl_c: Sequence[Any] = ()) -> None:
-  """gon-train, python -m gon_jax.train, train.py: see TRAIN_USAGE."""
-  from gon_jax.train import train_and_evaluate  # pylint: disable=import-outside-toplevel
+  """gon-train, train.py: see TRAIN_USAGE."""
 
   def train(config: ml_collections.ConfigDict, workdir: str) -> Any:
     return train_and_evaluate(config, workdir, allow_recipe_change=_ALLOW_RECIPE_CHANGE.value)
@@ -183,8 +183,7 @@ def train_main(ctrl_c: Sequence[Any] = ()) -> None:
 
 
 def eval_main(ctrl_c: Sequence[Any] = ()) -> None:
-  """gon-eval, python -m gon_jax.evaluate, eval.py: see EVAL_USAGE."""
-  from gon_jax.evaluate import evaluate_checkpoint  # pylint: disable=import-outside-toplevel
+  """gon-eval, eval.py: see EVAL_USAGE."""
   run(evaluate_checkpoint, EVAL_USAGE, ctrl_c=ctrl_c)
 
 

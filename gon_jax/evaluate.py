@@ -3,6 +3,7 @@
 import functools
 import json
 import os
+import sys
 from typing import Callable
 
 import jax
@@ -291,6 +292,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
   return metrics
 
 
-if __name__ == '__main__':  # python -m gon_jax.evaluate: the command line, as gon-eval
-  from gon_jax import cli
-  cli.eval_main()
+
+if __name__ == '__main__':  # the command line lives on top, in gon_jax.cli, which imports this
+  sys.exit('error: python -m gon_jax.evaluate is not a command; run python eval.py or gon-eval '
+           '(the same flags)')

@@ -8,10 +8,10 @@ The bundle (`--out`, by default the package's gon_jax/pretrained/NAME) holds onl
 inference needs (gon_jax.model.save_bundle): config.json, the variables, for a
 non-variational model the Gaussian of the latents of the first `num_fit_examples` training
 images (eval.py's, for `sample`), and the first `--examples` test images. The entry in
-`manifest.json` next to it adds the command, data, steps, seed, parameter count, the metrics
-of the first `--subset` test images as `Model.evaluate` gives them (tests reproduce them) and
-every file's size and sha256 (docs/pretrained.md), as the bundle's own record, sha256.json,
-holds them.
+`manifest.json` next to it adds the command, data, steps, epochs (steps over an epoch's
+steps), seed, parameter count, the metrics of the first `--subset` test images as
+`Model.evaluate` gives them (tests reproduce them) and every file's size and sha256
+(docs/pretrained.md), as the bundle's own record, sha256.json, holds them.
 """
 
 import argparse
@@ -23,7 +23,7 @@ import sys
 import jax
 import numpy as np
 
-from gon_jax import evaluate, file_hashes, model as model_lib
+from gon_jax import data, evaluate, file_hashes, model as model_lib
 from gon_jax.errors import DataError, run_reporting_errors
 
 
@@ -73,6 +73,8 @@ def export(workdir: str, name: str, command: str, out: str | None = None, subset
                'test_images': len(test_images)},
       'model': config.model.name,
       'steps': test_metrics['step'],
+      'epochs': round(test_metrics['step'] / data.steps_per_epoch(len(train_images),
+                                                                  config.batch_size), 2),
       'seed': config.seed,
       'parameters': model.num_parameters,
       'test': test_metrics,

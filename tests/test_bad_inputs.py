@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from gon_jax import demo as demo_lib
-from gon_jax import encode, images, losses, saved_config, train
+from gon_jax import encode, images, losses, saved_config, train, train_step
 from gon_jax.config import SIZES, validate
 from gon_jax.core import origin, origin_latent
 from gon_jax.errors import ConfigError, DataError
@@ -152,8 +152,8 @@ def test_encoding_an_empty_split_is_one_data_error(tiny_run, empty_test_split, t
 def test_train_step_refuses_an_objective_of_another_axis(batchnorm_setup, step_axis,
                                                          objective_axis, message):
   config, _, tx, state = batchnorm_setup
-  step = functools.partial(train.train_step, objective=make_objective(config, objective_axis),
-                           tx=tx, seed=0, axis_name=step_axis)
+  step = functools.partial(train_step.train_step, tx=tx, seed=0, axis_name=step_axis,
+                           objective=make_objective(config, objective_axis))
   axis_env = [] if step_axis is None else [(step_axis, 2)]  # traced as pmap over 2 devices
   with pytest.raises(ValueError, match=re.escape(message)):
     jax.make_jaxpr(step, axis_env=axis_env)(state, _batch(4))
@@ -170,7 +170,7 @@ def test_pmap_training_binds_the_objective_to_its_axis(blob_dir, norm):
   config.parallel = 'pmap'
   _, tx, state = _abstract_setup(config)
   placement = make_placement('pmap')
-  step = train._bound_train_step(config, placement, tx)  # pylint: disable=protected-access
+  step = train_step.bound_train_step(config, placement, tx)
   assert step.keywords['objective'] == make_objective(config, axis_name=placement.axis_name)
   assert step.keywords['axis_name'] == placement.axis_name
   bound = jax.make_jaxpr(step, axis_env=[(placement.axis_name, 2)])(state, _batch(4))
@@ -193,7 +193,7 @@ def test_labels_of_another_length_or_type_are_refused(blob_dir, key, value, mess
   objective, tx, state = _abstract_setup(config)
   batch = {**_batch(4), key: value}
   with pytest.raises(ValueError, match=re.escape(message)):
-    jax.eval_shape(functools.partial(train.train_step, objective=objective, tx=tx, seed=0),
+    jax.eval_shape(functools.partial(train_step.train_step, objective=objective, tx=tx, seed=0),
                    state, batch)
 
 

@@ -140,5 +140,7 @@ def test_export_writes_a_recorded_bundle_and_its_manifest_entry(tiny_run, tmp_pa
   assert json.loads((tmp_path / 'manifest.json').read_text())['tiny'] == entry
   model = load(tmp_path / 'tiny')
   assert entry['parameters'] == model.num_parameters and model.examples.shape[0] == 4
-  test_images = load_data(config)[2]
+  train_images, _, test_images, _ = load_data(config)
   assert entry['test_subset']['metrics'] == model.evaluate(test_images[:8])
+  # 2 steps of an epoch of len(train_images) // batch_size steps
+  assert entry['epochs'] == round(2 / (len(train_images) // config.batch_size), 2) > 0

@@ -25,9 +25,9 @@ from testing_utils import REPO, TINY_FLAGS
 
 PAGES = sorted([REPO / 'README.md', REPO / 'CHANGELOG.md', *(REPO / 'docs').glob('*.md')])
 LANGUAGES = ('bash', 'python', 'text')
-# The forms of the train and eval commands: a clone's scripts, the console scripts, -m.
-TRAIN = (('python', 'train.py'), ('gon-train',), ('python', '-m', 'gon_jax.train'))
-EVAL = (('python', 'eval.py'), ('gon-eval',), ('python', '-m', 'gon_jax.evaluate'))
+# The forms of the train and eval commands: a clone's scripts, the console scripts.
+TRAIN = (('python', 'train.py'), ('gon-train',))
+EVAL = (('python', 'eval.py'), ('gon-eval',))
 SCRIPTS = {('python', '-m', 'gon_jax.experiments.compare'): 'gon_jax/experiments/compare.py',
            ('python', '-m', 'gon_jax.experiments.superres'): 'gon_jax/experiments/superres.py',
            ('python', '-m', 'gon_jax.demo'): 'gon_jax/demo.py',

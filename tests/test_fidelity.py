@@ -27,7 +27,7 @@ from gon_jax.core import origin  # pylint: disable=wrong-import-position
 from gon_jax.objectives import Draws  # pylint: disable=wrong-import-position
 from gon_jax.parallel import make_placement  # pylint: disable=wrong-import-position
 from gon_jax.state import setup  # pylint: disable=wrong-import-position
-from gon_jax.train import compile_train_step  # pylint: disable=wrong-import-position
+from gon_jax.train_step import compile_train_step  # pylint: disable=wrong-import-position
 
 
 def _config(model: str):

@@ -94,8 +94,7 @@ def test_installed_package_imports_without_flags_and_trains_and_evaluates(instal
   assert imported.returncode == 0, imported.stderr[-2000:]
   assert imported.stdout.strip().startswith(str(venv)), imported.stdout  # the wheel's, not REPO's
 
-  for command in (['gon-train', '--help'], ['python', '-m', 'gon_jax.train', '--help'],
-                  ['gon-eval', '--help'], ['python', '-m', 'gon_jax.evaluate', '--help']):
+  for command in (['gon-train', '--help'], ['gon-eval', '--help']):
     helped = _run(venv, *command, cwd=tmp_path)
     assert helped.returncode == 0 and '--config NAME_OR_FILE' in helped.stdout, (
         command, helped.stderr[-2000:])
@@ -104,7 +103,7 @@ def test_installed_package_imports_without_flags_and_trains_and_evaluates(instal
                  '--config.num_steps=2', f'--config.data.dir={blob_dir}', cwd=tmp_path)
   assert trained.returncode == 0, trained.stderr[-2000:]
   assert 'trained 2 steps' in trained.stderr.strip().splitlines()[-1], trained.stderr[-2000:]
-  evaluated = _run(venv, 'python', '-m', 'gon_jax.evaluate', '--workdir', 'run', cwd=tmp_path)
+  evaluated = _run(venv, 'gon-eval', '--workdir', 'run', cwd=tmp_path)
   assert evaluated.returncode == 0, evaluated.stderr[-2000:]
   metrics = json.loads(evaluated.stdout.strip().splitlines()[-1])
   assert metrics['step'] == 2 and metrics['num_images'] == 64 and metrics['sse'] > 0

@@ -13,7 +13,7 @@ import pytest
 from jax.sharding import Mesh
 
 import testing_utils
-from gon_jax import checkpoints, data, train
+from gon_jax import checkpoints, data, train, train_step
 from gon_jax.config import validate
 from gon_jax.errors import ConfigError, RunStopped
 from gon_jax.parallel import AXIS, Placement
@@ -125,7 +125,7 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_one(blob_dir, tmp_pat
 def _step_fn(config):
   placement = Placement('jit', Mesh(np.array(jax.devices()[:1]), (AXIS,)))
   _, tx, state = setup(config)
-  return train.compile_train_step(config, placement, tx), placement, state
+  return train_step.compile_train_step(config, placement, tx), placement, state
 
 
 @pytest.mark.slow

@@ -128,7 +128,7 @@ def run_steps(config, placement=None, num_steps: int = 3):
   from gon_jax.config import validate  # pylint: disable=import-outside-toplevel
   from gon_jax.parallel import AXIS, Placement  # pylint: disable=import-outside-toplevel
   from gon_jax.state import setup  # pylint: disable=import-outside-toplevel
-  from gon_jax.train import compile_train_step  # pylint: disable=import-outside-toplevel
+  from gon_jax.train_step import compile_train_step  # pylint: disable=import-outside-toplevel
   if placement is None:
     placement = Placement('jit', Mesh(np.array(jax.devices()[:1]), (AXIS,)))
   validate(config, placement.mesh.size)  # as train.py does, over the placement's devices
