@@ -9,7 +9,7 @@ import pytest
 
 import testing_utils
 from gon_jax.errors import ConfigError
-from gon_jax.experiments import compare
+from gon_jax.experiments import compare, methods
 
 TINY = {'data.image_size': 16, 'model.features': 4, 'model.latent_dim': 8, 'batch_size': 8,
         'eval_batch_size': 32, 'grid_size': 2, 'learning_rate': 1e-2, 'glo.test_steps': 3}
@@ -59,32 +59,32 @@ def test_equal_time_gives_each_method_the_reference_training_time(blob_dir, tmp_
 
 def test_bad_methods_and_overrides_are_one_line_errors(blob_dir, tmp_path):
   with pytest.raises(ConfigError, match='unknown method .*valid: gon, ae'):
-    compare.run_config('vae_gon', 'mnist', 0, 10, 'idx', str(blob_dir), {})
+    methods.run_config('vae_gon', 'mnist', 0, 10, 'idx', str(blob_dir), {})
   with pytest.raises(ConfigError, match="unknown config key 'model.widht'"):
-    compare.run_config('gon', 'mnist', 0, 10, 'idx', str(blob_dir), {'model.widht': 3})
+    methods.run_config('gon', 'mnist', 0, 10, 'idx', str(blob_dir), {'model.widht': 3})
   with pytest.raises(ConfigError, match='model.latent_dim'):
-    compare.run_config('gon', 'mnist', 0, 10, 'idx', str(blob_dir), {'model.latent_dim': 'x'})
+    methods.run_config('gon', 'mnist', 0, 10, 'idx', str(blob_dir), {'model.latent_dim': 'x'})
   result = subprocess.run(
       [sys.executable, '-m', 'gon_jax.experiments.compare', '--methods', 'gon,nope',
        '--workdir', str(tmp_path / 'bad')], capture_output=True, text=True,
       cwd=testing_utils.REPO, timeout=120)
   assert result.returncode == 1
   assert result.stderr.strip().splitlines() == [
-      f"error: unknown method 'nope'; valid: {', '.join(compare.METHODS)}"]
+      f"error: unknown method 'nope'; valid: {', '.join(methods.METHODS)}"]
 
 
 def test_ablations_name_known_methods():
-  for methods in compare.ABLATIONS.values():
-    for method in methods:
-      assert method in compare.METHODS
-  config = compare.run_config('gon_sigma0.1_step', 'mnist', 0, 10, 'idx', '/x', {})
+  for names in methods.ABLATIONS.values():
+    for method in names:
+      assert method in methods.METHODS
+  config = methods.run_config('gon_sigma0.1_step', 'mnist', 0, 10, 'idx', '/x', {})
   assert config.gon.z0_sigma == 0.1 and config.gon.start_from_z0
-  config = compare.run_config('gon_relu', 'mnist', 0, 10, 'idx', '/x', {})
+  config = methods.run_config('gon_relu', 'mnist', 0, 10, 'idx', '/x', {})
   assert config.model.activation == 'relu'
-  config = compare.run_config('gon_classifier', 'mnist', 0, 10, 'idx', '/x', {})
+  config = methods.run_config('gon_classifier', 'mnist', 0, 10, 'idx', '/x', {})
   assert config.classifier.num_classes == 10
-  assert 'gon' in compare.ABLATIONS['activation']  # conv_mnist's ELU, run once
-  assert 'gon_elu' not in compare.ABLATIONS['activation']
+  assert 'gon' in methods.ABLATIONS['activation']  # conv_mnist's ELU, run once
+  assert 'gon_elu' not in methods.ABLATIONS['activation']
 
 
 def test_the_table_adds_test_accuracy_when_a_method_classifies():
@@ -102,10 +102,10 @@ def test_the_table_adds_test_accuracy_when_a_method_classifies():
 
 
 def test_the_implicit_ablation_reports_psnr():
-  for method in compare.ABLATIONS['implicit']:
-    config = compare.run_config(method, 'fashion_mnist', 0, 10, 'idx', '/x', {})
+  for method in methods.ABLATIONS['implicit']:
+    config = methods.run_config(method, 'fashion_mnist', 0, 10, 'idx', '/x', {})
     assert config.model.name == 'siren' and config.data.name == 'fashion_mnist'
-  config = compare.run_config('siren_steps_3_learnt', 'mnist', 0, 10, 'idx', '/x', {})
+  config = methods.run_config('siren_steps_3_learnt', 'mnist', 0, 10, 'idx', '/x', {})
   assert config.gon.num_steps == 3 and config.gon.learn_step_size == 'per_dimension'
   run = {'sse': 20.0, 'psnr': 15.0, 'accuracy': None, 'seconds_per_step': 0.1, 'curve': []}
   results = {'siren': {'parameters': 9, 'implicit': True, 'runs': {'mnist': [run, run]}}}
@@ -144,12 +144,12 @@ def test_the_length_is_steps_or_epochs_never_both():
   with pytest.raises(ConfigError, match=r'^--epochs 0: train at least 1 epoch$'):
     compare.epochs_from_flags(1000, False, 0)
   # An epoch of 100 images in batches of 64 is 1 step; the cadences follow the steps.
-  config = compare.run_config('gon', 'mnist', 0, None, 'idx', '/x', {}, epochs=3, num_train=100)
+  config = methods.run_config('gon', 'mnist', 0, None, 'idx', '/x', {}, epochs=3, num_train=100)
   assert (config.num_epochs, config.num_steps, config.eval_every, config.log_every) == (3, 3, 3, 1)
   # A run in epochs checkpoints at every epoch's end: killed midway, it resumes from there.
-  config = compare.run_config('gon', 'mnist', 0, None, 'idx', '/x', {}, epochs=4, num_train=1000)
+  config = methods.run_config('gon', 'mnist', 0, None, 'idx', '/x', {}, epochs=4, num_train=1000)
   assert (config.num_steps, config.checkpoint_every) == (4 * 15, 15)
-  assert compare.run_config('gon', 'mnist', 0, 20, 'idx', '/x', {}).checkpoint_every == 20
+  assert methods.run_config('gon', 'mnist', 0, 20, 'idx', '/x', {}).checkpoint_every == 20
   table = compare.summarise(
       {'gon': {'parameters': 10, 'runs': {'mnist': [{'sse': 5.0, 'seconds_per_step': 0.1}]}}},
       ['gon'], ['mnist'], None, 1, epochs=3)
@@ -158,33 +158,33 @@ def test_the_length_is_steps_or_epochs_never_both():
 
 
 def test_the_paper_recipe_lands_in_every_method_under_its_own_changes():
-  paper = compare.RECIPES['paper']
+  paper = methods.RECIPES['paper']
   assert paper == {'model.norm': 'batch', 'learning_rate': 1e-4,
                    'gon.inner_reduction': 'official'}
-  for method in compare.TABLE_1:
-    config = compare._method_config(method, 'mnist', 0, 'idx', '/x', {}, 'paper')
+  for method in methods.TABLE_1:
+    config = methods.method_config(method, 'mnist', 0, 'idx', '/x', {}, 'paper')
     assert (config.model.norm, config.learning_rate, config.gon.inner_reduction) == (
         'batch', 1e-4, 'official'), method
-  config = compare.run_config('detach_10', 'mnist', 0, 10, 'idx', '/x', {}, recipe='paper')
+  config = methods.run_config('detach_10', 'mnist', 0, 10, 'idx', '/x', {}, recipe='paper')
   assert (config.model.norm, config.gon.num_steps, config.gon.detach) == ('batch', 10, True)
   # A method's own change wins over the recipe's; --override over both.
-  assert compare.run_config('gon_no_norm', 'mnist', 0, 10, 'idx', '/x', {},
+  assert methods.run_config('gon_no_norm', 'mnist', 0, 10, 'idx', '/x', {},
                             recipe='paper').model.norm == 'none'
-  assert compare.run_config('gon', 'mnist', 0, 10, 'idx', '/x', {'learning_rate': 3e-4},
+  assert methods.run_config('gon', 'mnist', 0, 10, 'idx', '/x', {'learning_rate': 3e-4},
                             recipe='paper').learning_rate == 3e-4
-  assert compare.run_config('gon', 'mnist', 0, 10, 'idx', '/x', {}).model.norm == 'layer'
+  assert methods.run_config('gon', 'mnist', 0, 10, 'idx', '/x', {}).model.norm == 'layer'
 
 
 def test_cifar10_runs_use_the_cifar10_config_of_a_method_where_there_is_one(monkeypatch):
   packaged = {'conv_cifar10', 'ae_cifar10'}
-  monkeypatch.setattr(compare, '_config_exists', lambda name: name in packaged)
-  assert compare.config_name('conv_mnist', 'cifar10') == 'conv_cifar10'
-  assert compare.config_name('ae_mnist', 'cifar10') == 'ae_cifar10'
-  assert compare.config_name('tied_ae_mnist', 'cifar10') == 'tied_ae_mnist'  # none: as before
-  assert compare.config_name('conv_mnist', 'fashion_mnist') == 'conv_mnist'
-  assert compare.config_name('siren_mnist_tiny', 'mnist') == 'siren_mnist_tiny'
+  monkeypatch.setattr(methods, '_config_exists', lambda name: name in packaged)
+  assert methods.config_name('conv_mnist', 'cifar10') == 'conv_cifar10'
+  assert methods.config_name('ae_mnist', 'cifar10') == 'ae_cifar10'
+  assert methods.config_name('tied_ae_mnist', 'cifar10') == 'tied_ae_mnist'  # none: as before
+  assert methods.config_name('conv_mnist', 'fashion_mnist') == 'conv_mnist'
+  assert methods.config_name('siren_mnist_tiny', 'mnist') == 'siren_mnist_tiny'
   monkeypatch.undo()
-  assert compare._config_exists('conv_mnist') and not compare._config_exists('conv_nothing')
+  assert methods._config_exists('conv_mnist') and not methods._config_exists('conv_nothing')
 
 
 @pytest.mark.slow
