@@ -18,7 +18,7 @@ import tempfile
 import ml_collections
 import numpy as np
 
-from gon_jax import data
+from gon_jax import bundles, data
 from gon_jax import model as model_lib
 from gon_jax.errors import ConfigError, DataError
 
@@ -159,10 +159,10 @@ def _resolve_workdir(argv: list[str]) -> list[str]:
     value = value if equals else (argv[index] if index < len(argv) else '')
     if not value or os.path.isdir(os.path.expanduser(value)):
       continue
-    folder = model_lib.pretrained_folder(value)
+    folder = bundles.pretrained_folder(value)
     if folder is None:
       print(f'error: --workdir {value}: neither a folder nor a pretrained model; pretrained: '
-            f'{", ".join(model_lib.pretrained_names())}', file=sys.stderr)
+            f'{", ".join(bundles.pretrained_names())}', file=sys.stderr)
       sys.exit(1)
     argv[index] = f'{name}={folder}' if equals else str(folder)
   return argv

@@ -23,7 +23,7 @@ import sys
 import jax
 import numpy as np
 
-from gon_jax import data, evaluate, file_hashes, model as model_lib
+from gon_jax import bundles, data, evaluate, file_hashes, model as model_lib
 from gon_jax.errors import DataError, run_reporting_errors
 
 
@@ -60,7 +60,7 @@ def export(workdir: str, name: str, command: str, out: str | None = None, subset
     model = model.with_gaussian(train_images[:config.num_fit_examples])
   labels = test_labels[:subset] if config.classifier.num_classes else None
   subset_metrics = model.evaluate(test_images[:subset], labels)
-  root = pathlib.Path(out) if out else model_lib.PRETRAINED_DIR
+  root = pathlib.Path(out) if out else bundles.PRETRAINED_DIR
   bundle = model.config.copy_and_resolve_references()
   data_dir, bundle.data.dir = bundle.data.dir, ''  # this machine's folder means nothing elsewhere
   files = model_lib.save_bundle(model_lib.Model(bundle, model.variables, model.gaussian),
@@ -87,7 +87,7 @@ def export(workdir: str, name: str, command: str, out: str | None = None, subset
     _write_subset(subset_file, np.asarray(test_images[:subset]), np.asarray(test_labels[:subset]))
     entry['test_subset'].update(file=os.path.basename(subset_file),
                                 sha256=file_hashes.sha256(subset_file))
-  manifest_file = root / model_lib.MANIFEST.name
+  manifest_file = root / bundles.MANIFEST.name
   entries = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
   entries[name] = entry
   manifest_file.write_text(json.dumps(entries, indent=2, sort_keys=True) + '\n')

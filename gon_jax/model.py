@@ -5,7 +5,7 @@ reconstruct, decode, render and sample with numpy arrays.
     model = gon_jax.load('conv_mnist')               # pretrained, shipped in the package
     reconstructions = model.reconstruct(model.examples[:8])   # [8, 32, 32, 1] in [0, 1]
 
-`load` takes a pretrained model's name (`pretrained_names()`, in gon_jax/pretrained/,
+`load` takes a pretrained model's name (`bundles.pretrained_names()`, gon_jax/pretrained/,
 docs/pretrained.md), a workdir of train.py (its latest checkpoint and config.json), or a
 bundle folder written by `save_bundle` (python -m gon_jax.export), whose files' sha256
 (gon_jax.file_hashes) are checked before anything is read. Every method batches, pads and
@@ -16,45 +16,20 @@ as pure functions of `(variables, inputs)`, for the user's own `jax.jit` and `ja
 
 import dataclasses
 import functools
-import json
 import os
 import pathlib
-import zipfile
 from typing import Any, Callable, NamedTuple
 
-import flax.serialization
 import jax
 import ml_collections
-import msgpack
 import numpy as np
 
-from gon_jax import checkpoints, evaluate, file_hashes, generate, saved_config
+from gon_jax import bundles, checkpoints, evaluate, generate, saved_config
 from gon_jax.config import validate
-from gon_jax.errors import ConfigError, DamagedFileError, DataError, check_count
+from gon_jax.errors import ConfigError, DataError, check_count
 from gon_jax.models import make_objective
 from gon_jax.objectives import Objective, model_variables
 from gon_jax.state import setup
-
-PRETRAINED_DIR = pathlib.Path(__file__).parent / 'pretrained'
-MANIFEST = PRETRAINED_DIR / 'manifest.json'
-# A bundle's files: what inference needs and nothing else, and their record.
-VARIABLES = 'variables.msgpack'  # {'params': ..., ['batch_stats': ...]}, flax msgpack
-GAUSSIAN = 'gaussian.npz'  # non-variational models: mean, covariance of training latents
-EXAMPLES = 'examples.npz'  # images (uint8): the first test images of its data set
-# file_hashes.RECORD, sha256.json: every other file's size and sha256, written last.
-
-
-def manifest() -> dict:
-  """The pretrained models' manifest, `{name: entry}` (docs/pretrained.md says what an entry
-  holds: command, data, steps, seed, test metrics, parameters, files with sha256)."""
-  with open(MANIFEST, encoding='utf-8') as f:
-    return json.load(f)
-
-
-def pretrained_names() -> list[str]:
-  """The names `load` knows, sorted."""
-  return sorted(manifest()) if MANIFEST.is_file() else []
-
 
 class Functions(NamedTuple):
   """A model's computations as pure functions of `(variables, inputs) -> jax.Array`, for
@@ -332,11 +307,6 @@ def _prng_key(key: Any) -> jax.Array:
                   f'{type(key).__name__}{shape}')
 
 
-def pretrained_folder(name: str) -> pathlib.Path | None:
-  """The folder in the package of the pretrained model `name`, or None if there is none."""
-  return PRETRAINED_DIR / name if name in pretrained_names() else None
-
-
 def load(workdir_or_name: str | os.PathLike) -> Model:
   """A trained model: a pretrained one's name, a workdir of train.py, or a bundle folder.
 
@@ -348,23 +318,31 @@ def load(workdir_or_name: str | os.PathLike) -> Model:
     FileNotFoundError: a workdir without a checkpoint, or a name that is neither a folder nor
       a pretrained model (the message lists the pretrained names).
     DamagedFileError: a bundle file whose size or sha256 is not the one recorded when it was
-      written (the message names it), a bundle without its record (`_load_bundle`), or a
+      written (the message names it), a bundle without its record (`bundles.read`), or a
       pretrained model's file that is not the manifest's.
     ConfigError: the folder's config or variables do not fit this version of gon_jax.
   """
   path = pathlib.Path(workdir_or_name).expanduser()
   if path.is_dir():
-    bundle = (path / VARIABLES).is_file() or file_hashes.has_record(path)
-    return _load_bundle(path) if bundle else _load_workdir(path)
-  folder = pretrained_folder(str(workdir_or_name))
+    return _load_bundle(path) if bundles.is_bundle(path) else _load_workdir(path)
+  folder = bundles.pretrained_folder(str(workdir_or_name))
   if folder is None:
     raise FileNotFoundError(f'{str(workdir_or_name)!r} is neither a folder nor a pretrained '
-                            f'model; pretrained: {", ".join(pretrained_names())}')
-  for file, entry in manifest()[folder.name]['files'].items():
-    if not (folder / file).is_file() or file_hashes.sha256(folder / file) != entry['sha256']:
-      raise DamagedFileError(f'{folder / file} is not the file the manifest names (sha256 '
-                             f'{entry["sha256"][:12]}...); reinstall gon_jax')
+                            f'model; pretrained: {", ".join(bundles.pretrained_names())}')
+  bundles.check_pretrained(folder)
   return _load_bundle(folder)
+
+
+def _load_bundle(folder: pathlib.Path) -> Model:
+  """The model of a bundle (gon_jax.bundles.read), its variables checked against its config."""
+  config, variables, gaussian, examples = bundles.read(folder)
+  validate(config, num_devices=1)
+  template = jax.eval_shape(make_objective(config).init_variables, jax.random.key(0))
+  there, here = checkpoints.shapes(variables), checkpoints.shapes(template)
+  if there != here:
+    raise ConfigError(f'{folder / bundles.VARIABLES} does not fit its config.json: '
+                      f'{checkpoints.first_difference(there, here)}')
+  return Model(config, variables, gaussian, examples, str(folder))
 
 
 def _load_workdir(workdir: pathlib.Path) -> Model:
@@ -384,81 +362,13 @@ def _load_workdir(workdir: pathlib.Path) -> Model:
   return Model(config, model_variables(state.params, state.batch_stats), source=str(workdir))
 
 
-def _load_bundle(folder: pathlib.Path) -> Model:
-  """A bundle written by `save_bundle`, its files checked against its record first.
-
-  A bundle without `sha256.json` (written before bundles recorded their files, or not
-  completely) is refused: its files cannot be told from damaged ones.
-  """
-  if not file_hashes.has_record(folder):
-    raise DamagedFileError(
-        f'bundle {folder} has no {file_hashes.RECORD}: it was not completely written, or '
-        'written before bundles recorded their files; write it again (save_bundle, python -m '
-        'gon_jax.export), or if you trust its files record them: '
-        f'gon_jax.file_hashes.write_record({str(folder)!r})')
-  file_hashes.check_record(folder, 'the bundle')
-  config = saved_config.load(str(folder))
-  validate(config, num_devices=1)
-  objective = make_objective(config)
-  template = jax.eval_shape(objective.init_variables, jax.random.key(0))
-  variables = _read(folder / VARIABLES,
-                    lambda path: flax.serialization.msgpack_restore(path.read_bytes()))
-  there, here = checkpoints.shapes(variables), checkpoints.shapes(template)
-  if there != here:
-    raise ConfigError(f'{folder / VARIABLES} does not fit its config.json: '
-                      f'{checkpoints.first_difference(there, here)}')
-  gaussian = None
-  if (folder / GAUSSIAN).is_file():
-    gaussian = _read(folder / GAUSSIAN, lambda path: _arrays(path, 'mean', 'covariance'))
-  examples = None
-  if (folder / EXAMPLES).is_file():
-    (examples,) = _read(folder / EXAMPLES, lambda path: _arrays(path, 'images'))
-  return Model(config, variables, gaussian, examples, str(folder))
-
-
-def _arrays(path: pathlib.Path, *names: str) -> tuple[np.ndarray, ...]:
-  """The arrays `names` of an .npz file."""
-  with np.load(path) as stored:
-    return tuple(stored[name] for name in names)
-
-
-def _read(path: pathlib.Path, read: Callable[[pathlib.Path], Any]) -> Any:
-  """`read(path)`; a file that does not parse is a DamagedFileError naming it, never
-  msgpack's or zipfile's own error (a bundle whose record was written over damaged files)."""
-  try:
-    return read(path)
-  except (ValueError, TypeError, KeyError, EOFError, zipfile.BadZipFile,
-          msgpack.UnpackException) as err:
-    raise DamagedFileError(f'{path} is damaged: it does not parse ({type(err).__name__}); '
-                           'write the bundle again') from None
-
-
 def save_bundle(model: Model, folder: str | os.PathLike,
                 examples: np.ndarray | None = None) -> dict[str, dict]:
-  """Writes what inference needs: config.json, the variables as flax msgpack, the Gaussian
-  (if fitted) and `examples` (uint8 images, if given), then `sha256.json`, the record of
-  every file's size and sha256 that `load` checks (gon_jax.file_hashes).
+  """Writes `model` as a bundle that `load` reads (gon_jax.bundles.write): its config,
+  variables and Gaussian (if fitted), and `examples` (uint8 images, if given).
 
   Returns:
-    `{file name: {'bytes': size, 'sha256': hex digest}}` of the files written (the record's
-    entries).
+    `{file name: {'bytes': size, 'sha256': hex digest}}` of the files written.
   """
-  folder = pathlib.Path(folder)
-  folder.mkdir(parents=True, exist_ok=True)
-  # No record until every file is written: a bundle written halfway is refused.
-  (folder / file_hashes.RECORD).unlink(missing_ok=True)
-  saved_config.save(model.config, str(folder))
-  variables = jax.tree.map(np.asarray, model.variables)
-  (folder / VARIABLES).write_bytes(flax.serialization.msgpack_serialize(variables))
-  optional = {GAUSSIAN: model.gaussian, EXAMPLES: examples}
-  for name in [name for name, value in optional.items() if value is None]:
-    (folder / name).unlink(missing_ok=True)  # a bundle written before must not leave its own
-  if model.gaussian is not None:
-    mean, covariance = model.gaussian
-    np.savez(folder / GAUSSIAN, mean=mean, covariance=covariance)
-  if examples is not None:
-    np.savez_compressed(folder / EXAMPLES, images=np.asarray(examples, np.uint8))
-  written = [saved_config.FILENAME, VARIABLES, *(name for name, value in optional.items()
-                                                 if value is not None)]
-  record = file_hashes.write_record(folder)
-  return {name: record[name] for name in written}
+  return bundles.write(folder, bundles.Bundle(model.config, model.variables, model.gaussian,
+                                              examples))

@@ -8,8 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from gon_jax import file_hashes
-from gon_jax import model as model_lib
+from gon_jax import bundles, file_hashes
 from gon_jax.errors import DamagedFileError
 from gon_jax.evaluate import load_data
 from gon_jax.export import export
@@ -119,11 +118,11 @@ def test_a_bundle_written_again_gets_a_new_record(bundle, tmp_path, blob_dir):
   assert load(copy).gaussian is None and load(copy).examples is None
 
 
-@pytest.mark.parametrize('name', model_lib.pretrained_names())
+@pytest.mark.parametrize('name', bundles.pretrained_names())
 def test_each_pretrained_bundle_has_the_record_of_its_manifest_files(name):
-  folder = model_lib.PRETRAINED_DIR / name
+  folder = bundles.PRETRAINED_DIR / name
   record = json.loads((folder / file_hashes.RECORD).read_text())
-  assert record == model_lib.manifest()[name]['files']
+  assert record == bundles.manifest()[name]['files']
   file_hashes.check_record(folder, name)
 
 

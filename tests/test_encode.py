@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import gon_jax
-from gon_jax import data, encode, evaluate, saved_config
+from gon_jax import bundles, data, encode, evaluate, saved_config
 from gon_jax.errors import ConfigError, DataError
 
 from testing_utils import MNIST_DIR, NEEDS_MNIST, REPO, write_idx_folder
@@ -114,7 +114,7 @@ def test_bad_split_out_path_or_model_override_is_one_clear_error(workdir, tmp_pa
 
 
 def test_a_pretrained_name_is_its_folder_and_an_unknown_name_one_error_line(tmp_path):
-  folder = str(gon_jax.model.PRETRAINED_DIR / 'conv_mnist')
+  folder = str(bundles.PRETRAINED_DIR / 'conv_mnist')
   assert encode._resolve_workdir(  # pylint: disable=protected-access
       ['encode', '--workdir', 'conv_mnist', '--workdir=conv_mnist']) == [
           'encode', '--workdir', folder, f'--workdir={folder}']
@@ -122,7 +122,7 @@ def test_a_pretrained_name_is_its_folder_and_an_unknown_name_one_error_line(tmp_
   assert result.returncode == 1
   assert result.stderr.strip().splitlines() == [
       'error: --workdir conv_mnsit: neither a folder nor a pretrained model; pretrained: '
-      f'{", ".join(gon_jax.model.pretrained_names())}'], result.stderr
+      f'{", ".join(bundles.pretrained_names())}'], result.stderr
 
 
 @pytest.mark.slow
@@ -130,7 +130,7 @@ def test_a_pretrained_name_is_its_folder_and_an_unknown_name_one_error_line(tmp_
 @pytest.mark.skipif(not MNIST_DIR.is_dir(), reason=NEEDS_MNIST)
 def test_pretrained_conv_mnist_encodes_the_real_test_split(tmp_path):
   out = tmp_path / 'test.npz'
-  config = saved_config.load(str(gon_jax.model.PRETRAINED_DIR / 'conv_mnist'))
+  config = saved_config.load(str(bundles.PRETRAINED_DIR / 'conv_mnist'))
   config.data.dir = str(MNIST_DIR)
   encode.encode_to_file(config, 'conv_mnist', 'test', str(out))
   model = gon_jax.load('conv_mnist')

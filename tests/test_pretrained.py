@@ -17,15 +17,14 @@ import numpy as np
 import pytest
 
 import gon_jax
-from gon_jax import file_hashes
-from gon_jax import model as model_lib
+from gon_jax import bundles, file_hashes
 from gon_jax.demo import demo
 from gon_jax.demo import main as demo_main
 
 from testing_utils import REPO
 
 DATA = pathlib.Path(__file__).parent / 'data'
-MANIFEST = model_lib.manifest()
+MANIFEST = bundles.manifest()
 NAMES = sorted(MANIFEST)
 MIB = 2 ** 20
 
@@ -35,7 +34,7 @@ def test_the_manifest_names_the_four_models_and_their_files_fit():
   total = 0
   for name, entry in MANIFEST.items():
     for file, info in entry['files'].items():
-      path = model_lib.PRETRAINED_DIR / name / file
+      path = bundles.PRETRAINED_DIR / name / file
       assert path.stat().st_size == info['bytes'] <= 2 * MIB, (name, file)
       assert file_hashes.sha256(path) == info['sha256'], (name, file)
       total += info['bytes']
@@ -102,5 +101,5 @@ def test_the_quick_start_demo_runs_as_written(tmp_path, monkeypatch, capsys):
 
 
 def test_the_manifest_is_the_json_it_was_written_as():
-  text = model_lib.MANIFEST.read_text()
+  text = bundles.MANIFEST.read_text()
   assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + '\n'
