@@ -36,7 +36,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import step_profile  # pylint: disable=wrong-import-position
 from gon_jax import data  # pylint: disable=wrong-import-position
-from gon_jax.config import validate  # pylint: disable=wrong-import-position
+from gon_jax.config import to_settings, validate  # pylint: disable=wrong-import-position
 from gon_jax.flops import train_step_flops  # pylint: disable=wrong-import-position
 from gon_jax.parallel import make_placement  # pylint: disable=wrong-import-position
 from gon_jax.state import setup  # pylint: disable=wrong-import-position
@@ -90,9 +90,9 @@ def compiled_step(config):
   Returns:
     `(compiled step, device state, device batch, placement, compile seconds)`.
   """
-  validate(config)  # as train.py: the parallel mode, the batch over the devices, the model
+  settings = validate(config)  # as train.py: the parallel mode, the batch over the devices
   placement = make_placement(config.parallel)
-  _, tx, host_state = setup(config, _NUM_TRAIN.value)
+  _, tx, host_state = setup(settings, _NUM_TRAIN.value)
   size, channels = config.data.image_size, config.model.channels
   rng = np.random.default_rng(0)
   fixed = {'image': rng.random((config.batch_size, size, size, channels), np.float32),
@@ -101,9 +101,9 @@ def compiled_step(config):
   state = placement.put_state(host_state)
   per_call = config.performance.steps_per_call
   if per_call == 1:
-    step_fn, device_batch, extra = compile_train_step(config, placement, tx), fixed, ()
+    step_fn, device_batch, extra = compile_train_step(settings, placement, tx), fixed, ()
   else:  # K steps a call over a device-resident set of random images, as train.py runs them
-    step_fn = compile_train_steps(config, placement, tx)
+    step_fn = compile_train_steps(settings, placement, tx)
     train_set = {'image': rng.integers(0, 256, (_RESIDENT_IMAGES, size, size, channels), np.uint8),
                  'label': np.zeros(_RESIDENT_IMAGES, np.int32)}
     device_batch = next(data.call_indices(_RESIDENT_IMAGES, config.batch_size, config.seed,
@@ -161,7 +161,7 @@ def benchmark(config) -> dict:
                                   {k: round(v, 3) for k, v in value.items()})
                             for key, value in breakdown.items() if key in
                             ('step_ms', 'ops_ms', 'by_pass', 'by_kind')}
-  step_flops = train_step_flops(config)
+  step_flops = train_step_flops(to_settings(config))
   machine = matmul_flops_per_second()
   result.update(model_gflop_per_step=round(step_flops / 1e9, 3),
                 model_gflops=round(step_flops * fixed_rate / 1e9, 1),

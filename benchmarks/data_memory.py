@@ -88,14 +88,15 @@ def _synthetic_set(folder: pathlib.Path, gigabytes: float, size: int,
 
 def _child(args: argparse.Namespace) -> None:
   """One training run, in this process; prints its measurements as a JSON line."""
-  from gon_jax import evaluate, train  # pylint: disable=import-outside-toplevel
+  from gon_jax import data, train  # pylint: disable=import-outside-toplevel
   config = importlib.import_module(f'gon_jax.configs.{args.config}').get_config()
   config.data.source, config.data.dir = 'folder', args.folder
   config.data.image_size, config.batch_size = args.image_size, args.batch_size
   config.num_steps, config.log_every = args.steps, max(args.steps // 5, 1)
   config.eval_every = config.checkpoint_every = args.steps
   start = time.perf_counter()
-  train_images = evaluate.load_data(config)[0]  # Timed here; training reuses the arrays.
+  train_images = data.load_data(
+      config.data, config.model.channels, config.classifier.num_classes)[0]  # Timed here; training reuses the arrays.
   load_seconds = time.perf_counter() - start
   load_peak_mib = _status_mib('VmHWM')  # Loading (decoding) both splits, before any training.
   train.train_and_evaluate(config, args.run)

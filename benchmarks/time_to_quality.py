@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # pylint: disable=wrong-import-position
 
 from gon_jax import data, evaluate, losses, models  # pylint: disable=wrong-import-position
-from gon_jax.config import validate  # pylint: disable=wrong-import-position
+from gon_jax.config import to_settings, validate  # pylint: disable=wrong-import-position
 from gon_jax.objectives import model_variables  # pylint: disable=wrong-import-position
 from gon_jax.parallel import make_placement  # pylint: disable=wrong-import-position
 from gon_jax.state import setup  # pylint: disable=wrong-import-position
@@ -68,9 +68,10 @@ def reached(results: dict) -> bool:
 def gon_jax_trainer(config, train_images: np.ndarray, train_labels: np.ndarray) -> Trainer:
   """train.py's step, placement and input pipeline."""
   placement = make_placement(config.parallel)
-  objective, tx, state = setup(config, len(train_images))
-  step_fn = compile_train_step(config, placement, tx)
-  evaluator = evaluate.make_evaluator(objective)
+  settings = to_settings(config)
+  objective, tx, state = setup(settings, len(train_images))
+  step_fn = compile_train_step(settings, placement, tx)
+  evaluator = evaluate.make_evaluator(objective, settings.evaluation)
   batches = data.prefetch(data.train_batches(train_images, train_labels, config.batch_size,
                                              config.seed), placement.put_batch)
   box = {'state': placement.put_state(state), 'metrics': None}
@@ -120,7 +121,8 @@ def time_to_quality(config) -> dict:
   validate(config)
   if _METRIC.value == 'bits_per_dim' and not models.get_spec(config.model.name).variational:
     sys.exit(f'error: --metric bits_per_dim needs a variational model, not {config.model.name!r}')
-  train_images, train_labels, test_images, _ = evaluate.load_data(config)
+  train_images, train_labels, test_images, _ = data.load_data(
+      config.data, config.model.channels, config.classifier.num_classes)
   trainer = (pytorch_trainer if _PYTORCH.value else gon_jax_trainer)(
       config, train_images, train_labels)
   start = time.perf_counter()

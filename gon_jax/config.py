@@ -6,13 +6,17 @@ it loads data or writes anything. Speed switches live in `config.performance`:
 each computes the same function as its plain setting (docs/performance.md).
 """
 
+import dataclasses
+
 import jax
 import ml_collections
 
 from gon_jax import losses, models, objectives
+from gon_jax import settings as settings_lib
 from gon_jax.data import SOURCES as DATA_SOURCES
 from gon_jax.data import steps_per_epoch
 from gon_jax.errors import ConfigError, check_choice
+from gon_jax.settings import Settings
 
 NONFINITE_POLICIES = ('stop', 'skip')
 LR_SCHEDULES = ('constant', 'cosine')
@@ -54,7 +58,8 @@ def base_config(model_name: str = 'conv') -> ml_collections.ConfigDict:
   # 'jit': jax.jit over a NamedSharding data mesh; 'pmap': jax.pmap over local devices.
   config.parallel = 'jit'
 
-  config.model = models.get_spec(model_name).default_config()
+  config.model = ml_collections.ConfigDict(
+      {'name': model_name, **models.get_spec(model_name).default_options()})
 
   config.data = _data_defaults()
 
@@ -178,8 +183,9 @@ def performance_defaults() -> ml_collections.ConfigDict:
   return performance
 
 
-def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) -> None:
-  """Raises ConfigError (one line for the user) for a config that cannot work.
+def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) -> Settings:
+  """The settings of `config` (`to_settings`), checked: ConfigError (one line for the user) for
+  a config that cannot work.
 
   `num_devices`: the devices the global batch is split over (default: all of
   jax.device_count()).
@@ -224,8 +230,40 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None) 
     classifiable = [name for name, other in models.MODELS.items() if other.classifiable]
     raise ConfigError(f'classifier.num_classes needs a GON model '
                       f'({", ".join(classifiable)}), not {config.model.name!r}')
-  spec.check(config)
+  checked = to_settings(config)
+  spec.check(checked)
   _validate_gon(config, spec)
+  return checked
+
+
+def to_settings(config: ml_collections.ConfigDict) -> Settings:
+  """`config` as frozen settings (gon_jax.settings), not checked (`validate` checks them).
+
+  Raises:
+    ConfigError: a section holds a key its settings do not know, or lacks one.
+  """
+  sections = {'data': settings_lib.DataSettings, 'gon': settings_lib.GonSettings,
+              'classifier': settings_lib.ClassifierSettings, 'glo': settings_lib.GloSettings,
+              'performance': settings_lib.PerformanceSettings}
+  made = {}
+  for name, section in sections.items():
+    given, known = config[name].to_dict(), {field.name for field in dataclasses.fields(section)}
+    unknown, missing = sorted(set(given) - known), sorted(known - set(given))
+    if unknown:
+      raise ConfigError(f'unknown config key {name}.{unknown[0]}')
+    if missing:
+      raise ConfigError(f'config key {name}.{missing[0]} missing: start from '
+                        'gon_jax.config.base_config, which has every key')
+    made[name] = section(**given)
+  optimizer = settings_lib.OptimizerSettings(**{
+      field.name: config[field.name]
+      for field in dataclasses.fields(settings_lib.OptimizerSettings)})
+  evaluation = settings_lib.EvalSettings(config.eval_batch_size, config.elbo_samples,
+                                         config.seed)
+  options = {key: value for key, value in config.model.to_dict().items() if key != 'name'}
+  return Settings(seed=config.seed, batch_size=config.batch_size, model_name=config.model.name,
+                  model=settings_lib.model_options(options), optimizer=optimizer,
+                  evaluation=evaluation, **made)
 
 
 def _validate_num_steps(config: ml_collections.ConfigDict, origin: str) -> None:

@@ -63,7 +63,7 @@ def _split(model: model_lib.Model, split: str) -> np.ndarray:
   config's `data`), as train.py reads them."""
   height, _, channels = model.image_shape
   try:
-    images, _ = data.load_split(model.config.data, split, height, channels)
+    images, _ = data.load_split(model.settings.data, split, height, channels)
   except (DataError, FileNotFoundError) as err:
     raise DataError(f'{model.source} holds no example images and the {split} split of the '
                     f'data set it was trained on cannot be read: {err}') from None

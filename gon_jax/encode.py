@@ -20,7 +20,9 @@ import numpy as np
 
 from gon_jax import bundles, data
 from gon_jax import model as model_lib
+from gon_jax.config import to_settings
 from gon_jax.errors import ConfigError, DataError
+from gon_jax.settings import DataSettings
 
 ENCODE_USAGE = """Encodes a split of a trained model's data set into one .npz file.
 
@@ -35,14 +37,14 @@ Prints one line saying what it wrote."""
 
 
 def encode_split(model: model_lib.Model, split: str,
-                 data_config: ml_collections.ConfigDict | None = None,
+                 data_config: DataSettings | None = None,
                  progress: str | None = None) -> dict[str, np.ndarray]:
   """The latents of a whole split of the model's data set, and its labels.
 
   Args:
     model: a trained model (gon_jax.load).
     split: 'train' or 'test'.
-    data_config: where the images come from (a config's `data`); default the model's.
+    data_config: where the images come from (a config's data settings); default the model's.
       Its image_size must be the model's.
     progress: a progress bar's description for the encoding (Model.encode's).
 
@@ -55,8 +57,8 @@ def encode_split(model: model_lib.Model, split: str,
     DataError: an unknown split, or data that cannot be read.
     ConfigError: a data_config whose image_size is not the model's.
   """
-  data_config = model.config.data if data_config is None else data_config
-  if data_config.image_size != model.config.data.image_size:
+  data_config = model.settings.data if data_config is None else data_config
+  if data_config.image_size != model.settings.data.image_size:
     raise ConfigError(f'data.image_size {data_config.image_size} is not the model\'s '
                       f'{model.config.data.image_size}: the model encodes images of its own size')
   images, labels = data.load_split(data_config, split, data_config.image_size,
@@ -138,7 +140,8 @@ def encode_to_file(config: ml_collections.ConfigDict, workdir: str, split: str,
   check_out(out)
   model = model_lib.load(workdir)
   _check_only_data_differs(config, model.config)
-  arrays = encode_split(model, split, config.data, progress=f'encoding {split} images')
+  arrays = encode_split(model, split, to_settings(config).data,
+                        progress=f'encoding {split} images')
   write_npz(out, arrays)
   latents = arrays['latents']
   labels = 'and their labels' if 'labels' in arrays else '(the split has no labels)'

@@ -15,10 +15,12 @@ from gon_jax import checkpoints, data, generate, images, parallel
 from gon_jax.config import validate
 from gon_jax.core import origin
 from gon_jax.data import in_batches
-from gon_jax.errors import ConfigError, DataError
+from gon_jax.errors import DataError
 from gon_jax.losses import bits_per_dim
 from gon_jax.metric_writer import MetricWriter, nonfinite
-from gon_jax.objectives import Draws, Objective, model_variables
+from gon_jax.objectives import Objective, model_variables
+from gon_jax.passes import Draws
+from gon_jax.settings import EvalSettings
 from gon_jax.state import setup
 
 
@@ -26,21 +28,21 @@ from gon_jax.state import setup
 COUNTS = ('num_images', 'elbo_samples')
 
 
-def make_encoder(objective: Objective) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+def make_encoder(objective: Objective, batch_size: int
+                 ) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
   """Builds `encode(variables, images, progress=None) -> (latents, reconstructions)`, from z0 = 0.
 
   Args of the result: variables of the module; images `[n, height, width,
   channels]`, uint8 (load_split's, converted a batch at a time) or floats in [0, 1];
   progress, a progress bar's description as for `in_batches`.
   Returns latents `[n, latent_dim]` and reconstructions like images.
-  BatchNorm uses running averages; batches of `config.eval_batch_size` (fewer images: one
+  BatchNorm uses running averages; batches of `batch_size` (fewer images: one
   batch padded to the next power of two, data.in_batches). The result compiles once per
   batch shape for all its calls: the variables are an argument.
   """
-  encode_batch = parallel.jit(objective.encode, objective.config)
+  encode_batch = parallel.jit(objective.encode, objective.performance)
   return lambda variables, images, progress=None: in_batches(
-      lambda batch: encode_batch(variables, data.to_float(batch)), images,
-      objective.config.eval_batch_size, progress)
+      lambda batch: encode_batch(variables, data.to_float(batch)), images, batch_size, progress)
 
 
 def image_metrics(images: np.ndarray, reconstructions: np.ndarray) -> dict:
@@ -59,14 +61,15 @@ def image_metrics(images: np.ndarray, reconstructions: np.ndarray) -> dict:
   return {'sse': float(np.mean(sse)), 'psnr': float(np.mean(psnr)), 'num_images': int(len(images))}
 
 
-def make_evaluator(objective: Objective, encode: Callable | None = None
+def make_evaluator(objective: Objective, evaluation: EvalSettings, encode: Callable | None = None
                    ) -> Callable[..., tuple[dict, np.ndarray, np.ndarray]]:
   """Builds `evaluate(variables, images, labels=None, progress=None) -> (metrics,
   reconstructions, latents)`.
 
   Images are encoded from the origin (z0 = 0 even when training samples z0,
   App. C), in fixed-size batches so that one compilation serves every call
-  (`make_encoder`; `encode`, one to share, by default a new one); BatchNorm uses
+  of `evaluation.batch_size` (`make_encoder`; `encode`, one to share, by default a new one),
+  with the ELBO's samples of `evaluation` (`make_elbo`); BatchNorm uses
   running averages throughout.
 
   Metrics: `sse`, the mean over images of the summed squared error of an
@@ -77,99 +80,74 @@ def make_evaluator(objective: Objective, encode: Callable | None = None
   `progress`: a progress bar's description for the encoding (`in_batches`).
   The result raises DataError for labels that are not one per image.
   """
-  config = objective.config
-  encode = encode or make_encoder(objective)
+  encode = encode or make_encoder(objective, evaluation.batch_size)
   classify = parallel.jit(
-      lambda variables, z: objective.model.apply(variables, z, method='classify'), config)
+      lambda variables, z: objective.model.apply(variables, z, method='classify'),
+      objective.performance)
+  num_classes = objective.classifier.num_classes
 
   def evaluate(variables: dict, images: np.ndarray, labels: np.ndarray | None = None,
                progress: str | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
-    if config.classifier.num_classes and labels is not None and np.shape(labels) != (
+    if num_classes and labels is not None and np.shape(labels) != (
         len(images),):
       raise DataError(f'labels must be [n] = [{len(images)}], one per image, got '
                       f'{list(np.shape(labels))}')
     latents, recon = encode(variables, images, progress)
     recon = np.clip(recon, 0.0, 1.0)
     metrics = image_metrics(images, recon)
-    if config.classifier.num_classes and labels is not None:
+    if num_classes and labels is not None:
       predicted = np.argmax(np.asarray(classify(variables, latents)), axis=-1)
       metrics['accuracy'] = float(np.mean(predicted == labels))
     return metrics, recon, latents
 
   if not objective.variational:
     return evaluate
-  elbo = make_elbo(objective)
+  elbo = make_elbo(objective, evaluation)
 
   def evaluate_variational(variables, images, labels=None, progress=None):
     metrics, recon, latents = evaluate(variables, images, labels, progress)
     nats = elbo(variables, images, progress and f'{progress}: ELBO')
-    metrics.update(negative_elbo_nats=float(np.mean(nats)), elbo_samples=config.elbo_samples,
+    metrics.update(negative_elbo_nats=float(np.mean(nats)),
+                   elbo_samples=evaluation.elbo_samples,
                    bits_per_dim=float(np.mean(bits_per_dim(nats, np.prod(images.shape[1:])))))
     return metrics, recon, latents
 
   return evaluate_variational
 
 
-def make_elbo(objective: Objective) -> Callable[..., np.ndarray]:
+def make_elbo(objective: Objective, evaluation: EvalSettings) -> Callable[..., np.ndarray]:
   """Builds `elbo(variables, images, progress=None) -> negative ELBO [n]` in nats, for
   variational models (`progress` as for `in_batches`).
 
-  Each of `config.elbo_samples` samples (fixed keys) draws the stochastic
+  Each of `evaluation.elbo_samples` samples (fixed keys from `evaluation.seed`) draws the
+  stochastic
   layer's noise for the GON's inner pass, which gives the latent and so a
   Gaussian posterior (the VAE's encoder needs none), and for the outer pass:
   the reconstruction term is a one-sample estimate, the KL term exact; the
   bound is averaged over the samples. The KL weight is 1 whatever training
-  used. An image's noise is that of its row in a batch of `eval_batch_size`,
+  used. An image's noise is that of its row in a batch of `evaluation.batch_size`,
   also in the smaller batch `in_batches` gives fewer images: its bound does
   not depend on how many images come with it.
   """
-  config = objective.config
-  m = config.model
+  latent_dim, batch_size = objective.latent_dim, evaluation.batch_size
 
-  @functools.partial(parallel.jit, config=config)
+  @functools.partial(parallel.jit, performance=objective.performance)
   def batch_elbo(variables, images):
-    z0 = origin(images.shape[0], m.latent_dim)
+    z0 = origin(images.shape[0], latent_dim)
 
     def one_sample(key):
       # As in training, both passes sample the stochastic layer; each inner
       # sample gives a Gaussian posterior, and so a valid bound.
-      noise = jax.random.normal(key, (2, config.eval_batch_size, m.latent_dim))
+      noise = jax.random.normal(key, (2, batch_size, latent_dim))
       inner, outer = noise[:, :images.shape[0]]
       return objective.reconstruct(variables, images, z0,
                                    draws=Draws(inner_noise=inner, outer_noise=outer)).losses
 
-    keys = jax.random.split(jax.random.key(config.seed), config.elbo_samples)
+    keys = jax.random.split(jax.random.key(evaluation.seed), evaluation.elbo_samples)
     return (jnp.mean(jax.vmap(one_sample)(keys), axis=0),)
 
   return lambda variables, images, progress=None: in_batches(
-      lambda batch: batch_elbo(variables, data.to_float(batch)), images, config.eval_batch_size,
-      progress)[0]
-
-
-def check_labels(config: ml_collections.ConfigDict, *labels: np.ndarray) -> None:
-  """Raises ConfigError if a classifier's `num_classes` does not cover the labels.
-
-  A label outside [0, num_classes) makes the cross-entropy NaN at the first
-  step, which looks like a learning rate problem; this says what it is.
-  """
-  num_classes = config.classifier.num_classes
-  top = max((int(np.max(split)) for split in labels if len(split)), default=-1)
-  if num_classes and top >= num_classes:
-    raise ConfigError(f'labels of {config.data.name} go up to {top} but classifier.num_classes '
-                      f'is {num_classes}; set --config.classifier.num_classes={top + 1}')
-
-
-def load_data(config: ml_collections.ConfigDict
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-  """`(train images, train labels, test images, test labels)` of `config.data`, labels checked.
-
-  Images are uint8 (data.load_split), in `config.model.channels`' mode for the folder source.
-  """
-  size, channels = config.data.image_size, config.model.channels
-  train_images, train_labels = data.load_split(config.data, 'train', size, channels)
-  test_images, test_labels = data.load_split(config.data, 'test', size, channels)
-  check_labels(config, train_labels, test_labels)
-  return train_images, train_labels, test_images, test_labels
+      lambda batch: batch_elbo(variables, data.to_float(batch)), images, batch_size, progress)[0]
 
 
 def _write_grids(out: str, objective: Objective, variables: dict, evaluator: Callable,
@@ -258,17 +236,18 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
     DamagedFileError: the newest checkpoint is damaged (checkpoints.restore_latest).
     DataError: a metric is not finite (write_json); nothing is written.
   """
-  validate(config)
+  settings = validate(config)
   folder = os.path.join(workdir, 'checkpoints')
   with checkpoints.manager(workdir, read_only=True) as manager:
     if manager.latest_step() is None:
       raise FileNotFoundError(f'no checkpoint in {folder}; train first: train.py with the '
                               'same --config and --workdir')
-    train_images, _, test_images, test_labels = load_data(config)
-    objective, _, template = setup(config, len(train_images))
+    train_images, _, test_images, test_labels = data.load_data(
+        settings.data, settings.model['channels'], settings.classifier.num_classes)
+    objective, _, template = setup(settings, len(train_images))
     state, step = checkpoints.restore_latest(manager, template)
   variables = model_variables(state.params, state.batch_stats)
-  evaluator = make_evaluator(objective)
+  evaluator = make_evaluator(objective, settings.evaluation)
   metrics, recon, latents = evaluator(variables, test_images, test_labels,
                                       progress='encoding test images')
   metrics['step'] = step
@@ -290,7 +269,6 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str) -> dict
     writer.close()
   print(line)
   return metrics
-
 
 
 if __name__ == '__main__':  # the command line lives on top, in gon_jax.cli, which imports this

@@ -23,7 +23,7 @@ import sys
 import jax
 import numpy as np
 
-from gon_jax import bundles, data, evaluate, file_hashes, model as model_lib
+from gon_jax import bundles, data, file_hashes, model as model_lib
 from gon_jax.errors import DataError, run_reporting_errors
 
 
@@ -55,7 +55,9 @@ def export(workdir: str, name: str, command: str, out: str | None = None, subset
   with open(metrics_file, encoding='utf-8') as f:
     test_metrics = json.load(f)
   config = model.config
-  train_images, _, test_images, test_labels = evaluate.load_data(config)
+  settings = model.settings
+  train_images, _, test_images, test_labels = data.load_data(
+      settings.data, settings.model['channels'], settings.classifier.num_classes)
   if not model.objective.variational:  # eval.py's Gaussian, for sample()
     model = model.with_gaussian(train_images[:config.num_fit_examples])
   labels = test_labels[:subset] if config.classifier.num_classes else None

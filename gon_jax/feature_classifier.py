@@ -277,7 +277,7 @@ def trained(splits: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], data_
 
   Args:
     splits: `(train images, train labels, test images, test labels)`, uint8 images at the
-      measured model's size and channels (gon_jax.evaluate.load_data's).
+      measured model's size and channels (gon_jax.data.load_data's).
     data_name, source: the data set's name and source (config.data's), for the entry's name.
     seed, epochs: `train`'s.
     progress: a progress bar on stderr while training.

@@ -11,24 +11,21 @@ Carlo coordinates (`gon.inner_points`, `gon.outer_points`), F counts only the
 coordinates a pass evaluates.
 """
 
-
-import ml_collections
-
 from gon_jax.models import get_spec
+from gon_jax.settings import Settings
 
 
-def forward_flops(config: ml_collections.ConfigDict, batch_size: int,
-                  points: int = 0) -> int:
+def forward_flops(settings: Settings, batch_size: int, points: int = 0) -> int:
   """Multiply-add FLOPs of one decoder forward pass over `batch_size` images (the model
   spec's count).
 
   `points`: implicit models, coordinates evaluated per image (0: all).
   """
-  return get_spec(config.model.name).forward_flops(config, batch_size, points)
+  return get_spec(settings.model_name).forward_flops(settings, batch_size, points)
 
 
-def train_step_flops(config: ml_collections.ConfigDict) -> int:
-  """Model FLOPs of one train step at `config.batch_size`: (6k + 3) forward passes."""
-  gon, batch = config.gon, config.batch_size
-  return (6 * gon.num_steps * forward_flops(config, batch, gon.inner_points)
-          + 3 * forward_flops(config, batch, gon.outer_points))
+def train_step_flops(settings: Settings) -> int:
+  """Model FLOPs of one train step at `settings.batch_size`: (6k + 3) forward passes."""
+  gon, batch = settings.gon, settings.batch_size
+  return (6 * gon.num_steps * forward_flops(settings, batch, gon.inner_points)
+          + 3 * forward_flops(settings, batch, gon.outer_points))

@@ -62,7 +62,8 @@ def make_decoder(objective: Objective, method: str | None = None) -> Callable[..
   if method not in pures:
     raise ValueError(f"method must be None or 'generate', got {method!r}")
   pure = pures[method]
-  apply = parallel.jit(lambda variables, z: (pure(objective, variables, z),), objective.config)
+  apply = parallel.jit(lambda variables, z: (pure(objective, variables, z),),
+                       objective.performance)
   return lambda variables, latents, batch_size=256: in_batches(
       lambda batch: apply(variables, batch), latents, batch_size)[0]
 
@@ -86,17 +87,17 @@ def make_renderer(objective: Objective) -> Callable[..., np.ndarray]:
       `decode` does that).
   """
   if not isinstance(objective, Objective):
-    raise TypeError(f'render takes the objective (gon_jax.models.make_objective(config)), '
+    raise TypeError(f'render takes the objective (gon_jax.models.make_objective(settings)), '
                     f'not a {type(objective).__name__}')
   if not objective.spec.implicit:
     implicit = ', '.join(name for name, spec in MODELS.items() if spec.implicit)
-    raise ValueError(f'render needs an implicit model ({implicit}); model '
-                     f'{objective.config.model.name!r} decodes at its training resolution '
-                     f'only ({objective.config.data.image_size}x'
-                     f'{objective.config.data.image_size}): use decode')
+    name = next(name for name, spec in MODELS.items() if spec == objective.spec)
+    size = objective.image_size
+    raise ValueError(f'render needs an implicit model ({implicit}); model {name!r} decodes at '
+                     f'its training resolution only ({size}x{size}): use decode')
   apply = parallel.jit(lambda variables, z, coordinates: rendered(objective, variables, z,
                                                                   coordinates),
-                       objective.config)
+                       objective.performance)
 
   def render(variables: dict, latents: np.ndarray, size: int, batch_size: int = 4,
              progress: str | None = None, coordinates: np.ndarray | None = None) -> np.ndarray:

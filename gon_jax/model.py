@@ -25,10 +25,11 @@ import ml_collections
 import numpy as np
 
 from gon_jax import bundles, checkpoints, evaluate, generate, saved_config
-from gon_jax.config import validate
+from gon_jax.config import to_settings, validate
 from gon_jax.errors import ConfigError, DataError, check_count
 from gon_jax.models import make_objective
 from gon_jax.objectives import Objective, model_variables
+from gon_jax.settings import EvalSettings, Settings
 from gon_jax.state import setup
 
 class Functions(NamedTuple):
@@ -69,20 +70,20 @@ def functions(objective: Objective) -> Functions:
 
 
 class _Compiled:
-  """The jitted functions of one objective, each built on its first use. Their variables are
-  an argument, so jax.jit compiles each once per input shape for every call and every Model
-  of an equal objective (`_compiled`)."""
+  """The jitted functions of one objective, evaluated as `evaluation` says, each built on its
+  first use. Their variables are an argument, so jax.jit compiles each once per input shape
+  for every call and every Model of an equal objective (`_compiled`)."""
 
-  def __init__(self, objective: Objective):
-    self.objective = objective
+  def __init__(self, objective: Objective, evaluation: EvalSettings):
+    self.objective, self.evaluation = objective, evaluation
 
   @functools.cached_property
   def encoder(self) -> Callable:
-    return evaluate.make_encoder(self.objective)
+    return evaluate.make_encoder(self.objective, self.evaluation.batch_size)
 
   @functools.cached_property
   def evaluator(self) -> Callable:
-    return evaluate.make_evaluator(self.objective, self.encoder)
+    return evaluate.make_evaluator(self.objective, self.evaluation, self.encoder)
 
   @functools.cached_property
   def decoder(self) -> Callable:
@@ -98,10 +99,10 @@ class _Compiled:
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled(objective: Objective) -> _Compiled:
-  """One `_Compiled` per objective (objectives of equal configs are equal): models loaded
-  twice, or `with_gaussian`'s copies, share their compilations."""
-  return _Compiled(objective)
+def _compiled(objective: Objective, evaluation: EvalSettings) -> _Compiled:
+  """One `_Compiled` per objective and evaluation (equal configs give equal ones): models
+  loaded twice, or `with_gaussian`'s copies, share their compilations."""
+  return _Compiled(objective, evaluation)
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
@@ -130,9 +131,14 @@ class Model:
   source: str = ''
 
   @functools.cached_property
+  def settings(self) -> Settings:
+    """The config's settings (gon_jax.settings), what the modules below take."""
+    return to_settings(self.config)
+
+  @functools.cached_property
   def objective(self) -> Objective:
     """The model family's objective (gon_jax.objectives) around the config's module."""
-    return make_objective(self.config)
+    return make_objective(self.settings)
 
   @functools.cached_property
   def functions(self) -> Functions:
@@ -141,7 +147,7 @@ class Model:
 
   @functools.cached_property
   def _compiled(self) -> _Compiled:
-    return _compiled(self.objective)
+    return _compiled(self.objective, self.settings.evaluation)
 
   @property
   def image_shape(self) -> tuple[int, int, int]:
@@ -336,8 +342,8 @@ def load(workdir_or_name: str | os.PathLike) -> Model:
 def _load_bundle(folder: pathlib.Path) -> Model:
   """The model of a bundle (gon_jax.bundles.read), its variables checked against its config."""
   config, variables, gaussian, examples = bundles.read(folder)
-  validate(config, num_devices=1)
-  template = jax.eval_shape(make_objective(config).init_variables, jax.random.key(0))
+  settings = validate(config, num_devices=1)
+  template = jax.eval_shape(make_objective(settings).init_variables, jax.random.key(0))
   there, here = checkpoints.shapes(variables), checkpoints.shapes(template)
   if there != here:
     raise ConfigError(f'{folder / bundles.VARIABLES} does not fit its config.json: '
@@ -353,11 +359,11 @@ def _load_workdir(workdir: pathlib.Path) -> Model:
       raise FileNotFoundError(f'no checkpoint in {workdir / "checkpoints"}: train a model in '
                               f'this workdir first (train.py, or train_and_evaluate)')
     config = saved_config.load(str(workdir))
-    validate(config, num_devices=1)
+    settings = validate(config, num_devices=1)
     # GLO's latent table has a row per training image: its template needs their number,
     # which the checkpoint's metadata gives without reading the training split.
     rows = checkpoints.stored_shapes(manager, step).get('latents/table', (0,))[0]
-    _, _, template = setup(config, rows)
+    _, _, template = setup(settings, rows)
     state, _ = checkpoints.restore_latest(manager, template)
   return Model(config, model_variables(state.params, state.batch_stats), source=str(workdir))
 

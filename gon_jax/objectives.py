@@ -23,93 +23,28 @@ import abc
 import dataclasses
 import inspect
 import numbers
-from typing import Any, NamedTuple
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 
 from gon_jax import losses
 from gon_jax.coordinates import grid
 from gon_jax.core import origin, origin_latent
 from gon_jax.glo import NO_TABLE, LatentTable, fit_latents, lazy_adam_table
+from gon_jax.passes import Draws, Reconstruction, check_batch, check_images, gather, sample_points
+from gon_jax.settings import ClassifierSettings, GloSettings, GonSettings, PerformanceSettings
 
 
 # The inputs of a pass a family's `Objective.latents` may take (by keyword).
 LATENT_INPUTS = ('z0', 'draws', 'train', 'rows', 'loss')
 
 
-class Draws(NamedTuple):
-  """The random choices of one training pass; None where not drawn.
-
-  inner_points, outer_points: implicit models: pixel indices `[batch,
-    points]` at which the inner / outer loss is evaluated (Monte Carlo).
-  inner_noise, outer_noise: variational models: standard normal `[batch,
-    latent_dim]` for the reparameterisation in the inner / outer pass; None
-    decodes the posterior mean.
-  """
-  inner_points: jax.Array | None = None
-  outer_points: jax.Array | None = None
-  inner_noise: jax.Array | None = None
-  outer_noise: jax.Array | None = None
-
-
-class Reconstruction(NamedTuple):
-  """What `Objective.reconstruct` returns.
-
-  outputs: the decoder's at `draws.outer_points` (default: images `[batch,
-    height, width, channels]`; variational: (images, mu, logvar)).
-  latents: `[batch, latent_dim]`.
-  losses: outer losses `[batch]` (summed squared error, or negative ELBO nats).
-  batch_stats: updated in a training pass, else as given ({} without BatchNorm).
-  """
-  outputs: Any
-  latents: jax.Array
-  losses: jax.Array
-  batch_stats: dict
-
-
 def model_variables(params: dict, batch_stats: dict) -> dict:
   """Flax variables from parameters and (possibly empty) BatchNorm statistics."""
   return {'params': params, 'batch_stats': batch_stats} if batch_stats else {'params': params}
-
-
-def sample_points(keys: jax.Array, num_pixels: int, num_points: int) -> jax.Array:
-  """`num_points` distinct pixel indices per example, `[batch, num_points]` int32."""
-  return jax.vmap(lambda key: jax.random.permutation(key, num_pixels)[:num_points])(keys)
-
-
-def _gather(images: jax.Array, points: jax.Array | None) -> jax.Array:
-  """Pixels `[batch, points, channels]` of images `[batch, height, width, channels]`."""
-  if points is None:
-    return images
-  flat = images.reshape(images.shape[0], -1, images.shape[-1])
-  return jnp.take_along_axis(flat, points[..., None], axis=1)
-
-
-def check_images(images: jax.Array) -> None:
-  """Raises ValueError (at trace time) unless `images` is `[batch, height, width, channels]`
-  with at least one image: an empty batch has no latents, and its mean loss divides by 0."""
-  if jnp.ndim(images) != 4 or not jnp.shape(images)[0]:
-    raise ValueError(f'images must be [batch, height, width, channels] with at least one image, '
-                     f'got shape {list(jnp.shape(images))}')
-
-
-def check_batch(batch: dict) -> None:
-  """Raises ValueError (at trace time) unless `batch['image']` passes `check_images` and every
-  other entry (labels, indices) has one row per image: a label array of another length would
-  broadcast, or be cut, without an error."""
-  if 'image' not in batch:
-    raise ValueError(f"a batch needs 'image' [batch, height, width, channels], got keys "
-                     f'{", ".join(map(repr, batch)) or "none"}')
-  check_images(batch['image'])
-  count = jnp.shape(batch['image'])[0]
-  for key, value in batch.items():
-    if jnp.ndim(value) < 1 or jnp.shape(value)[0] != count:
-      raise ValueError(f"batch[{key!r}] has shape {list(jnp.shape(value))} but the batch has "
-                       f'{count} images: give one row per image, [{count}, ...]')
 
 
 def _declared_axis_names(module: nn.Module) -> set[str | None]:
@@ -129,17 +64,43 @@ def _declared_axis_names(module: nn.Module) -> set[str | None]:
 
 
 @dataclasses.dataclass(frozen=True)
+class ElboSettings:
+  """A variational model's ELBO (its `model` options): its likelihood ('bernoulli', or
+  'gaussian' of fixed gaussian_sigma) and the KL term's weight (beta), warmed up linearly over
+  kl_warmup_steps."""
+  likelihood: str
+  gaussian_sigma: float
+  kl_weight: float
+  kl_warmup_steps: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Objective(abc.ABC):
-  """A model family's latents and losses for one config (see the module docstring).
+  """A model family's latents and losses for one config (see the module docstring); made by
+  gon_jax.models.make_objective, which unpacks the settings it reads.
 
   Attributes:
     model: the Flax module (gon_jax.models.get_model).
-    config: the experiment config, frozen.
     spec: the model's gon_jax.models.ModelSpec.
+    latent_dim, image_size, channels: the latents' and the images' sizes.
+    batch_size: the global batch (`gon.inner_reduction = 'official'` averages over it).
+    official_average: the values of an example the official inner loss also averages over
+      (`ModelSpec.official_average`).
+    gon, classifier, glo, performance: the config's sections (gon_jax.settings).
+    elbo: a variational model's ELBO; None for the others.
   """
   model: nn.Module
-  config: ml_collections.FrozenConfigDict
   spec: Any
+  latent_dim: int
+  image_size: int
+  channels: int
+  batch_size: int
+  official_average: int
+  gon: GonSettings
+  classifier: ClassifierSettings
+  glo: GloSettings
+  performance: PerformanceSettings
+  elbo: ElboSettings | None = None
 
   # What a family overrides.
 
@@ -178,8 +139,8 @@ class Objective(abc.ABC):
 
   def init_variables(self, key: jax.Array) -> dict:
     """Initial `{'params': ..., ['batch_stats': ...]}` of the module."""
-    z = jnp.zeros((1, self.config.model.latent_dim), jnp.float32)
-    if self.config.classifier.num_classes:
+    z = jnp.zeros((1, self.latent_dim), jnp.float32)
+    if self.classifier.num_classes:
       return self.model.init(key, z, method=lambda m, z: (m(z, False), m.classify(z)))
     return self.model.init(key, z, use_running_average=False)
 
@@ -210,12 +171,12 @@ class Objective(abc.ABC):
                        f'axis_name={made}: its BatchNorm averages statistics over that axis, '
                        f'the step no gradients; under jax.pmap(..., axis_name={made}) give '
                        f'train_step axis_name={made}, under jit make the objective with '
-                       f'make_objective(config)')
+                       f'make_objective(settings)')
     harm = ("would keep each device's batch statistics and drift from a one-device run"
             if declared == {None} else 'averages statistics over another axis')
     raise ValueError(f'train_step(axis_name={axis_name!r}) with an objective made with '
                      f'axis_name={made}: its BatchNorm {harm}; make the objective with '
-                     f'make_objective(config, axis_name={axis_name!r})')
+                     f'make_objective(settings, axis_name={axis_name!r})')
 
   def images(self, outputs: Any) -> jax.Array:
     """The images in the decoder's outputs."""
@@ -223,25 +184,25 @@ class Objective(abc.ABC):
 
   def data_loss(self, kl_weight: float | jax.Array = 1.0) -> losses.PerExampleLoss:
     """The per-example loss `(outputs, target) -> [batch]` (gon_jax.losses.data_loss)."""
-    m = self.config.model
-    return losses.data_loss(self.variational, m.get('likelihood', 'bernoulli'), kl_weight,
-                            m.get('gaussian_sigma', 1.0))
+    if not self.variational:
+      return losses.data_loss(False)
+    return losses.data_loss(True, self.elbo.likelihood, kl_weight, self.elbo.gaussian_sigma)
 
   def kl_weight(self, step: jax.Array) -> jax.Array:
-    """`model.kl_weight`, warmed up linearly over `model.kl_warmup_steps` (0: none); 1 for
+    """`elbo.kl_weight`, warmed up linearly over `elbo.kl_warmup_steps` (0: none); 1 for
     models without a KL term."""
-    m = self.config.model
+    elbo = self.elbo
     if not self.variational:
       return jnp.float32(1.0)
-    ramp = jnp.minimum(1.0, (step + 1) / m.kl_warmup_steps) if m.kl_warmup_steps else 1.0
-    return jnp.float32(m.kl_weight) * ramp
+    ramp = (jnp.minimum(1.0, (step + 1) / elbo.kl_warmup_steps) if elbo.kl_warmup_steps
+            else 1.0)
+    return jnp.float32(elbo.kl_weight) * ramp
 
   def draw(self, keys: jax.Array, num_pixels: int) -> Draws:
     """A training pass's random choices from one PRNG key per example `[batch]`."""
-    gon = self.config.gon
+    gon = self.gon
     keys = jax.vmap(lambda key: jax.random.split(key, 4))(keys)
-    noise = lambda k: jax.vmap(
-        lambda key: jax.random.normal(key, (self.config.model.latent_dim,)))(k)
+    noise = lambda k: jax.vmap(lambda key: jax.random.normal(key, (self.latent_dim,)))(k)
     points = lambda k, n: sample_points(k, num_pixels, n) if n else None
     return Draws(inner_points=points(keys[:, 0], gon.inner_points),
                  outer_points=points(keys[:, 1], gon.outer_points),
@@ -256,12 +217,12 @@ class Objective(abc.ABC):
     (variational models; None: the mean)."""
     inputs = {}
     if points is not None:
-      inputs['coordinates'] = jnp.asarray(grid(self.config.data.image_size))[points]
+      inputs['coordinates'] = jnp.asarray(grid(self.image_size))[points]
     if noise is not None:
       inputs['noise'] = noise
     apply = lambda variables, z, inputs: self.model.apply(variables, z, use_running_average,
                                                           mutable=mutable, **inputs)
-    if self.config.performance.remat:  # keep only the decoder's inputs; recompute the rest
+    if self.performance.remat:  # keep only the decoder's inputs; recompute the rest
       apply = jax.checkpoint(apply)
     return apply(variables, z, inputs)
 
@@ -291,7 +252,7 @@ class Objective(abc.ABC):
     """
     check_images(images)
     num_pixels = images.shape[1] * images.shape[2]
-    latent_dim = self.config.model.latent_dim
+    latent_dim = self.latent_dim
     if z0 is None:
       z0 = origin(images.shape[0], latent_dim)
     if jnp.shape(z0) != (images.shape[0], latent_dim):
@@ -305,7 +266,7 @@ class Objective(abc.ABC):
     if isinstance(latents, tuple):  # the latent pass updated BatchNorm statistics
       latents, encoded_stats = latents
       variables = {**variables, 'batch_stats': encoded_stats}
-    target = _gather(images, draws.outer_points)
+    target = gather(images, draws.outer_points)
     batch_stats = variables.get('batch_stats', {})
     if train and batch_stats:
       outputs, updates = self.decode(variables, latents, draws.outer_points, draws.outer_noise,
@@ -349,15 +310,14 @@ class Objective(abc.ABC):
                        f'batch), got {mean_over!r}')
     images = batch['image']
     keys = jax.vmap(lambda key: jax.random.split(key))(keys)
-    z0 = origin(images.shape[0], self.config.model.latent_dim, self.config.gon.z0_sigma,
-                keys[:, 0])
+    z0 = origin(images.shape[0], self.latent_dim, self.gon.z0_sigma, keys[:, 0])
     draws = self.draw(keys[:, 1], images.shape[1] * images.shape[2])
     variables = model_variables(params, batch_stats)
     result = self.reconstruct(variables, images, z0, draws=draws, train=True, rows=rows,
                               kl_weight=self.kl_weight(step))
     metrics = {'reconstruction': jnp.sum(result.losses) / mean_over}
     loss = metrics['reconstruction']
-    classifier = self.config.classifier
+    classifier = self.classifier
     if classifier.num_classes:
       labels = batch.get('label')
       if labels is None or not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
@@ -400,7 +360,7 @@ class GON(Objective):
 
   def init_variables(self, key):
     variables = super().init_variables(key)
-    gon, latent_dim = self.config.gon, self.config.model.latent_dim
+    gon, latent_dim = self.gon, self.latent_dim
     learned = {}
     if gon.learn_step_size != 'none':
       shape = () if gon.learn_step_size == 'scalar' else (latent_dim,)
@@ -412,7 +372,7 @@ class GON(Objective):
     return variables
 
   def latents(self, variables, images, *, z0, draws, train, loss):
-    gon, size = self.config.gon, self.config.data.image_size
+    gon, size = self.gon, self.image_size
     learned = variables['params'].get('gon', {})
     if 'origin' in learned:
       z0 = z0 + learned['origin']
@@ -422,17 +382,17 @@ class GON(Objective):
       seen = (mask[None] if draws.inner_points is None else
               mask.reshape(-1)[draws.inner_points][..., None])
       inner_loss = losses.masked(losses.squared_error, seen)
-    scale = losses.inner_loss_scale(gon.inner_reduction, self.config.batch_size, size ** 2,
-                                    self.spec.official_average(self.config))
+    scale = losses.inner_loss_scale(gon.inner_reduction, self.batch_size, size ** 2,
+                                    self.official_average)
     if draws.inner_points is not None:  # a Monte Carlo estimate over the whole image
       scale *= images.shape[1] * images.shape[2] / draws.inner_points.shape[1]
     # Every example starts at the same z0 and decodes the same pixels: one
     # shared start, decoded once for the batch (performance.shared_origin).
-    shared = (self.config.performance.shared_origin and not (train and gon.z0_sigma > 0)
+    shared = (self.performance.shared_origin and not (train and gon.z0_sigma > 0)
               and draws.inner_points is None and draws.inner_noise is None)
     return origin_latent(
         lambda z: self.decode(variables, z, draws.inner_points, draws.inner_noise),
-        _gather(images, draws.inner_points), z0[0] if shared else z0, inner_loss,
+        gather(images, draws.inner_points), z0[0] if shared else z0, inner_loss,
         num_steps=gon.num_steps, step_size=learned.get('step_size', gon.step_size),
         loss_scale=scale,
         start_from_z0=gon.start_from_z0, detach=gon.detach)
@@ -455,9 +415,8 @@ class Encoded(Objective):
     return self.model.apply(variables, images, True, method='encode')
 
   def init_variables(self, key):
-    z = jnp.zeros((1, self.config.model.latent_dim), jnp.float32)
-    size, channels = self.config.data.image_size, self.config.model.channels
-    images = jnp.zeros((1, size, size, channels), jnp.float32)
+    z = jnp.zeros((1, self.latent_dim), jnp.float32)
+    images = jnp.zeros((1, self.image_size, self.image_size, self.channels), jnp.float32)
     return self.model.init(key, z, images,
                            method=lambda m, z, x: (m(z, False), m.encode(x, False)))
 
@@ -468,12 +427,10 @@ class GLO(Objective):
 
   @property
   def latent_table(self):
-    glo = self.config.glo
-    return lazy_adam_table(self.config.model.latent_dim, glo.init_sigma, glo.learning_rate)
+    return lazy_adam_table(self.latent_dim, self.glo.init_sigma, self.glo.learning_rate)
 
   def latents(self, variables, images, *, z0, rows, loss):
     if rows is not None:
       return rows
-    glo = self.config.glo
-    return fit_latents(lambda z: self.decode(variables, z), images, z0, loss, glo.test_steps,
-                       glo.test_learning_rate)
+    return fit_latents(lambda z: self.decode(variables, z), images, z0, loss,
+                       self.glo.test_steps, self.glo.test_learning_rate)

@@ -16,16 +16,17 @@ import dataclasses
 from typing import Any, Callable
 
 import jax
-import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from gon_jax.settings import PerformanceSettings
 
 AXIS = 'batch'
 
 
-def compiler_options(config: ml_collections.ConfigDict) -> dict | None:
+def compiler_options(cpu_ynn_fusions: bool = False) -> dict | None:
   """XLA options of every jitted step that runs the model (training, encoding, scoring): on
-  CPU, without YNNPACK fusions unless `performance.cpu_ynn_fusions`.
+  CPU, without YNNPACK fusions unless `cpu_ynn_fusions` (performance.cpu_ynn_fusions).
 
   XLA:CPU hands dots, reductions and the elementwise work around them to
   YNNPACK as fused library calls. For GON steps, whose layers are narrow
@@ -37,15 +38,16 @@ def compiler_options(config: ml_collections.ConfigDict) -> dict | None:
   FiLM-modulated SIREN with Fourier features; without them, the same bits
   every call.
   """
-  if jax.default_backend() != 'cpu' or config.performance.cpu_ynn_fusions:
+  if jax.default_backend() != 'cpu' or cpu_ynn_fusions:
     return None
   return {'xla_cpu_experimental_ynn_fusion_type': ''}
 
 
-def jit(fn: Callable, config: ml_collections.ConfigDict, **jit_kwargs) -> Callable:
-  """`jax.jit(fn, **jit_kwargs)` with `compiler_options(config)`: how evaluation, encoding
-  and decoding compile what runs the model."""
-  return jax.jit(fn, compiler_options=compiler_options(config), **jit_kwargs)
+def jit(fn: Callable, performance: PerformanceSettings, **jit_kwargs) -> Callable:
+  """`jax.jit(fn, **jit_kwargs)` with the compiler options of `performance`: how evaluation,
+  encoding and decoding compile what runs the model."""
+  return jax.jit(fn, compiler_options=compiler_options(performance.cpu_ynn_fusions),
+                 **jit_kwargs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +65,7 @@ class Placement:
               replicated_args: int = 0) -> Callable:
     """Compiles `step(state, batch, *replicated) -> (state, metrics)`; the old state is donated.
 
-    `options` (XLA compiler options, e.g. `compiler_options(config)`) apply under jit;
+    `options` (XLA compiler options, e.g. `compiler_options()`) apply under jit;
     jax.pmap takes none. The `replicated_args` arguments after the batch are placed like
     the state (`put_state`).
     """

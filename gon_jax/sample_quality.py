@@ -26,9 +26,9 @@ import time
 import ml_collections
 import numpy as np
 
-from gon_jax import evaluate, feature_classifier
+from gon_jax import data, evaluate, feature_classifier
 from gon_jax import model as model_lib
-from gon_jax.config import base_config
+from gon_jax.config import base_config, to_settings
 from gon_jax.errors import ConfigError, DataError, run_reporting_errors
 
 # The data sets of --dataset, with their channels; a model's data set may be any with classes.
@@ -100,7 +100,7 @@ def subset(num_rows: int, n: int, seed: int) -> np.ndarray:
 def dataset_config(name: str, source: str, data_dir: str, image_size: int,
                    channels: int) -> ml_collections.ConfigDict:
   """A config whose `data` and `model.channels` are these (the rest base_config's): what
-  gon_jax.evaluate.load_data reads when no model is measured."""
+  gon_jax.data.load_data reads when no model is measured."""
   config = base_config()
   config.data.update(name=name, source=source, dir=data_dir, image_size=image_size)
   config.model.channels = channels
@@ -147,7 +147,9 @@ def measure(config: ml_collections.ConfigDict, model: model_lib.Model | None = N
   check_supported(config)
   if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
     raise ConfigError(f'num_samples {num_samples!r}: give an integer of at least 2')
-  train_images, train_labels, test_images, test_labels = evaluate.load_data(config)
+  settings = to_settings(config)
+  train_images, train_labels, test_images, test_labels = data.load_data(
+      settings.data, settings.model['channels'], settings.classifier.num_classes)
   if model is not None and tuple(test_images.shape[1:]) != model.image_shape:
     raise DataError(f'the data set\'s images are {list(test_images.shape[1:])} but the model '
                     f'makes {list(model.image_shape)}: give the data it was trained on')

@@ -1,16 +1,16 @@
-"""The train state and what training and evaluation both build from a config."""
+"""The train state and what training and evaluation both build from a config's settings."""
 
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 from flax import struct
 
 from gon_jax.models import make_objective
 from gon_jax.objectives import Objective
+from gon_jax.settings import OptimizerSettings, Settings
 
 
 class TrainState(struct.PyTreeNode):
@@ -23,14 +23,13 @@ class TrainState(struct.PyTreeNode):
   skipped_steps: jax.Array  # steps whose update was dropped as non-finite
 
 
-def create_train_state(config: ml_collections.ConfigDict, objective: Objective,
-                       tx: optax.GradientTransformation,
+def create_train_state(seed: int, objective: Objective, tx: optax.GradientTransformation,
                        num_train_examples: int = 0) -> TrainState:
-  """Initial state on the host, the same on every process (seeded).
+  """Initial state on the host, the same on every process (drawn from `seed`).
 
   `num_train_examples` sizes a latent table (GLO).
   """
-  key = jax.random.key(config.seed)
+  key = jax.random.key(seed)
   variables = _compiled_init(objective, key)
   params = variables['params']
   latents = objective.latent_table.init(jax.random.fold_in(key, 1), num_train_examples)
@@ -47,28 +46,29 @@ def create_train_state(config: ml_collections.ConfigDict, objective: Objective,
 _compiled_init = jax.jit(lambda objective, key: objective.init_variables(key), static_argnums=0)
 
 
-def learning_rate(config: ml_collections.ConfigDict) -> float | optax.Schedule:
-  """`config.learning_rate`, or its schedule (`lr_schedule`, `warmup_steps`) of the step."""
-  peak, warmup = config.learning_rate, config.warmup_steps
-  if config.lr_schedule == 'cosine':
-    return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, config.num_steps)
+def learning_rate(optimizer: OptimizerSettings) -> float | optax.Schedule:
+  """`learning_rate`, or its schedule (`lr_schedule`, `warmup_steps`, over `num_steps`) of
+  the step."""
+  peak, warmup = optimizer.learning_rate, optimizer.warmup_steps
+  if optimizer.lr_schedule == 'cosine':
+    return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, optimizer.num_steps)
   if not warmup:
     return peak  # a constant: the optimiser state has no schedule count
   return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup),
                                optax.constant_schedule(peak)], [warmup])
 
 
-def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Adam at `learning_rate(config)`, after clipping gradients to global norm
+def make_optimizer(optimizer: OptimizerSettings) -> optax.GradientTransformation:
+  """Adam at `learning_rate(optimizer)`, after clipping gradients to global norm
   `grad_clip_norm` if it is positive."""
-  adam = optax.adam(learning_rate(config))
-  return optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adam) \
-      if config.grad_clip_norm else adam
+  adam = optax.adam(learning_rate(optimizer))
+  return optax.chain(optax.clip_by_global_norm(optimizer.grad_clip_norm), adam) \
+      if optimizer.grad_clip_norm else adam
 
 
-def setup(config: ml_collections.ConfigDict, num_train_examples: int = 0
+def setup(settings: Settings, num_train_examples: int = 0
           ) -> tuple[Objective, optax.GradientTransformation, TrainState]:
-  """Builds what training and evaluation share, from a validated config
+  """Builds what training and evaluation share, from a validated config's settings
   (gon_jax.config.validate).
 
   `num_train_examples` sizes GLO's latent table (other models ignore it).
@@ -76,6 +76,6 @@ def setup(config: ml_collections.ConfigDict, num_train_examples: int = 0
   Returns:
     `(objective, tx, initial host state)`; the module is `objective.model`.
   """
-  objective = make_objective(config)
-  tx = make_optimizer(config)
-  return objective, tx, create_train_state(config, objective, tx, num_train_examples)
+  objective = make_objective(settings)
+  tx = make_optimizer(settings.optimizer)
+  return objective, tx, create_train_state(settings.seed, objective, tx, num_train_examples)

@@ -17,16 +17,17 @@ from jax.experimental import multihost_utils
 
 from gon_jax import checkpoints, data, evaluate, images, saved_config
 from gon_jax.epoch_losses import PER_STEP, EpochLosses, epochs_ended
-from gon_jax.config import steps_per_epoch, validate, with_resolved_steps
+from gon_jax.config import steps_per_epoch, to_settings, validate, with_resolved_steps
 from gon_jax.errors import ConfigError, DataError, Diverged, RunStopped
 from gon_jax.metric_writer import MetricWriter
 from gon_jax.objectives import model_variables
 from gon_jax.parallel import Placement, make_placement
+from gon_jax.settings import Settings
 from gon_jax.state import TrainState, setup
 from gon_jax.train_step import compile_train_step, compile_train_steps
 
 
-def _compiled_steps_and_inputs(config: ml_collections.ConfigDict, placement: Placement,
+def _compiled_steps_and_inputs(settings: Settings, placement: Placement,
                                tx: optax.GradientTransformation, train_images: np.ndarray,
                                train_labels: np.ndarray, start_step: int
                                ) -> tuple[Callable, Iterator]:
@@ -38,19 +39,19 @@ def _compiled_steps_and_inputs(config: ml_collections.ConfigDict, placement: Pla
     ConfigError: `start_step` is not a multiple of `steps_per_call`.
   """
   processes = (start_step, jax.process_index(), jax.process_count())
-  steps_per_call = config.performance.steps_per_call
+  steps_per_call = settings.performance.steps_per_call
   if start_step % steps_per_call:
     raise ConfigError(f'the checkpoint of step {start_step} is not at a multiple of '
                       f'performance.steps_per_call={steps_per_call}: resume with a '
                       f'steps_per_call that divides {start_step}')
   if steps_per_call == 1:
-    batches = data.train_batches(train_images, train_labels, config.batch_size, config.seed,
-                                 *processes)
-    return (compile_train_step(config, placement, tx),
+    batches = data.train_batches(train_images, train_labels, settings.batch_size,
+                                 settings.seed, *processes)
+    return (compile_train_step(settings, placement, tx),
             data.prefetch(batches, placement.put_batch))
   train_set = placement.put_state({'image': train_images, 'label': train_labels})
-  steps_fn = compile_train_steps(config, placement, tx)
-  indices = data.call_indices(len(train_images), config.batch_size, config.seed,
+  steps_fn = compile_train_steps(settings, placement, tx)
+  indices = data.call_indices(len(train_images), settings.batch_size, settings.seed,
                               steps_per_call, *processes)
   return (lambda state, call_indices: steps_fn(state, call_indices, train_set),
           data.prefetch(indices, placement.put_batch))
@@ -91,9 +92,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       was saved first), or a step was not finite under `nonfinite='stop'`
       (nothing saved after the last checkpoint).
   """
-  validate(config)
+  settings = validate(config)
   placement = make_placement(config.parallel)
-  train_images, train_labels, test_images, test_labels = _training_data(config)
+  train_images, train_labels, test_images, test_labels = _training_data(config, settings)
   given_steps = config.num_steps
   # From here on num_steps is the run's length, also where num_epochs sets it: the schedule,
   # the loop, resumption, config.json and the recipe's comparison all see it.
@@ -101,7 +102,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   # After the checks of the config and the data, which say what cannot work at all; before
   # anything is restored or written.
   changes = saved_config.compare_with_saved(config, workdir, allow_recipe_change)
-  objective, tx, state = setup(config, len(train_images))
+  settings = to_settings(config)  # with num_steps resolved: what the modules below take
+  objective, tx, state = setup(settings, len(train_images))
   per_epoch = steps_per_epoch(len(train_images), config.batch_size)
   is_main = jax.process_index() == 0
   if is_main and config.num_epochs:
@@ -114,9 +116,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       if is_main:
         print(_nothing_to_train_line(config, workdir, start_step, per_epoch), file=sys.stderr)
       return state
-    run = _Run(config, workdir, placement, manager, evaluate.make_evaluator(objective),
+    run = _Run(config, workdir, placement, manager,
+               evaluate.make_evaluator(objective, settings.evaluation),
                test_images, test_labels, is_main, per_epoch)
-    step_fn, batches = _compiled_steps_and_inputs(config, placement, tx, train_images,
+    step_fn, batches = _compiled_steps_and_inputs(settings, placement, tx, train_images,
                                                   train_labels, start_step)
     if is_main:  # the loop then saves the config as config.json
       saved_config.record(workdir, start_step, changes)
@@ -283,10 +286,12 @@ class _Run:
                     config.performance.steps_per_call)
 
 
-def _training_data(config: ml_collections.ConfigDict) -> tuple[np.ndarray, ...]:
+def _training_data(config: ml_collections.ConfigDict,
+                   settings: Settings) -> tuple[np.ndarray, ...]:
   """`(train images, train labels, test images, test labels)` of the run: the test split cut
   to `train_eval_examples`; a DataError for a batch larger than the training split."""
-  train_images, train_labels, test_images, test_labels = evaluate.load_data(config)
+  train_images, train_labels, test_images, test_labels = data.load_data(
+      settings.data, settings.model['channels'], settings.classifier.num_classes)
   if config.train_eval_examples > 0:
     test_images = test_images[:config.train_eval_examples]
     test_labels = test_labels[:config.train_eval_examples]

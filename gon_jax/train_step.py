@@ -7,14 +7,15 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 
 from gon_jax import data
 from gon_jax.epoch_losses import PER_STEP, EpochLosses
 from gon_jax.models import make_objective
-from gon_jax.objectives import Objective, check_batch
+from gon_jax.objectives import Objective
+from gon_jax.passes import check_batch
 from gon_jax.parallel import Placement, compiler_options
+from gon_jax.settings import Settings
 from gon_jax.state import TrainState
 
 
@@ -56,8 +57,8 @@ def train_step(state: TrainState, batch: dict, *, objective: Objective,
 
   Raises:
     ValueError (at trace time): a batch without images or with entries of another length
-    (objectives.check_batch); an objective whose BatchNorm averages over another axis than
-    `axis_name` (Objective.check_axis_name: make it with make_objective(config, axis_name)).
+    (passes.check_batch); an objective whose BatchNorm averages over another axis than
+    `axis_name` (Objective.check_axis_name: make it with make_objective(settings, axis_name)).
   """
   check_batch(batch)
   objective.check_axis_name(axis_name, state.batch_stats)
@@ -151,26 +152,28 @@ def train_steps(state: TrainState, indices: jax.Array, train_set: dict, *,
   return state, {**jax.tree.map(lambda m: m[shown], metrics), PER_STEP: per_step}
 
 
-def compile_train_step(config: ml_collections.ConfigDict, placement: Placement,
+def compile_train_step(settings: Settings, placement: Placement,
                        tx: optax.GradientTransformation) -> Callable:
-  """`train_step` bound to the config's objective and compiled for `placement`:
+  """`train_step` bound to the settings' objective and compiled for `placement`:
   `step(state, batch) -> (state, metrics)`."""
-  return placement.compile(bound_train_step(config, placement, tx), compiler_options(config))
+  return placement.compile(bound_train_step(settings, placement, tx),
+                           compiler_options(settings.performance.cpu_ynn_fusions))
 
 
-def compile_train_steps(config: ml_collections.ConfigDict, placement: Placement,
+def compile_train_steps(settings: Settings, placement: Placement,
                         tx: optax.GradientTransformation) -> Callable:
   """`train_steps` compiled for `placement`: `steps(state, indices, train_set) -> (state,
   metrics)`, the train set placed with `placement.put_state`."""
   return placement.compile(
-      functools.partial(train_steps, step_fn=bound_train_step(config, placement, tx)),
-      compiler_options(config), replicated_args=1)
+      functools.partial(train_steps, step_fn=bound_train_step(settings, placement, tx)),
+      compiler_options(settings.performance.cpu_ynn_fusions), replicated_args=1)
 
 
-def bound_train_step(config: ml_collections.ConfigDict, placement: Placement,
+def bound_train_step(settings: Settings, placement: Placement,
                      tx: optax.GradientTransformation) -> Callable:
-  """`train_step` with the config's objective (made for `placement`'s axis), `tx`, seed and
+  """`train_step` with the settings' objective (made for `placement`'s axis), `tx`, seed and
   scan chunk bound: `step(state, batch) -> (state, metrics)`, not yet compiled."""
   return functools.partial(
-      train_step, objective=make_objective(config, axis_name=placement.axis_name), tx=tx,
-      seed=config.seed, scan_chunk=config.performance.scan_chunk, axis_name=placement.axis_name)
+      train_step, objective=make_objective(settings, axis_name=placement.axis_name), tx=tx,
+      seed=settings.seed, scan_chunk=settings.performance.scan_chunk,
+      axis_name=placement.axis_name)

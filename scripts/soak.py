@@ -28,6 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from gon_jax.configs import siren_mnist_tiny  # pylint: disable=wrong-import-position
 from gon_jax import checkpoints  # pylint: disable=wrong-import-position
+from gon_jax.config import to_settings  # pylint: disable=wrong-import-position
 from gon_jax.state import setup  # pylint: disable=wrong-import-position
 
 
@@ -42,7 +43,7 @@ def _command(args, workdir):
 def _final_state(args, workdir):
   config = siren_mnist_tiny.get_config()
   config.data.source, config.data.dir = 'idx', args.data_dir
-  _, _, template = setup(config)
+  _, _, template = setup(to_settings(config))
   state, step = checkpoints.restore_latest(
       checkpoints.manager(str(workdir), read_only=True), template)
   return state, step

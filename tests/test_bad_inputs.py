@@ -14,7 +14,7 @@ from PIL import Image
 
 from gon_jax import demo as demo_lib
 from gon_jax import encode, images, losses, saved_config, train, train_step
-from gon_jax.config import SIZES, validate
+from gon_jax.config import SIZES, to_settings, validate
 from gon_jax.core import origin, origin_latent
 from gon_jax.errors import ConfigError, DataError
 from gon_jax.models import make_objective
@@ -51,7 +51,7 @@ def test_per_example_losses_of_an_empty_batch_are_empty():
 def _abstract_setup(config):
   """`(objective, tx, state)` as gon_jax.state.setup gives them, the state's arrays as
   jax.ShapeDtypeStruct: what tracing needs, without compiling the initialisation."""
-  objective, tx = make_objective(config), make_optimizer(config)
+  objective, tx = make_objective(to_settings(config)), make_optimizer(to_settings(config).optimizer)
 
   def initial_state():
     variables = objective.init_variables(jax.random.key(0))
@@ -140,24 +140,24 @@ def test_encoding_an_empty_split_is_one_data_error(tiny_run, empty_test_split, t
 @pytest.mark.parametrize('step_axis, objective_axis, message', [
     ('batch', None, "train_step(axis_name='batch') with an objective made with axis_name=None: "
      "its BatchNorm would keep each device's batch statistics and drift from a one-device run; "
-     "make the objective with make_objective(config, axis_name='batch')"),
+     "make the objective with make_objective(settings, axis_name='batch')"),
     (None, 'batch', "train_step(axis_name=None) with an objective made with axis_name='batch': "
      "its BatchNorm averages statistics over that axis, the step no gradients; under "
      "jax.pmap(..., axis_name='batch') give train_step axis_name='batch', under jit make the "
-     "objective with make_objective(config)"),
+     "objective with make_objective(settings)"),
     ('devices', 'batch', "train_step(axis_name='devices') with an objective made with "
      "axis_name='batch': its BatchNorm averages statistics over another axis; make the "
-     "objective with make_objective(config, axis_name='devices')"),
+     "objective with make_objective(settings, axis_name='devices')"),
 ])
 def test_train_step_refuses_an_objective_of_another_axis(batchnorm_setup, step_axis,
                                                          objective_axis, message):
   config, _, tx, state = batchnorm_setup
   step = functools.partial(train_step.train_step, tx=tx, seed=0, axis_name=step_axis,
-                           objective=make_objective(config, objective_axis))
+                           objective=make_objective(to_settings(config), objective_axis))
   axis_env = [] if step_axis is None else [(step_axis, 2)]  # traced as pmap over 2 devices
   with pytest.raises(ValueError, match=re.escape(message)):
     jax.make_jaxpr(step, axis_env=axis_env)(state, _batch(4))
-  matching = functools.partial(step, objective=make_objective(config, step_axis))
+  matching = functools.partial(step, objective=make_objective(to_settings(config), step_axis))
   jax.make_jaxpr(matching, axis_env=axis_env)(state, _batch(4))  # the same axis: traced
 
 
@@ -170,12 +170,13 @@ def test_pmap_training_binds_the_objective_to_its_axis(blob_dir, norm):
   config.parallel = 'pmap'
   _, tx, state = _abstract_setup(config)
   placement = make_placement('pmap')
-  step = train_step.bound_train_step(config, placement, tx)
-  assert step.keywords['objective'] == make_objective(config, axis_name=placement.axis_name)
+  step = train_step.bound_train_step(to_settings(config), placement, tx)
+  assert step.keywords['objective'] == make_objective(to_settings(config),
+                                                      axis_name=placement.axis_name)
   assert step.keywords['axis_name'] == placement.axis_name
   bound = jax.make_jaxpr(step, axis_env=[(placement.axis_name, 2)])(state, _batch(4))
   if norm == 'layer':
-    unbound = jax.make_jaxpr(functools.partial(step, objective=make_objective(config)),
+    unbound = jax.make_jaxpr(functools.partial(step, objective=make_objective(to_settings(config))),
                              axis_env=[(placement.axis_name, 2)])(state, _batch(4))
     assert str(unbound) == str(bound)
 

@@ -10,6 +10,7 @@ import pytest
 from jax.sharding import Mesh
 
 import testing_utils
+from gon_jax.config import to_settings
 from gon_jax import evaluate
 from gon_jax.models import make_objective
 from gon_jax.models.conv import transposed_conv, transposed_conv_adjoint
@@ -22,7 +23,7 @@ from gon_jax.configs import ae_mnist, conv_mnist, glo_mnist, tied_ae_mnist
 
 def _num_params(config):
   # Shapes only: eval_shape runs no op.
-  variables = jax.eval_shape(make_objective(config).init_variables, jax.random.key(0))
+  variables = jax.eval_shape(make_objective(to_settings(config)).init_variables, jax.random.key(0))
   return sum(x.size for x in jax.tree.leaves(variables['params']))
 
 
@@ -56,7 +57,7 @@ def test_transposed_conv_adjoint(first):
 @pytest.mark.slow
 def test_tied_encoder_uses_the_decoders_kernels():
   config = tied_ae_mnist.get_config()
-  objective = make_objective(config)
+  objective = make_objective(to_settings(config))
   model, variables = objective.model, objective.init_variables(jax.random.key(0))
   encoder_params = variables['params']['TiedEncoder_0']
   assert all('kernel' not in '/'.join(map(str, path)) for path, _ in
@@ -86,7 +87,7 @@ def _glo_config(blob_dir, parallel='jit'):
 @pytest.mark.slow
 def test_glo_updates_only_the_rows_of_the_batch(blob_dir):
   config = _glo_config(blob_dir)
-  _, _, initial = setup(config, num_train_examples=256)
+  _, _, initial = setup(to_settings(config), num_train_examples=256)
   state, losses = testing_utils.run_steps(config, num_steps=2)
   assert np.all(np.isfinite(losses))
   from gon_jax import data  # pylint: disable=import-outside-toplevel
@@ -98,9 +99,9 @@ def test_glo_updates_only_the_rows_of_the_batch(blob_dir):
   assert np.all(state.latents['count'][seen] == 1)
   assert np.all(np.any(state.latents['table'][seen] != initial.latents['table'][seen], axis=1))
   # Unseen images are encoded by fitting latents to the trained decoder.
-  objective, _, _ = setup(config, num_train_examples=256)
+  objective, _, _ = setup(to_settings(config), num_train_examples=256)
   images, _ = data.load_split(config.data, 'test', config.data.image_size)
-  metrics, recon, latents = evaluate.make_evaluator(objective)(
+  metrics, recon, latents = evaluate.make_evaluator(objective, to_settings(config).evaluation)(
       model_variables(state.params, state.batch_stats), images[:16])
   chex.assert_shape((recon, latents), ((16, 16, 16, 1), (16, config.model.latent_dim)))
   assert np.isfinite(metrics['sse'])
@@ -136,8 +137,8 @@ def test_classifier_separates_a_separable_set(tmp_path):
   state, _ = testing_utils.run_steps(config, num_steps=30)
   from gon_jax import data  # pylint: disable=import-outside-toplevel
   images, labels = data.load_split(config.data, 'test', config.data.image_size)
-  objective, _, _ = setup(config)
-  metrics, _, _ = evaluate.make_evaluator(objective)(
+  objective, _, _ = setup(to_settings(config))
+  metrics, _, _ = evaluate.make_evaluator(objective, to_settings(config).evaluation)(
       model_variables(state.params, state.batch_stats), images, labels)
   assert metrics['accuracy'] >= 0.95, metrics
 

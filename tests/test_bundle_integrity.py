@@ -8,9 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
-from gon_jax import bundles, file_hashes
+from gon_jax.config import to_settings
+from gon_jax import bundles, data, file_hashes
 from gon_jax.errors import DamagedFileError
-from gon_jax.evaluate import load_data
 from gon_jax.export import export
 from gon_jax.model import Model, load, save_bundle
 from gon_jax.state import setup
@@ -25,7 +25,7 @@ def bundle(blob_dir, tmp_path_factory):
   """A bundle of every kind of file: config, variables with BatchNorm statistics, a Gaussian,
   examples, and the record."""
   config = tiny_config(blob_dir, norm='batch')
-  _, _, state = setup(config)
+  _, _, state = setup(to_settings(config))
   model = Model(config, {'params': state.params, 'batch_stats': state.batch_stats},
                 gaussian=(np.zeros(8), np.eye(8)))
   folder = tmp_path_factory.mktemp('bundle') / 'tiny'
@@ -110,7 +110,7 @@ def test_a_record_written_over_a_damaged_file_still_gives_no_parser_error(bundle
 def test_a_bundle_written_again_gets_a_new_record(bundle, tmp_path, blob_dir):
   copy = _copy(bundle, tmp_path)
   config = tiny_config(blob_dir, norm='batch')
-  _, _, state = setup(config)
+  _, _, state = setup(to_settings(config))
   files = save_bundle(Model(config, {'params': state.params, 'batch_stats': state.batch_stats}),
                       copy)
   assert set(files) == {'config.json', 'variables.msgpack'}
@@ -139,7 +139,8 @@ def test_export_writes_a_recorded_bundle_and_its_manifest_entry(tiny_run, tmp_pa
   assert json.loads((tmp_path / 'manifest.json').read_text())['tiny'] == entry
   model = load(tmp_path / 'tiny')
   assert entry['parameters'] == model.num_parameters and model.examples.shape[0] == 4
-  train_images, _, test_images, _ = load_data(config)
+  train_images, _, test_images, _ = data.load_data(
+      config.data, config.model.channels, config.classifier.num_classes)
   assert entry['test_subset']['metrics'] == model.evaluate(test_images[:8])
   # 2 steps of an epoch of len(train_images) // batch_size steps
   assert entry['epochs'] == round(2 / (len(train_images) // config.batch_size), 2) > 0

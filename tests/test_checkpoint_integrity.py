@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import testing_utils
+from gon_jax.config import to_settings
 from gon_jax import checkpoints, file_hashes
 from gon_jax.errors import DamagedFileError, DataError
 from gon_jax.evaluate import evaluate_checkpoint, write_json
@@ -45,7 +46,7 @@ def _template(config):
   """The initial train state of `config`, made once per config (setup compiles)."""
   key = config.to_json()
   if key not in _TEMPLATES:
-    _TEMPLATES[key] = setup(config, num_train_examples=256)[2]
+    _TEMPLATES[key] = setup(to_settings(config), num_train_examples=256)[2]
   return _TEMPLATES[key]
 
 

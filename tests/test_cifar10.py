@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gon_jax import evaluate
+from gon_jax import data, evaluate
 from gon_jax.train import train_and_evaluate
 
 from testing_utils import run_script
@@ -75,7 +75,8 @@ def test_the_first_test_images_cover_every_class(cifar_folder):
   """The grids show the first grid_size**2 test images: one of each class in turn, not all of
   the first class (labels keep ImageFolder's numbering)."""
   config = folder_config('conv_cifar10', cifar_folder)
-  _, train_labels, test_images, test_labels = evaluate.load_data(config)
+  _, train_labels, test_images, test_labels = data.load_data(
+      config.data, config.model.channels, config.classifier.num_classes)
   assert test_labels.tolist() == [0, 1, 2] * NUM_TEST
   assert train_labels.tolist() == [0, 1, 2] * NUM_TRAIN
   assert test_images.shape == (3 * NUM_TEST, 32, 32, 3)

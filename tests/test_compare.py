@@ -133,7 +133,7 @@ def test_a_diverged_run_is_a_result_not_the_end_of_the_comparison(blob_dir, tmp_
   again = compare.compare(*args)['gon']['runs']['mnist'][0]
   assert again['diverged_at'] == results['gon']['runs']['mnist'][0]['diverged_at']
   assert sorted(os.listdir(run_dir)) == before
-  assert compare._mean_std_cell([1.0, float('nan'), 3.0]) == '2.00 ± 1.00 (1 of 3 diverged)'
+  assert compare.mean_std_cell([1.0, float('nan'), 3.0]) == '2.00 ± 1.00 (1 of 3 diverged)'
 
 
 def test_the_length_is_steps_or_epochs_never_both():

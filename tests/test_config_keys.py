@@ -8,7 +8,8 @@ import ml_collections
 import pytest
 
 from gon_jax import models, saved_config
-from gon_jax.config import base_config, validate
+from gon_jax.config import base_config, to_settings, validate
+from gon_jax.errors import ConfigError
 from gon_jax.flag_parsing import PACKAGED_CONFIGS, packaged_config
 
 from testing_utils import REPO
@@ -77,9 +78,9 @@ def test_every_key_the_code_reads_has_a_default():
 
 
 def test_the_key_scan_finds_reads_and_would_see_a_missing_default():
-  tree = _parse_with_parents(REPO / 'gon_jax' / 'evaluate.py')
+  tree = _parse_with_parents(REPO / 'gon_jax' / 'config.py')  # to_settings reads them
   reads = _config_reads(tree)
-  assert ('elbo_samples',) in reads and ('model', 'latent_dim') in reads
+  assert ('elbo_samples',) in reads and ('model', 'name') in reads
   assert not _has_default(('elbo_sample',), [base_config('vgon')])
 
 
@@ -123,3 +124,18 @@ def test_a_name_is_a_packaged_config_only_where_no_such_file_exists(tmp_path, mo
   assert packaged_config('siren_mnsit') is None and packaged_config('__init__') is None
   (tmp_path / 'siren_mnist.py').write_text('')
   assert packaged_config('siren_mnist.py') is None  # the user's own file wins
+
+
+def test_settings_mirror_the_config_key_for_key():
+  config = base_config('vgon')
+  settings = to_settings(config)
+  assert settings.gon.num_steps == config.gon.num_steps and settings.model_name == 'vgon'
+  assert dict(settings.model) == {k: v for k, v in config.model.items() if k != 'name'}
+  assert hash(settings) == hash(to_settings(base_config('vgon')))  # by value
+  config.gon.extra = 1
+  with pytest.raises(ConfigError, match='unknown config key gon.extra'):
+    to_settings(config)
+  config = base_config('conv')
+  del config.data['cache']
+  with pytest.raises(ConfigError, match='config key data.cache missing'):
+    to_settings(config)

@@ -46,7 +46,8 @@ def test_the_command_writes_the_split_as_model_encode_and_eval_encode_it(workdir
   images, expected_labels = data.load_split(model.config.data, 'test', 16)
   np.testing.assert_array_equal(labels, expected_labels)
   np.testing.assert_array_equal(latents, model.encode(images))
-  _, _, eval_latents = evaluate.make_evaluator(model.objective)(model.variables, images)
+  _, _, eval_latents = evaluate.make_evaluator(model.objective, model.settings.evaluation)(
+      model.variables, images)
   np.testing.assert_array_equal(latents, eval_latents)
   assert not [name for name in os.listdir(out.parent) if name != 'test.npz']  # no temporaries
 

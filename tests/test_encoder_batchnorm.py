@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh
 
-from gon_jax.config import validate
+from gon_jax.config import to_settings, validate
 from gon_jax.experiments.compare import RECIPES, TABLE_1, run_config
 from gon_jax.models import make_objective
 from gon_jax.parallel import AXIS, Placement, make_placement
@@ -65,7 +65,7 @@ def test_a_training_pass_updates_each_layer_once(blob_dir, name):
   # model in training mode (encode, then decode): the encoder's not dropped when the decoder
   # updates its own, none moved twice (the tied encoder reads the decoder's kernels, not
   # its statistics).
-  objective = make_objective(_tiny(blob_dir, name))
+  objective = make_objective(to_settings(_tiny(blob_dir, name)))
   variables = objective.init_variables(jax.random.key(0))
   images = jax.random.uniform(jax.random.key(1), (6, 8, 8, 1))
 
@@ -90,11 +90,11 @@ def test_training_steps_move_the_running_averages(blob_dir, name):
   # train.py's step: gradients through the encoder's batch statistics, both collections
   # carried from step to step.
   config = _tiny(blob_dir, name)
-  _, _, initial = setup(config)
+  _, _, initial = setup(to_settings(config))
   state, losses = run_steps(config, num_steps=2)
   assert np.isfinite(losses).all()
   _moved_from(state.batch_stats, initial.batch_stats)
-  _assert_encodes_alone_as_in_batch(make_objective(config),
+  _assert_encodes_alone_as_in_batch(make_objective(to_settings(config)),
                                     {'params': state.params, 'batch_stats': state.batch_stats})
 
 

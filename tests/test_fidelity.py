@@ -20,11 +20,12 @@ sys.path.insert(0, str(REPO / 'benchmarks'))
 
 import pytorch_reference  # pylint: disable=wrong-import-position
 
+from gon_jax.config import to_settings
 from gon_jax.configs import (ae_mnist, conv_mnist, siren_mnist_tiny, vae_mnist,  # pylint: disable=wrong-import-position
                      vgon_mnist)
 from gon_jax.coordinates import grid  # pylint: disable=wrong-import-position
 from gon_jax.core import origin  # pylint: disable=wrong-import-position
-from gon_jax.objectives import Draws  # pylint: disable=wrong-import-position
+from gon_jax.passes import Draws  # pylint: disable=wrong-import-position
 from gon_jax.parallel import make_placement  # pylint: disable=wrong-import-position
 from gon_jax.state import setup  # pylint: disable=wrong-import-position
 from gon_jax.train_step import compile_train_step  # pylint: disable=wrong-import-position
@@ -51,12 +52,12 @@ def test_gon_follows_pytorch_from_the_same_parameters(model):
   recipe = pytorch_reference.Recipe(config)
   if model == 'siren':  # both linspace(-1, 1), but torch and numpy round some in the last bit
     recipe.coordinates = torch.tensor(grid(12).reshape(-1, 2))
-  _, tx, state = setup(config, num_train_examples=8)
+  _, tx, state = setup(to_settings(config), num_train_examples=8)
   params = jax.tree.map(jnp.asarray, recipe.flax_params())
   assert jax.tree.structure(params) == jax.tree.structure(state.params)
   state = state.replace(params=params, opt_state=tx.init(params))
   placement = make_placement(config.parallel)
-  step = compile_train_step(config, placement, tx)
+  step = compile_train_step(to_settings(config), placement, tx)
   device_state = placement.put_state(state)
   rng = np.random.default_rng(0)
   for _ in range(10):
@@ -82,7 +83,7 @@ def test_variational_loss_and_gradients_follow_pytorch(model):
   config = (vgon_mnist if model == 'vgon' else vae_mnist).get_config()
   config.batch_size = 8
   recipe = pytorch_reference.Recipe(config)
-  objective, _, state = setup(config, num_train_examples=8)
+  objective, _, state = setup(to_settings(config), num_train_examples=8)
   params = jax.tree.map(jnp.asarray, recipe.flax_params())
   assert jax.tree.structure(params) == jax.tree.structure(state.params)
   rng = np.random.default_rng(0)

@@ -57,7 +57,7 @@ def expected_square(path: pathlib.Path, size: int, mode: str) -> np.ndarray:
 @pytest.fixture(autouse=True)
 def fresh_process_cache(monkeypatch):
   """Every test loads from the files or the decoded cache, not from an earlier test's arrays."""
-  monkeypatch.setattr(data, '_files_cache', {})
+  monkeypatch.setattr(data.sources, '_files_cache', {})
 
 
 @pytest.fixture
@@ -171,11 +171,11 @@ def test_a_cache_entry_in_the_class_by_class_order_is_not_served(split_folder, d
   holds its rows in that order: its key lists the files in order, so it misses and is
   replaced by an entry in the new order."""
   with monkeypatch.context() as old:
-    old.setattr(data, '_round_robin', lambda paths: paths)
+    old.setattr(data.image_folder, '_round_robin', lambda paths: paths)
     _, y = data.load_split(folder_config(split_folder), 'train', 8, 3)
     assert y.tolist() == [0, 0, 0, 1, 1, 1]
   (stale,) = entries(decoded)
-  data._files_cache.clear()
+  data.sources._files_cache.clear()
   _, y = data.load_split(folder_config(split_folder), 'train', 8, 3)
   assert y.tolist() == [0, 1, 0, 1, 0, 1]
   (entry,) = entries(decoded)  # The same folder, split and size: the stale entry is removed.
@@ -231,9 +231,10 @@ def test_folder_errors(tmp_path, decoded):
 
 
 def count_decodes(monkeypatch) -> list[int]:
-  """Counts the images decoded from now on (every decoder crops its square with data._square)."""
-  calls, square = [], data._square
-  monkeypatch.setattr(data, '_square', lambda *a, **k: calls.append(1) or square(*a, **k))
+  """Counts the folder source's images decoded from now on (each cropped by its _square)."""
+  calls, square = [], data.image_folder._square
+  monkeypatch.setattr(data.image_folder, '_square',
+                      lambda *a, **k: calls.append(1) or square(*a, **k))
   return calls
 
 
@@ -241,8 +242,8 @@ def test_the_cache_is_written_once_then_memory_mapped(split_folder, decoded, mon
   config = folder_config(split_folder)
   first = data.load_split(config, 'train', 8, 1)
   assert len(entries(decoded)) == 1 and entries(decoded)[0].startswith('folder-train-8-')
-  monkeypatch.setattr(data, '_files_cache', {})  # As a new process would.
-  monkeypatch.setattr(data, '_square', lambda *a, **k: pytest.fail('decoded again'))
+  monkeypatch.setattr(data.sources, '_files_cache', {})  # As a new process would.
+  monkeypatch.setattr(data.image_folder, '_square', lambda *a, **k: pytest.fail('decoded again'))
   images, labels = data.load_split(config, 'train', 8, 1)
   assert isinstance(images, np.memmap) and images.mode == 'r' and not images.flags.writeable
   np.testing.assert_array_equal(images, first[0])
@@ -256,14 +257,14 @@ def test_the_cache_misses_when_a_file_or_the_image_size_changes(split_folder, de
   calls = count_decodes(monkeypatch)
   data.load_split(config, 'train', 8, 3)
   assert len(calls) == 6
-  data._files_cache.clear()
+  data.sources._files_cache.clear()
   data.load_split(config, 'train', 8, 3)
   assert len(calls) == 6  # A hit.
   data.load_split(config, 'train', 16, 3)  # Another size: its own entry; the first stays.
   assert len(calls) == 12 and len(entries(decoded)) == 2
   data.load_split(config, 'train', 8, 1)  # Other channels: another entry.
   assert len(calls) == 18 and len(entries(decoded)) == 3
-  data._files_cache.clear()
+  data.sources._files_cache.clear()
   touched = split_folder / 'train' / 'cats' / '00.png'
   write_png(touched, 24, 50, (9, 9, 9))
   stat = touched.stat()
@@ -271,7 +272,7 @@ def test_the_cache_misses_when_a_file_or_the_image_size_changes(split_folder, de
   x, _ = data.load_split(config, 'train', 8, 3)
   assert len(calls) == 24 and x[0, 4, 4].tolist() == [9, 9, 9]
   assert len(entries(decoded)) == 3  # The entry of the old file is replaced, not kept.
-  data._files_cache.clear()
+  data.sources._files_cache.clear()
   write_png(split_folder / 'train' / 'dogs' / '09.png', 5, 5, (1, 1, 1))  # A new file.
   x, y = data.load_split(config, 'train', 8, 3)
   assert len(calls) == 31 and len(x) == 7 and y.tolist() == [0, 1, 0, 1, 0, 1, 1]
@@ -279,7 +280,7 @@ def test_the_cache_misses_when_a_file_or_the_image_size_changes(split_folder, de
 
 def test_the_cache_is_written_atomically(split_folder, decoded, monkeypatch):
   """A decoding that fails leaves no entry and no temporary behind: the next run starts over."""
-  square, calls = data._square, []
+  square, calls = data.image_folder._square, []
 
   def fail_on_the_fourth(*args, **kwargs):
     calls.append(1)
@@ -287,7 +288,7 @@ def test_the_cache_is_written_atomically(split_folder, decoded, monkeypatch):
       raise OSError('disk read error')
     return square(*args, **kwargs)
 
-  monkeypatch.setattr(data, '_square', fail_on_the_fourth)
+  monkeypatch.setattr(data.image_folder, '_square', fail_on_the_fourth)
   with pytest.raises(data.DataError, match='cannot read image .*disk read error'):
     data.load_split(folder_config(split_folder), 'train', 8, 3)
   assert entries(decoded) == []
@@ -306,7 +307,7 @@ def test_a_damaged_entry_is_decoded_again(split_folder, decoded):
   (entry,) = entries(decoded)
   (decoded / entry / 'images.npy').unlink()
   (decoded / entry / 'images.npy').write_bytes(b'\x93NUMPY garbage')
-  data._files_cache.clear()
+  data.sources._files_cache.clear()
   again, _ = data.load_split(config, 'test', 8, 3)
   np.testing.assert_array_equal(again, x)
 
@@ -314,7 +315,7 @@ def test_a_damaged_entry_is_decoded_again(split_folder, decoded):
 def test_cache_off_and_an_unwritable_cache(split_folder, decoded, tmp_path, monkeypatch, capfd):
   x, _ = data.load_split(folder_config(split_folder, cache=False), 'train', 8, 3)
   assert entries(decoded) == [] and not isinstance(x, np.memmap) and not x.flags.writeable
-  data._files_cache.clear()
+  data.sources._files_cache.clear()
   (tmp_path / 'a_file').write_text('')
   monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path / 'a_file'))  # No folder can be made there.
   y, _ = data.load_split(folder_config(split_folder), 'train', 8, 3)
@@ -336,9 +337,9 @@ def test_cifar_and_celeba_are_cached_too(tmp_path, decoded, monkeypatch):
                                    download=False)]
   first = [data.load_split(config, 'train', size, None) for config in configs for size in (32, 16)]
   assert len(entries(decoded)) == 4
-  data._files_cache.clear()
-  monkeypatch.setattr(data, '_read_cifar', lambda *a: pytest.fail('CIFAR read again'))
-  monkeypatch.setattr(data, '_square', lambda *a, **k: pytest.fail('CelebA decoded again'))
+  data.sources._files_cache.clear()
+  monkeypatch.setattr(data.cifar, '_read_cifar', lambda *a: pytest.fail('CIFAR read again'))
+  monkeypatch.setattr(data.celeba, '_square', lambda *a, **k: pytest.fail('CelebA decoded again'))
   again = [data.load_split(config, 'train', size, None) for config in configs for size in (32, 16)]
   for (x, y), (x_again, y_again) in zip(first, again):
     assert isinstance(x_again, np.memmap)
@@ -365,7 +366,7 @@ def test_the_host_holds_uint8_and_batches_are_float(tmp_path):
     np.testing.assert_array_equal(batch['image'], as_float[index])
     np.testing.assert_array_equal(batch['label'], labels['train'][index])
   # The epoch order is Generator.permutation's (int32, half its memory).
-  np.testing.assert_array_equal(data._permutation(1001, 5, 2),
+  np.testing.assert_array_equal(data.batches._permutation(1001, 5, 2),
                                 np.random.default_rng((5, 2)).permutation(1001))
 
 

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gon_jax.config import to_settings
 from gon_jax import config as config_lib
 from gon_jax import parallel
 from gon_jax.coordinates import grid
@@ -29,7 +30,7 @@ def _config(**model):
 
 def _count(config):
   # Shapes only: eval_shape runs no op.
-  variables = jax.eval_shape(make_objective(config).init_variables, jax.random.key(0))
+  variables = jax.eval_shape(make_objective(to_settings(config)).init_variables, jax.random.key(0))
   return sum(x.size for x in jax.tree.leaves(variables['params']))
 
 
@@ -135,7 +136,7 @@ def test_positional_encoding_octaves():
 
 def _loss_and_grads(config, params=None, num_steps=1):
   config.gon.num_steps = num_steps
-  objective = make_objective(config)
+  objective = make_objective(to_settings(config))
   variables = objective.init_variables(jax.random.key(0))
   params = variables['params'] if params is None else params
   batch = {'image': jax.random.uniform(jax.random.key(1), (3, 6, 6, 1)),
@@ -185,9 +186,8 @@ def test_a_learnt_step_size_scales_each_dimension_and_the_origin_moves_the_start
 
 def _inner_scale(objective):
   from gon_jax import losses  # pylint: disable=import-outside-toplevel
-  c = objective.config
-  return losses.inner_loss_scale(c.gon.inner_reduction, c.batch_size, c.data.image_size ** 2,
-                                 objective.spec.official_average(c))
+  return losses.inner_loss_scale(objective.gon.inner_reduction, objective.batch_size,
+                                 objective.image_size ** 2, objective.official_average)
 
 
 @pytest.mark.parametrize('ynn_fusions', [False, True])
@@ -199,10 +199,11 @@ def test_model_functions_compile_without_ynnpack_fusions_unless_asked(ynn_fusion
     pytest.skip('an XLA:CPU option')
   config = _config(conditioning='film', encoding='fourier')
   config.performance.cpu_ynn_fusions = ynn_fusions
-  objective = make_objective(config)
+  objective = make_objective(to_settings(config))
   variables = objective.init_variables(jax.random.key(0))
   images = jnp.zeros((4, 6, 6, 1))
-  text = parallel.jit(objective.encode, config).lower(variables, images).compile().as_text()
+  text = parallel.jit(objective.encode, objective.performance).lower(
+      variables, images).compile().as_text()
   assert ('%ynn_fusion' in text) == ynn_fusions
 
 

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gon_jax.config import to_settings
 from gon_jax import config as config_lib
 from gon_jax.errors import ConfigError
 from gon_jax.models import make_objective
@@ -29,7 +30,7 @@ def _uniform_like(values: np.ndarray, bound: float) -> None:
 
 
 def _params(config):
-  return make_objective(config).init_variables(jax.random.key(0))['params']
+  return make_objective(to_settings(config)).init_variables(jax.random.key(0))['params']
 
 
 @pytest.mark.parametrize('first', [True, False])

@@ -2,6 +2,7 @@
 
 import pytest
 
+from gon_jax.config import to_settings
 from gon_jax import data
 from gon_jax.evaluate import make_evaluator
 from gon_jax.objectives import model_variables
@@ -22,9 +23,9 @@ def test_conv_gon_improves_on_its_initialisation(tmp_path):
   config.data.source, config.data.dir = 'idx', str(MNIST_DIR)
   config.num_steps, config.eval_every, config.checkpoint_every = 60, 60, 60
   config.train_eval_examples = 1000
-  objective, _, initial = setup(config)
+  objective, _, initial = setup(to_settings(config))
   test_images = data.load_split(config.data, 'test', config.data.image_size)[0][:1000]
-  evaluate = make_evaluator(objective)
+  evaluate = make_evaluator(objective, to_settings(config).evaluation)
   before, _, _ = evaluate(model_variables(initial.params, initial.batch_stats), test_images)
   final = train_and_evaluate(config, str(tmp_path))
   after, _, _ = evaluate(model_variables(final.params, final.batch_stats), test_images)

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import gon_jax
-from gon_jax import checkpoints, evaluate, generate, objectives
+from gon_jax.config import to_settings
+from gon_jax import checkpoints, evaluate, generate, objectives, passes
 from gon_jax.errors import DataError
 from gon_jax.model import Model, load, save_bundle
 from gon_jax.state import setup
@@ -22,7 +23,7 @@ from testing_utils import random_images, tiny_config, tiny_siren_model
 
 def _conv_model(blob_dir) -> Model:
   config = tiny_config(blob_dir, norm='layer')  # 16x16x1, latent 8
-  _, _, state = setup(config)
+  _, _, state = setup(to_settings(config))
   return Model(config, {'params': state.params})
 
 
@@ -40,7 +41,8 @@ def test_encode_reconstruct_decode_are_evals(blob_dir):
   images = random_images(5)
   latents = model.encode(images)
   chex.assert_shape(latents, (5, 8))
-  expected_latents, expected = evaluate.make_encoder(model.objective)(model.variables, images)
+  expected_latents, expected = evaluate.make_encoder(
+      model.objective, model.settings.evaluation.batch_size)(model.variables, images)
   np.testing.assert_array_equal(latents, expected_latents)
   reconstructions = model.reconstruct(images)
   np.testing.assert_array_equal(reconstructions, np.clip(expected, 0, 1))
@@ -180,7 +182,7 @@ def test_evaluate_checks_its_labels(blob_dir):
     _conv_model(blob_dir).evaluate(images, np.zeros(4, np.int32))
   config = tiny_config(blob_dir, norm='layer')
   config.classifier.num_classes = 10
-  model = Model(config, {'params': setup(config)[2].params})
+  model = Model(config, {'params': setup(to_settings(config))[2].params})
   with pytest.raises(DataError, match=r'labels must be \[n\] = \[4\], one per image, got \[3\]'):
     model.evaluate(images, np.zeros(3, np.int32))
   assert 0 <= model.evaluate(images, np.arange(4))['accuracy'] <= 1
@@ -241,7 +243,7 @@ def test_reconstruct_takes_its_options_by_keyword_and_checks_z0(blob_dir):
   model = _conv_model(blob_dir)
   images = jnp.asarray(random_images(2), jnp.float32) / 255
   with pytest.raises(TypeError, match='positional'):
-    model.objective.reconstruct(model.variables, images, None, objectives.Draws(), True)
+    model.objective.reconstruct(model.variables, images, None, passes.Draws(), True)
   default = model.objective.reconstruct(model.variables, images)
   given = model.objective.reconstruct(model.variables, images, gon_jax.origin(2, 8))
   chex.assert_trees_all_equal(default.latents, given.latents)

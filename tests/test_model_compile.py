@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gon_jax.config import to_settings
 from gon_jax import data
 from gon_jax.coordinates import grid
 from gon_jax.model import Model
@@ -41,7 +42,7 @@ def compilations():
 @pytest.fixture(scope='module')
 def conv_model(blob_dir) -> Model:
   config = tiny_config(blob_dir, norm='batch')  # 16x16x1, latent 8, BatchNorm
-  _, _, state = setup(config)
+  _, _, state = setup(to_settings(config))
   model = Model(config, {'params': state.params, 'batch_stats': state.batch_stats})
   return model.with_gaussian(random_images(40))
 

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gon_jax.config import validate
+from gon_jax.config import to_settings, validate
 from gon_jax.errors import ConfigError
 from gon_jax.models import make_objective
 from gon_jax.models.conv import ACTIVATIONS, ConvDecoder, UpConv, transposed_conv
@@ -77,7 +77,7 @@ def _small_config(norm):
 @pytest.mark.parametrize('norm', ['batch', 'layer'])
 def test_encoding_one_image_alone_equals_encoding_it_in_a_batch(norm):
   config = _small_config(norm)
-  objective = make_objective(config)
+  objective = make_objective(to_settings(config))
   variables = objective.init_variables(jax.random.key(0))
   if norm == 'batch':
     variables = _trained_batchnorm_stats(variables)
@@ -97,7 +97,7 @@ def test_encoding_one_image_alone_equals_encoding_it_in_a_batch(norm):
 @pytest.mark.slow
 def test_batchnorm_training_pass_updates_running_statistics():
   config = _small_config('batch')
-  objective = make_objective(config)
+  objective = make_objective(to_settings(config))
   variables = objective.init_variables(jax.random.key(0))
   images = jax.random.uniform(jax.random.key(1), (4, 16, 16, 1))
   _, _, _, new_stats = objective.reconstruct(variables, images, jnp.zeros((4, 8)), train=True)
@@ -188,7 +188,7 @@ def test_official_inner_loss_scales():
 
   def inner_loss_scale(config):  # as the GON objective computes it from its config
     return scale(config.gon.inner_reduction, config.batch_size, config.data.image_size ** 2,
-                 get_spec(config.model.name).official_average(config))
+                 get_spec(config.model.name).official_average(to_settings(config)))
 
   config = conv_mnist.get_config()
   assert inner_loss_scale(config) == 1.0
@@ -203,7 +203,7 @@ def test_autoencoder_baseline_has_the_gon_decoder_and_twice_its_parameters(blob_
   from gon_jax.configs import ae_mnist  # pylint: disable=import-outside-toplevel
   from testing_utils import run_steps  # pylint: disable=import-outside-toplevel
   config = ae_mnist.get_config()
-  variables = jax.eval_shape(make_objective(config).init_variables, jax.random.key(0))
+  variables = jax.eval_shape(make_objective(to_settings(config)).init_variables, jax.random.key(0))
   decoder = {k: v for k, v in variables['params'].items() if k != 'ConvEncoder_0'}
   assert sum(x.size for x in jax.tree.leaves(decoder)) == 74_321
   assert sum(x.size for x in jax.tree.leaves(variables['params'])) == 148_673

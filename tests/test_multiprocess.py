@@ -4,6 +4,7 @@ import socket
 
 import pytest
 
+from gon_jax.config import to_settings
 from gon_jax import checkpoints
 from gon_jax.state import setup
 
@@ -17,7 +18,7 @@ def _free_port() -> int:
 
 
 def _final_state(config, workdir):
-  _, _, template = setup(config)
+  _, _, template = setup(to_settings(config))
   state, step = checkpoints.restore_latest(
       checkpoints.manager(str(workdir), read_only=True), template)
   assert step == config.num_steps

@@ -4,13 +4,14 @@ here trains through train.py's code path and is evaluated by eval.py's."""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import pytest
 
 from gon_jax import config as config_lib
-from gon_jax import models, objectives
+from gon_jax.config import to_settings
+from gon_jax import data, models, objectives
 from gon_jax.errors import ConfigError
-from gon_jax.evaluate import evaluate_checkpoint, load_data, make_evaluator
+from gon_jax.settings import PerformanceSettings, Settings
+from gon_jax.evaluate import evaluate_checkpoint, make_evaluator
 from gon_jax.state import setup
 from gon_jax.train import train_and_evaluate
 
@@ -30,26 +31,29 @@ class ToyDecoder(nn.Module):
                                       self.channels)
 
 
-def _default_config() -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(dict(name='toy', latent_dim=6, hidden=32, channels=1))
+def _default_options() -> dict:
+  return dict(latent_dim=6, hidden=32, channels=1)
 
 
-def _check(config: ml_collections.ConfigDict) -> None:
-  if config.model.hidden < 1:
-    raise ConfigError(f'model.hidden={config.model.hidden}: use at least 1 unit')
+def _check(settings: Settings) -> None:
+  if settings.model['hidden'] < 1:
+    raise ConfigError(f'model.hidden={settings.model["hidden"]}: use at least 1 unit')
 
 
-def _forward_flops(config: ml_collections.ConfigDict, batch_size: int, points: int = 0) -> int:
+def _forward_flops(settings: Settings, batch_size: int, points: int = 0) -> int:
   del points
-  m, pixels = config.model, config.data.image_size ** 2
-  return batch_size * 2 * m.hidden * (m.latent_dim + pixels * m.channels)
+  m, pixels = settings.model, settings.data.image_size ** 2
+  return batch_size * 2 * m['hidden'] * (m['latent_dim'] + pixels * m['channels'])
 
 
-TOY = models.ModelSpec(
-    objective=objectives.GON, default_config=_default_config, check=_check,
-    forward_flops=_forward_flops,
-    build=lambda config, axis_name: ToyDecoder(config.model.hidden, config.data.image_size,
-                                               config.model.channels))
+def _build(*, latent_dim: int, hidden: int, channels: int, image_size: int,
+           performance: PerformanceSettings, axis_name: str | None) -> ToyDecoder:
+  del latent_dim, performance, axis_name  # sized by its input; no options, no batch statistics
+  return ToyDecoder(hidden, image_size, channels)
+
+
+TOY = models.ModelSpec(objective=objectives.GON, default_options=_default_options, check=_check,
+                       forward_flops=_forward_flops, build=_build)
 
 
 @pytest.fixture(name='toy_registered')
@@ -59,7 +63,7 @@ def _toy_registered():
   del models.MODELS['toy']
 
 
-def _toy_config(blob_dir) -> ml_collections.ConfigDict:
+def _toy_config(blob_dir):
   config = config_lib.base_config('toy')
   config.data.dir = str(blob_dir)
   config.data.image_size = 12
@@ -87,9 +91,10 @@ def test_a_registered_toy_decoder_trains_and_evaluates(blob_dir, tmp_path):
     assert (workdir / 'eval' / f'{name}.png').is_file()
   # It learnt through the GON's latents: the test SSE fell well below the
   # untrained decoder's.
-  _, _, test_images, _ = load_data(config)
-  objective, _, initial = setup(config)
-  untrained, _, _ = make_evaluator(objective)(
+  _, _, test_images, _ = data.load_data(
+      config.data, config.model.channels, config.classifier.num_classes)
+  objective, _, initial = setup(to_settings(config))
+  untrained, _, _ = make_evaluator(objective, to_settings(config).evaluation)(
       objectives.model_variables(initial.params, initial.batch_stats), test_images)
   assert metrics['sse'] < 0.8 * untrained['sse'], (metrics['sse'], untrained['sse'])
 

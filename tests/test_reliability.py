@@ -14,7 +14,7 @@ from jax.sharding import Mesh
 
 import testing_utils
 from gon_jax import checkpoints, data, train, train_step
-from gon_jax.config import validate
+from gon_jax.config import to_settings, validate
 from gon_jax.errors import ConfigError, RunStopped
 from gon_jax.parallel import AXIS, Placement
 from gon_jax.state import learning_rate, make_optimizer, setup
@@ -31,7 +31,7 @@ def _config(blob_dir):
 
 
 def _final_state(config, workdir):
-  _, _, template = setup(config)
+  _, _, template = setup(to_settings(config))
   state, step = checkpoints.restore_latest(
       checkpoints.manager(str(workdir), read_only=True), template)
   assert step == STEPS
@@ -113,7 +113,7 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_one(blob_dir, tmp_pat
   names = os.listdir(tmp_path / 'checkpoints')
   assert '60' not in names and any(name.startswith('60.') for name in names), names  # torn
   config = _config(blob_dir)
-  _, _, template = setup(config)
+  _, _, template = setup(to_settings(config))
   _, step = checkpoints.restore_latest(
       checkpoints.manager(str(tmp_path), read_only=True), template)
   assert step == 40
@@ -124,8 +124,8 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_one(blob_dir, tmp_pat
 
 def _step_fn(config):
   placement = Placement('jit', Mesh(np.array(jax.devices()[:1]), (AXIS,)))
-  _, tx, state = setup(config)
-  return train_step.compile_train_step(config, placement, tx), placement, state
+  _, tx, state = setup(to_settings(config))
+  return train_step.compile_train_step(to_settings(config), placement, tx), placement, state
 
 
 @pytest.mark.slow
@@ -163,7 +163,7 @@ def test_gradient_clipping_by_global_norm(blob_dir):
   config = _config(blob_dir)
   config.grad_clip_norm = 0.5
   params = {'w': jnp.ones(4)}
-  tx = make_optimizer(config)
+  tx = make_optimizer(to_settings(config).optimizer)
   _, opt_state = tx.update({'w': 100.0 * jnp.ones(4)}, tx.init(params), params)
   first_moment = opt_state[1][0].mu['w']  # Adam's mean is (1 - b1) * the clipped gradient
   np.testing.assert_allclose(jnp.linalg.norm(first_moment), 0.1 * 0.5, rtol=1e-5)
@@ -191,12 +191,13 @@ def test_losing_a_process_ends_the_other_quickly(blob_dir, tmp_path):
 def test_learning_rate_schedules(blob_dir):
   config = _config(blob_dir)
   config.learning_rate, config.num_steps = 1e-3, 100
-  assert learning_rate(config) == 1e-3  # constant: a float, so no schedule state
+  # constant: a float, so no schedule state
+  assert learning_rate(to_settings(config).optimizer) == 1e-3
   config.warmup_steps = 10
-  values = [float(learning_rate(config)(i)) for i in (0, 5, 10, 99)]
+  values = [float(learning_rate(to_settings(config).optimizer)(i)) for i in (0, 5, 10, 99)]
   np.testing.assert_allclose(values, [0.0, 5e-4, 1e-3, 1e-3], rtol=1e-6)
   config.lr_schedule = 'cosine'
-  values = [float(learning_rate(config)(i)) for i in (5, 10, 55, 100)]
+  values = [float(learning_rate(to_settings(config).optimizer)(i)) for i in (5, 10, 55, 100)]
   np.testing.assert_allclose(values, [5e-4, 1e-3, 5e-4, 0.0], rtol=1e-5, atol=1e-9)
   config.warmup_steps = 101
   with pytest.raises(ConfigError, match=r'warmup_steps 101 must be in \[0, num_steps 100\]'):

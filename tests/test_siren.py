@@ -6,20 +6,21 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gon_jax.config import to_settings
 from gon_jax.coordinates import grid
 from gon_jax.core import squared_error
 from gon_jax.generate import fit_gaussian, render, slerp
 from gon_jax.losses import observation_mask
 from gon_jax.models import make_objective
 from gon_jax.models.siren import SirenDecoder
-from gon_jax.objectives import Draws, sample_points
+from gon_jax.passes import Draws, sample_points
 
 from gon_jax.configs import siren_celeba, siren_cifar10, siren_mnist, siren_mnist_shift, siren_mnist_tiny
 
 
 def _count(config):
   # Shapes only: eval_shape runs no op.
-  variables = jax.eval_shape(make_objective(config).init_variables, jax.random.key(0))
+  variables = jax.eval_shape(make_objective(to_settings(config)).init_variables, jax.random.key(0))
   return sum(x.size for x in jax.tree.leaves(variables['params']))
 
 
@@ -80,7 +81,7 @@ def _tiny_siren_config():
 @pytest.mark.slow
 def test_losses_on_all_coordinates_as_a_subset_equal_the_full_losses():
   config = _tiny_siren_config()
-  objective = make_objective(config)
+  objective = make_objective(to_settings(config))
   variables = objective.init_variables(jax.random.key(0))
   images = jax.random.uniform(jax.random.key(1), (3, 6, 6, 1))
   z0 = jnp.zeros((3, 4))
@@ -108,20 +109,20 @@ def test_observation_masks():
   # The inner loss ignores what it does not observe: changing hidden pixels
   # leaves the latent alone.
   config.gon.observe = 'hole:2'
-  objective = make_objective(config)  # the objective keeps the config it was made with
+  objective = make_objective(to_settings(config))  # the objective keeps the config it was made with
   variables = objective.init_variables(jax.random.key(0))
   images = jax.random.uniform(jax.random.key(1), (2, 6, 6, 1))
   changed = images.at[:, 2:4, 2:4].set(0.0)
   latent = lambda objective, x: objective.reconstruct(variables, x, jnp.zeros((2, 4))).latents
   chex.assert_trees_all_close(latent(objective, changed), latent(objective, images), atol=1e-6)
   config.gon.observe = 'all'
-  sees_all = make_objective(config)
+  sees_all = make_objective(to_settings(config))
   assert not np.allclose(latent(sees_all, changed), latent(sees_all, images), atol=1e-6)
 
 
 def test_render_slerp_and_gaussian():
   config = _tiny_siren_config()
-  objective = make_objective(config)
+  objective = make_objective(to_settings(config))
   model, variables = objective.model, objective.init_variables(jax.random.key(0))
   z = np.asarray(jax.random.normal(jax.random.key(1), (3, 4)))
   high = render(objective, variables, z, 16, batch_size=2)
@@ -144,7 +145,7 @@ def test_render_slerp_and_gaussian():
 @pytest.mark.parametrize('factory', [siren_mnist, siren_mnist_shift, siren_cifar10, siren_celeba])
 def test_colour_and_grey_configs_decode_their_image_shape(factory):
   config = factory.get_config()
-  objective = make_objective(config)
+  objective = make_objective(to_settings(config))
   # Shapes only: eval_shape traces the decoder and runs no op.
   out = jax.eval_shape(lambda key: objective.model.apply(
       objective.init_variables(key), jnp.zeros((1, config.model.latent_dim))), jax.random.key(0))
@@ -177,7 +178,7 @@ def test_flop_count_of_a_step():
   config = siren_mnist.get_config()
   per_image = 2 * 784 * (3 * 256 * 256 + 256)  # sine layers after the first, and the output
   first = 2 * 784 * 2 * 256 + 64 * 2 * 32 * 256  # coordinates once, latents once per image
-  assert forward_flops(config, 64) == 64 * per_image + first
-  assert train_step_flops(config) == 9 * forward_flops(config, 64)
+  assert forward_flops(to_settings(config), 64) == 64 * per_image + first
+  assert train_step_flops(to_settings(config)) == 9 * forward_flops(to_settings(config), 64)
   config.gon.inner_points = config.gon.outer_points = 196
-  assert train_step_flops(config) == 9 * forward_flops(config, 64, 196)
+  assert train_step_flops(to_settings(config)) == 9 * forward_flops(to_settings(config), 64, 196)

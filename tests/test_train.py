@@ -18,7 +18,7 @@ from jax.sharding import Mesh
 from tensorboardX.proto import event_pb2
 
 from gon_jax import train
-from gon_jax.config import validate
+from gon_jax.config import to_settings, validate
 from gon_jax.errors import ConfigError
 from gon_jax.models import make_objective
 from gon_jax.parallel import AXIS, Placement, make_placement
@@ -58,7 +58,7 @@ def test_rematerialised_and_cpu_option_steps_match_the_plain_step(blob_dir, norm
   state, remat_losses = run_steps(config, one_device)
   np.testing.assert_allclose(remat_losses, losses, rtol=1e-5)
   assert_runs_match((state.params, state.batch_stats), (reference.params, reference.batch_stats))
-  objective = make_objective(config)
+  objective = make_objective(to_settings(config))
   images, z0 = jax.numpy.zeros((2, 16, 16, 1)), jax.numpy.zeros((2, 8))
   jaxpr = jax.make_jaxpr(lambda v: objective.reconstruct(v, images, z0).losses)(
       {'params': reference.params, 'batch_stats': reference.batch_stats})

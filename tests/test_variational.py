@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gon_jax.config import to_settings
 from gon_jax import data
 from gon_jax.evaluate import make_evaluator
 from gon_jax.losses import (binary_cross_entropy, bits_per_dim, gaussian_nll,
@@ -21,7 +22,7 @@ from gon_jax.configs import vae_mnist, vgon_celeba, vgon_mnist
 
 def _count(config):
   # Shapes only: eval_shape runs no op.
-  variables = jax.eval_shape(make_objective(config).init_variables, jax.random.key(0))
+  variables = jax.eval_shape(make_objective(to_settings(config)).init_variables, jax.random.key(0))
   return sum(x.size for x in jax.tree.leaves(variables['params']))
 
 
@@ -34,7 +35,7 @@ def test_parameter_counts():
 @pytest.mark.slow
 def test_shapes_and_sampler_range():
   config = vgon_celeba.get_config()
-  objective = make_objective(config)
+  objective = make_objective(to_settings(config))
   # Jitted: one compilation each, not one per operation of an eager 64x64 decoder.
   model, variables = objective.model, jax.jit(objective.init_variables)(jax.random.key(0))
   assert config.model.latent_dim == 48
@@ -76,7 +77,7 @@ def test_bits_per_dim_of_known_likelihoods():
 def test_kl_warm_up():
   config = vgon_mnist.get_config()
   config.model.kl_weight, config.model.kl_warmup_steps = 2.0, 10
-  kl_weight = make_objective(config).kl_weight
+  kl_weight = make_objective(to_settings(config)).kl_weight
   np.testing.assert_allclose([kl_weight(s) for s in (0, 4, 9, 50)],
                              [0.2, 1.0, 2.0, 2.0], rtol=1e-6)
 
@@ -90,6 +91,7 @@ def test_training_lowers_the_negative_elbo(factory, blob_dir):
   config.update(batch_size=16, learning_rate=3e-3, eval_batch_size=64, elbo_samples=2)
   state, losses = run_steps(config, num_steps=25)
   assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:5])
-  metrics, recon, _ = make_evaluator(make_objective(config))(
+  metrics, recon, _ = make_evaluator(make_objective(to_settings(config)),
+                                     to_settings(config).evaluation)(
       {'params': state.params}, data.load_split(config.data, 'test', 16)[0])
   assert 0 < metrics['bits_per_dim'] < 2 and recon.shape == (64, 16, 16, 1)

@@ -131,10 +131,10 @@ def run_steps(config, placement=None, num_steps: int = 3):
   from gon_jax.train_step import compile_train_step  # pylint: disable=import-outside-toplevel
   if placement is None:
     placement = Placement('jit', Mesh(np.array(jax.devices()[:1]), (AXIS,)))
-  validate(config, placement.mesh.size)  # as train.py does, over the placement's devices
+  settings = validate(config, placement.mesh.size)  # as train.py does, over its devices
   images, labels = data.load_split(config.data, 'train', config.data.image_size)
-  _, tx, state = setup(config, len(images))
-  step = compile_train_step(config, placement, tx)
+  _, tx, state = setup(settings, len(images))
+  step = compile_train_step(settings, placement, tx)
   device_state = placement.put_state(state)
   batches = data.train_batches(images, labels, config.batch_size, config.seed)
   losses = []
@@ -222,13 +222,14 @@ def run_script(script, workdir, *flags, devices=1, background=False,
 def tiny_siren_model():
   """An untrained implicit GON (siren_mnist_tiny at 6x6, latent 4, two 16-unit layers) as a
   gon_jax.Model: the model API's tests of implicit models."""
+  from gon_jax.config import to_settings  # pylint: disable=import-outside-toplevel
   from gon_jax.configs import siren_mnist_tiny  # pylint: disable=import-outside-toplevel
   from gon_jax.model import Model  # pylint: disable=import-outside-toplevel
   from gon_jax.state import setup  # pylint: disable=import-outside-toplevel
   config = siren_mnist_tiny.get_config()
   config.data.image_size = 6
   config.model.update(latent_dim=4, widths=(16, 16))
-  return Model(config, {'params': setup(config)[2].params})
+  return Model(config, {'params': setup(to_settings(config))[2].params})
 
 
 def random_images(n: int, size: int = 16) -> np.ndarray:

@@ -56,6 +56,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from gon_jax import data, images
+from gon_jax.config import to_settings
 from gon_jax.errors import ConfigError, Diverged, run_reporting_errors
 from gon_jax.experiments.methods import (ABLATIONS, METHODS, RECIPES, TABLE_1, method_config,
                                          run_config, train_size)
@@ -149,7 +150,7 @@ def read_run(workdir: str, steps: int) -> dict | None:
 
 def count_parameters(config: ml_collections.ConfigDict) -> int:
   """Network parameters (GLO's latent table, one row per image, is not counted)."""
-  _, _, state = setup(config, num_train_examples=1)
+  _, _, state = setup(to_settings(config), num_train_examples=1)
   return int(sum(np.size(leaf) for leaf in jax.tree.leaves(state.params)))
 
 
@@ -157,7 +158,7 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
   return float(np.mean(values)), float(np.std(values))
 
 
-def _mean_std_cell(values: list[float]) -> str:
+def mean_std_cell(values: list[float]) -> str:
   """'mean ± std' over the finite values (diverged runs give nan), and how many diverged."""
   finite = [v for v in values if np.isfinite(v)]
   if not finite:
@@ -195,10 +196,10 @@ def summarise(results: dict, methods: list[str], datasets: list[str],
     rates = []
     for dataset in datasets:
       runs = entry['runs'][dataset]
-      cells.append(_mean_std_cell([r['sse'] for r in runs]))
+      cells.append(mean_std_cell([r['sse'] for r in runs]))
       rates += [r['seconds_per_step'] for r in runs if r['seconds_per_step']]
     for dataset in datasets if implicit else ():
-      cells.append(_mean_std_cell([r['psnr'] for r in entry['runs'][dataset]]))
+      cells.append(mean_std_cell([r['psnr'] for r in entry['runs'][dataset]]))
     for dataset in datasets if classifies else ():
       accuracies = [r.get('accuracy') for r in entry['runs'][dataset]]
       if None in accuracies:  # a method without a classifier

@@ -8,7 +8,7 @@ import os
 import ml_collections
 
 from gon_jax import data
-from gon_jax.config import steps_for, validate
+from gon_jax.config import steps_for, to_settings, validate
 from gon_jax.errors import ConfigError
 from gon_jax.flag_parsing import PACKAGED_CONFIGS
 
@@ -175,6 +175,6 @@ def _update(config: ml_collections.ConfigDict, changes: dict, method: str) -> No
 
 def train_size(config: ml_collections.ConfigDict) -> int:
   """The training images of `config.data`, loaded as training loads them (once more)."""
-  images_, _ = data.load_split(config.data, 'train', config.data.image_size,
+  images_, _ = data.load_split(to_settings(config).data, 'train', config.data.image_size,
                                config.model.channels)
   return len(images_)

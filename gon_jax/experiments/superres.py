@@ -22,7 +22,7 @@ import numpy as np
 from absl import flags
 
 from gon_jax import data, generate, images
-from gon_jax.config import validate
+from gon_jax.config import to_settings, validate
 from gon_jax.coordinates import upsampling_grid
 from gon_jax.errors import ConfigError
 from gon_jax.evaluate import image_metrics, make_encoder, write_json
@@ -64,12 +64,14 @@ def measure(config: ml_collections.ConfigDict, workdir: str, factor: int) -> dic
   state = train_and_evaluate(small, workdir)  # the trained (or restored) state
   step = int(state.step)
   # The test split as floats: the baselines resize them, the metrics compare them.
-  truth = data.to_float(data.load_split(config.data, 'test', size, config.model.channels)[0])
-  inputs = data.to_float(data.load_split(small.data, 'test', low, small.model.channels)[0])
-  objective = setup(small, num_train_examples=1)[0]
+  truth = data.to_float(data.load_split(to_settings(config).data, 'test', size,
+                                        config.model.channels)[0])
+  inputs = data.to_float(data.load_split(to_settings(small).data, 'test', low,
+                                         small.model.channels)[0])
+  objective = setup(to_settings(small), num_train_examples=1)[0]
   variables = model_variables(state.params, state.batch_stats)
-  latents, reconstructions = make_encoder(objective)(variables, inputs,
-                                                     progress='encoding test images')
+  latents, reconstructions = make_encoder(objective, small.eval_batch_size)(
+      variables, inputs, progress='encoding test images')
   rendered = generate.render(objective, variables, latents, size,
                              small.eval_batch_size, f'rendering at {size}x{size}',
                              coordinates=upsampling_grid(low, factor))

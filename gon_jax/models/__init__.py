@@ -9,13 +9,13 @@ zero.
 """
 
 import flax.linen as nn
-import ml_collections
 
 from gon_jax import objectives
 from gon_jax.errors import ConfigError
 from gon_jax.models import autoencoders, conv, siren, variational
 from gon_jax.models.classifier import LatentClassifier
 from gon_jax.models.spec import ModelSpec
+from gon_jax.settings import Settings
 
 MODELS: dict[str, ModelSpec] = {
     'conv': conv.CONV,
@@ -40,27 +40,37 @@ def get_spec(name: str) -> ModelSpec:
   return MODELS[name]
 
 
-def get_model(config: ml_collections.ConfigDict, axis_name: str | None = None) -> nn.Module:
-  """The module `config.model` names, with the classifier head if `classifier.num_classes`.
+def get_model(settings: Settings, axis_name: str | None = None) -> nn.Module:
+  """The module `settings.model_name` names, built from its options, with the classifier head
+  if `classifier.num_classes`.
 
   Args:
-    config: full experiment config, validated (gon_jax.config.validate).
+    settings: a validated config's settings (gon_jax.config.validate).
     axis_name: pmap axis for cross-device BatchNorm statistics, or None.
 
   Returns:
     A Flax module called as `module.apply(variables, z, use_running_average)`.
   """
-  decoder = get_spec(config.model.name).build(config, axis_name)
-  num_classes = config.classifier.num_classes
+  decoder = get_spec(settings.model_name).build(
+      image_size=settings.data.image_size, performance=settings.performance,
+      axis_name=axis_name, **settings.model)
+  num_classes = settings.classifier.num_classes
   return LatentClassifier(decoder, num_classes) if num_classes else decoder
 
 
-def make_objective(config: ml_collections.ConfigDict,
-                   axis_name: str | None = None) -> objectives.Objective:
-  """The objective (gon_jax.objectives) of the model `config.model` names, around its module."""
-  spec = get_spec(config.model.name)
-  return spec.objective(get_model(config, axis_name), ml_collections.FrozenConfigDict(config),
-                        spec)
+def make_objective(settings: Settings, axis_name: str | None = None) -> objectives.Objective:
+  """The objective (gon_jax.objectives) of the model `settings.model_name` names, around its
+  module (`get_model`), with the settings it reads unpacked."""
+  spec = get_spec(settings.model_name)
+  options = settings.model
+  elbo = (objectives.ElboSettings(**{key: options[key] for key in variational.ELBO_OPTIONS})
+          if spec.variational else None)
+  return spec.objective(
+      model=get_model(settings, axis_name), spec=spec, latent_dim=options['latent_dim'],
+      image_size=settings.data.image_size, channels=options['channels'],
+      batch_size=settings.batch_size, official_average=spec.official_average(settings),
+      gon=settings.gon, classifier=settings.classifier, glo=settings.glo,
+      performance=settings.performance, elbo=elbo)
 
 
 __all__ = ['MODELS', 'ModelSpec', 'get_model', 'get_spec', 'make_objective', 'register']

@@ -2,6 +2,7 @@
 kernels transposed) in front of the GON's convolutional decoder."""
 
 import dataclasses
+import functools
 
 import flax.linen as nn
 import jax
@@ -98,8 +99,7 @@ class TiedAutoencoder(ConvDecoder):
 # BatchNorm works as in the GON's outer pass, in the encoder too: batch statistics in
 # training, running averages at evaluation (objectives.Encoded).
 AE = ModelSpec(objective=objectives.Encoded, check=conv.check,
-               default_config=conv.default_config,
-               build=lambda config, axis_name: conv.build(config, axis_name, Autoencoder),
+               default_options=conv.default_options,
+               build=functools.partial(conv.build, module=Autoencoder),
                forward_flops=conv.forward_flops)
-TIED_AE = dataclasses.replace(
-    AE, build=lambda config, axis_name: conv.build(config, axis_name, TiedAutoencoder))
+TIED_AE = dataclasses.replace(AE, build=functools.partial(conv.build, module=TiedAutoencoder))

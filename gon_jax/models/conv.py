@@ -9,12 +9,12 @@ from typing import Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 
 from gon_jax import objectives
 from gon_jax.errors import ConfigError, check_choice
 from gon_jax.models import initializers, matmul_conv
 from gon_jax.models.spec import ModelSpec
+from gon_jax.settings import PerformanceSettings, Settings
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     'elu': nn.elu,
@@ -168,10 +168,10 @@ def num_conv_upsamplings(image_size: int) -> int:
 
 
 
-def default_config() -> ml_collections.ConfigDict:
-  """The model section of the official GON.py's decoder."""
-  return ml_collections.ConfigDict(dict(
-      name='conv', latent_dim=32,
+def default_options() -> dict:
+  """The options of the official GON.py's decoder (`config.model`)."""
+  return dict(
+      latent_dim=32,
       features=16,  # width of the last hidden layer (ngf); each earlier one doubles it
       channels=1, activation='elu',
       # Per-example normalisation: latents and reconstructions of an image do not
@@ -180,38 +180,39 @@ def default_config() -> ml_collections.ConfigDict:
       # Initial parameters: 'pytorch' (PyTorch's layer defaults, as the official
       # scripts start from) or 'flax' (LeCun-normal kernels, zero biases), which
       # learns slower (docs/results.md).
-      init='pytorch'))
+      init='pytorch')
 
 
-def check(config: ml_collections.ConfigDict) -> None:
+def check(settings: Settings) -> None:
   """ConfigErrors of a convolutional decoder's options."""
-  m = config.model
-  check_choice('activation', m.activation, ACTIVATIONS)
-  check_choice('norm', m.norm, NORMS)
-  check_choice('model.init', m.init, initializers.INITS)
-  check_choice('performance.conv_method', config.performance.conv_method, CONV_METHODS)
-  num_conv_upsamplings(config.data.image_size)
-  if m.norm == 'batch' and config.performance.scan_chunk:
+  m = settings.model
+  check_choice('activation', m['activation'], ACTIVATIONS)
+  check_choice('norm', m['norm'], NORMS)
+  check_choice('model.init', m['init'], initializers.INITS)
+  check_choice('performance.conv_method', settings.performance.conv_method, CONV_METHODS)
+  num_conv_upsamplings(settings.data.image_size)
+  if m['norm'] == 'batch' and settings.performance.scan_chunk:
     raise ConfigError('norm batch does not work with performance.scan_chunk (a few examples '
                       'at a time); use norm layer, group or none')
 
 
-def build(config: ml_collections.ConfigDict, axis_name: str | None,
+def build(*, latent_dim: int, features: int, channels: int, activation: str, norm: str,
+          init: str, image_size: int, performance: PerformanceSettings, axis_name: str | None,
           module: Callable[..., nn.Module] = ConvDecoder) -> nn.Module:
-  """`module` (a ConvDecoder or a subclass) with the options of `config`."""
-  m = config.model
-  return module(latent_dim=m.latent_dim, features=m.features, channels=m.channels,
-                image_size=config.data.image_size, activation=m.activation, norm=m.norm,
-                axis_name=axis_name, conv_method=config.performance.conv_method, param_init=m.init)
+  """`module` (a ConvDecoder or a subclass) with these options (`default_options`)."""
+  return module(latent_dim=latent_dim, features=features, channels=channels,
+                image_size=image_size, activation=activation, norm=norm, axis_name=axis_name,
+                conv_method=performance.conv_method, param_init=init)
 
 
-def forward_flops(config: ml_collections.ConfigDict, batch_size: int, points: int = 0) -> int:
+def forward_flops(settings: Settings, batch_size: int, points: int = 0) -> int:
   """Multiply-add FLOPs of one forward pass: a transposed convolution costs 2 k^2 Cin Cout
   per input pixel (`points` does not apply)."""
   del points
-  m, size = config.model, config.data.image_size
+  m, size = settings.model, settings.data.image_size
   k = num_conv_upsamplings(size)
-  widths = [m.latent_dim] + [m.features * 2 ** (k - 1 - i) for i in range(k)] + [m.channels]
+  widths = ([m['latent_dim']] + [m['features'] * 2 ** (k - 1 - i) for i in range(k)]
+            + [m['channels']])
   sides = [1] + [4 * 2 ** i for i in range(k)]
   per_image = sum(2 * 16 * side * side * c_in * c_out
                   for side, c_in, c_out in zip(sides, widths[:-1], widths[1:]))
@@ -219,11 +220,11 @@ def forward_flops(config: ml_collections.ConfigDict, batch_size: int, points: in
 
 
 CONV = ModelSpec(
-    objective=objectives.GON, build=build, default_config=default_config, check=check,
+    objective=objectives.GON, build=build, default_options=default_options, check=check,
     forward_flops=forward_flops, classifiable=True,
     # GON.py's inner loss averages over the batch and the pixels.
-    official_average=lambda config: config.data.image_size ** 2)
+    official_average=lambda settings: settings.data.image_size ** 2)
 # GLO (Bojanowski et al., 2018): a persistent latent per training image,
 # optimised with the decoder; test latents are fitted by gradient descent.
 GLO = dataclasses.replace(CONV, objective=objectives.GLO, classifiable=False,
-                          official_average=lambda config: 1)
+                          official_average=lambda settings: 1)

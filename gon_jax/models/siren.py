@@ -11,7 +11,6 @@ import functools
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from gon_jax import objectives
@@ -19,6 +18,7 @@ from gon_jax.coordinates import grid
 from gon_jax.errors import ConfigError, check_choice
 from gon_jax.models.initializers import uniform
 from gon_jax.models.spec import ModelSpec
+from gon_jax.settings import PerformanceSettings, Settings
 
 
 # sin and cos from one range reduction: x = k pi + r with |r| <= pi/2 (pi split
@@ -245,67 +245,70 @@ def _modulate(h: jax.Array, modulation: tuple[jax.Array, jax.Array | None] | Non
   return (h if scale is None else (1 + scale) * h) + shift
 
 
-def default_config() -> ml_collections.ConfigDict:
-  """The model section of the official Implicit-GON.py (4 sine layers of 256, w0 = 30,
-  concatenated latent, raw coordinates), and the options beyond it."""
-  return ml_collections.ConfigDict(dict(
-      name='siren', latent_dim=32, widths=(256, 256, 256, 256), channels=1, w0=30.0,
+def default_options() -> dict:
+  """The options of the official Implicit-GON.py (4 sine layers of 256, w0 = 30,
+  concatenated latent, raw coordinates), and the options beyond it (`config.model`)."""
+  return dict(
+      latent_dim=32, widths=(256, 256, 256, 256), channels=1, w0=30.0,
       # 'concat' (the paper), or functa's modulations of every sine layer from the
       # latent: 'shift', 'film' (shift and scale), through a linear map or an MLP
       # with ELU over modulation_widths.
       conditioning='concat', modulation_widths=(),
       # Coordinate features: 'none', 'fourier' (encoding_size random frequencies of
       # standard deviation encoding_scale), 'positional' (encoding_size octaves).
-      encoding='none', encoding_size=16, encoding_scale=10.0))
+      encoding='none', encoding_size=16, encoding_scale=10.0)
 
 
-def check(config: ml_collections.ConfigDict) -> None:
-  m = config.model
-  check_choice('model.conditioning', m.conditioning, CONDITIONINGS)
-  check_choice('model.encoding', m.encoding, ENCODINGS)
-  if m.encoding != 'none' and (isinstance(m.encoding_size, bool) or not isinstance(
-      m.encoding_size, int) or m.encoding_size < 1):
-    raise ConfigError(f'model.encoding_size={m.encoding_size!r}: use a positive number of '
-                      f'frequencies')
-  if m.encoding == 'fourier' and not m.encoding_scale > 0:
-    raise ConfigError(f'model.encoding_scale={m.encoding_scale!r}: the frequencies\' standard '
-                      f'deviation must be positive')
-  if any(not isinstance(w, int) or w < 1 for w in (*m.widths, *m.modulation_widths)):
-    raise ConfigError(f'model.widths {tuple(m.widths)} and model.modulation_widths '
-                      f'{tuple(m.modulation_widths)} must be positive integers')
+def check(settings: Settings) -> None:
+  m = settings.model
+  check_choice('model.conditioning', m['conditioning'], CONDITIONINGS)
+  check_choice('model.encoding', m['encoding'], ENCODINGS)
+  size = m['encoding_size']
+  if m['encoding'] != 'none' and (isinstance(size, bool) or not isinstance(size, int)
+                                  or size < 1):
+    raise ConfigError(f'model.encoding_size={size!r}: use a positive number of frequencies')
+  if m['encoding'] == 'fourier' and not m['encoding_scale'] > 0:
+    raise ConfigError(f'model.encoding_scale={m["encoding_scale"]!r}: the frequencies\' '
+                      f'standard deviation must be positive')
+  if any(not isinstance(w, int) or w < 1 for w in (*m['widths'], *m['modulation_widths'])):
+    raise ConfigError(f'model.widths {tuple(m["widths"])} and model.modulation_widths '
+                      f'{tuple(m["modulation_widths"])} must be positive integers')
 
 
-def build(config: ml_collections.ConfigDict, axis_name: str | None) -> SirenDecoder:
+def build(*, latent_dim: int, widths: tuple[int, ...], channels: int, w0: float,
+          conditioning: str, modulation_widths: tuple[int, ...], encoding: str,
+          encoding_size: int, encoding_scale: float, image_size: int,
+          performance: PerformanceSettings, axis_name: str | None) -> SirenDecoder:
+  """A SirenDecoder with these options (`default_options`)."""
   del axis_name  # no batch statistics
-  m, p = config.model, config.performance
-  return SirenDecoder(latent_dim=m.latent_dim, widths=tuple(m.widths), channels=m.channels,
-                      image_size=config.data.image_size, w0=m.w0, conditioning=m.conditioning,
-                      modulation_widths=tuple(m.modulation_widths), encoding=m.encoding,
-                      encoding_size=m.encoding_size, encoding_scale=m.encoding_scale,
-                      factorised=p.factorised, fast_sine=p.fast_sine)
+  return SirenDecoder(latent_dim=latent_dim, widths=tuple(widths), channels=channels,
+                      image_size=image_size, w0=w0, conditioning=conditioning,
+                      modulation_widths=tuple(modulation_widths), encoding=encoding,
+                      encoding_size=encoding_size, encoding_scale=encoding_scale,
+                      factorised=performance.factorised, fast_sine=performance.fast_sine)
 
 
-def forward_flops(config: ml_collections.ConfigDict, batch_size: int, points: int = 0) -> int:
+def forward_flops(settings: Settings, batch_size: int, points: int = 0) -> int:
   """Multiply-add FLOPs of one forward pass at `points` coordinates per image (0: all)."""
-  m, size = config.model, config.data.image_size
+  m, size = settings.model, settings.data.image_size
   pixels = points or size * size
-  widths = (*m.widths, m.channels)
-  n = encoded_dim(m.encoding, m.encoding_size)
-  encoding = 2 * pixels * 2 * m.encoding_size if m.encoding == 'fourier' else 0
-  if m.conditioning != 'concat':  # coordinates once; the latent through the modulation map
-    mlp = (m.latent_dim, *m.modulation_widths,
-           (2 if m.conditioning == 'film' else 1) * sum(m.widths))
+  widths = (*m['widths'], m['channels'])
+  n = encoded_dim(m['encoding'], m['encoding_size'])
+  encoding = 2 * pixels * 2 * m['encoding_size'] if m['encoding'] == 'fourier' else 0
+  if m['conditioning'] != 'concat':  # coordinates once; the latent through the modulation map
+    mlp = (m['latent_dim'], *m['modulation_widths'],
+           (2 if m['conditioning'] == 'film' else 1) * sum(m['widths']))
     first = 2 * pixels * n * widths[0] + batch_size * sum(
         2 * a * b for a, b in zip(mlp[:-1], mlp[1:]))
-  elif config.performance.factorised:
-    first = 2 * pixels * n * widths[0] + batch_size * 2 * m.latent_dim * widths[0]
+  elif settings.performance.factorised:
+    first = 2 * pixels * n * widths[0] + batch_size * 2 * m['latent_dim'] * widths[0]
   else:
-    first = batch_size * pixels * 2 * (n + m.latent_dim) * widths[0]
+    first = batch_size * pixels * 2 * (n + m['latent_dim']) * widths[0]
   rest = sum(2 * pixels * a * b for a, b in zip(widths[:-1], widths[1:]))
   return encoding + first + batch_size * rest
 
 
-SIREN = ModelSpec(objective=objectives.GON, build=build, default_config=default_config,
+SIREN = ModelSpec(objective=objectives.GON, build=build, default_options=default_options,
                   forward_flops=forward_flops, check=check, implicit=True, classifiable=True,
                   # Implicit-GON.py's inner loss averages over the batch and the channels.
-                  official_average=lambda config: config.model.channels)
+                  official_average=lambda settings: settings.model['channels'])

@@ -1,14 +1,15 @@
 """What the rest of gon_jax needs to know about a model: `ModelSpec`."""
 
 import dataclasses
-from typing import Callable
+from typing import Any, Callable
 
 import flax.linen as nn
-import ml_collections
+
+from gon_jax.settings import Settings
 
 
-def _no_check(config: ml_collections.ConfigDict) -> None:
-  del config
+def _no_check(settings: Settings) -> None:
+  del settings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,28 +19,31 @@ class ModelSpec:
   Attributes:
     objective: the gon_jax.objectives class that trains and encodes with it
       (GON: latents at the origin; Encoded: an encoder; GLO: a latent table).
-    build: `(config, axis_name) -> module`, called as `module.apply(variables,
-      z, use_running_average)` (implicit modules also take `coordinates`;
-      variational ones `noise`); `axis_name` is the pmap axis for BatchNorm.
-    default_config: the `config.model` section of the family's defaults.
-    forward_flops: `(config, batch_size, points) -> int`, multiply-add FLOPs
+    build: `(*, image_size, performance, axis_name, **options) -> module` from the family's
+      options (`Settings.model`), the image size, the performance settings and the pmap axis
+      for BatchNorm (`axis_name`); called as `module.apply(variables, z,
+      use_running_average)` (implicit modules also take `coordinates`; variational ones
+      `noise`).
+    default_options: `() -> dict`, the family's options and their defaults: its
+      `config.model` section, without the name.
+    forward_flops: `(settings, batch_size, points) -> int`, multiply-add FLOPs
       of one forward pass (gon_jax.flops); `points` coordinates per image for
       implicit models, 0 for all.
-    check: raises ConfigError for model options that cannot work.
+    check: `(settings) -> None`, raises ConfigError for model options that cannot work.
     implicit: decodes at coordinates (`gon.inner_points`, super-resolution).
     variational: returns `(images, mu, logvar)` and is scored by the negative
       ELBO; has a `generate` method decoding codes of the prior.
     classifiable: takes a classifier head (`classifier.num_classes`, Eq. 13).
-    official_average: `config -> int`, the values of an example over which
+    official_average: `settings -> int`, the values of an example over which
       the official script's inner loss also averages (`gon.inner_reduction
       = 'official'`, gon_jax.losses.inner_loss_scale).
   """
   objective: type
-  build: Callable[[ml_collections.ConfigDict, str | None], nn.Module]
-  default_config: Callable[[], ml_collections.ConfigDict]
-  forward_flops: Callable[[ml_collections.ConfigDict, int, int], int]
-  check: Callable[[ml_collections.ConfigDict], None] = _no_check
+  build: Callable[..., nn.Module]
+  default_options: Callable[[], dict[str, Any]]
+  forward_flops: Callable[[Settings, int, int], int]
+  check: Callable[[Settings], None] = _no_check
   implicit: bool = False
   variational: bool = False
   classifiable: bool = False
-  official_average: Callable[[ml_collections.ConfigDict], int] = lambda config: 1
+  official_average: Callable[[Settings], int] = lambda settings: 1

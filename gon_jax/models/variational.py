@@ -2,11 +2,11 @@
 a stochastic layer between the latent and the convolutional decoder."""
 
 import dataclasses
+from typing import Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 
 from gon_jax import objectives
 from gon_jax.errors import ConfigError, check_choice
@@ -15,6 +15,7 @@ from gon_jax.models import conv, initializers
 from gon_jax.models.autoencoders import ConvEncoder
 from gon_jax.models.conv import ConvDecoder
 from gon_jax.models.spec import ModelSpec
+from gon_jax.settings import Settings
 
 
 class VariationalDecoder(nn.Module):
@@ -79,30 +80,35 @@ class VAE(VariationalDecoder):
 
 
 
-def default_config() -> ml_collections.ConfigDict:
-  """The model section of the official Variational-GON.py."""
-  config = conv.default_config()
-  config.name = 'vgon'
-  config.latent_dim = 48
-  config.features = 32
-  config.likelihood = 'bernoulli'  # or 'gaussian' (fixed gaussian_sigma)
-  config.gaussian_sigma = 0.1
-  config.kl_weight = 1.0  # beta
-  config.kl_warmup_steps = 0  # linear warm-up of beta; 0: none
-  return config
+def default_options() -> dict:
+  """The options of the official Variational-GON.py (`config.model`)."""
+  return {**conv.default_options(), 'latent_dim': 48, 'features': 32,
+          'likelihood': 'bernoulli',  # or 'gaussian' (fixed gaussian_sigma)
+          'gaussian_sigma': 0.1,
+          'kl_weight': 1.0,  # beta
+          'kl_warmup_steps': 0}  # linear warm-up of beta; 0: none
 
 
-def check(config: ml_collections.ConfigDict) -> None:
+# The options of the ELBO (gon_jax.objectives.ElboSettings), not of the module.
+ELBO_OPTIONS = ('likelihood', 'gaussian_sigma', 'kl_weight', 'kl_warmup_steps')
+
+
+def check(settings: Settings) -> None:
   """The convolutional decoder's ConfigErrors, and the likelihood's."""
-  conv.check(config)
-  m = config.model
-  check_choice('model.likelihood', m.likelihood, LIKELIHOODS)
-  if config.gon.observe != 'all':
-    raise ConfigError(f'gon.observe needs a squared-error model, not {m.name!r}')
+  conv.check(settings)
+  check_choice('model.likelihood', settings.model['likelihood'], LIKELIHOODS)
+  if settings.gon.observe != 'all':
+    raise ConfigError(f'gon.observe needs a squared-error model, not {settings.model_name!r}')
 
 
-VGON = ModelSpec(objective=objectives.GON, variational=True,
-                 build=lambda config, axis_name: VariationalDecoder(conv.build(config, axis_name)),
-                 default_config=default_config, check=check, forward_flops=conv.forward_flops)
-VAE_SPEC = dataclasses.replace(VGON, objective=objectives.Encoded,
-                               build=lambda config, axis_name: VAE(conv.build(config, axis_name)))
+def _builder(module: Callable[[nn.Module], nn.Module]) -> Callable[..., nn.Module]:
+  """`build` of a family that wraps the convolutional decoder in `module`: the ELBO's options
+  are not the module's."""
+  def build(**options) -> nn.Module:
+    return module(conv.build(**{k: v for k, v in options.items() if k not in ELBO_OPTIONS}))
+  return build
+
+
+VGON = ModelSpec(objective=objectives.GON, variational=True, build=_builder(VariationalDecoder),
+                 default_options=default_options, check=check, forward_flops=conv.forward_flops)
+VAE_SPEC = dataclasses.replace(VGON, objective=objectives.Encoded, build=_builder(VAE))

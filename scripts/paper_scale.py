@@ -1,0 +1,135 @@
+"""The paper-scale tables and figures of docs/results.md, read from the runs that made them.
+
+  python scripts/paper_scale.py --root runs/paper_scale --out docs/paper_scale
+
+prints Markdown (Table 1 per recipe, Table 2, Fig. 3's final losses) and writes the curves
+(PNG) into --out. Only finished runs count; a cell says over how many seeds it is. The root
+holds what docs/reproducing.md's paper-scale commands write:
+
+  table1_<dataset>_<recipe>/   compare --epochs 10 --datasets <dataset> --recipe <recipe>
+  table2/<model>_<dataset>/    train.py --config.num_epochs=10, eval.py, gon_jax.sample_quality
+  fig3_latent<k>/              compare --epochs 5 --datasets cifar10 --override model.latent_dim=<k>
+
+with <dataset> mnist, fashion_mnist or cifar10 and <recipe> paper or default.
+"""
+
+import argparse
+import json
+import pathlib
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+# pylint: disable=wrong-import-position
+from gon_jax import saved_config
+from gon_jax.experiments.compare import DATASET_TITLES, mean_std_cell, plot_epoch_curves, read_run
+from gon_jax.experiments.methods import TABLE_1
+
+DATASETS = ('mnist', 'fashion_mnist', 'cifar10')
+RECIPES = ('paper', 'default')
+LATENTS = (512, 128, 32)
+TABLE_2 = ('vgon', 'vae')
+FIG_3 = ('gon_sin', 'gon_relu', 'gon_leaky_relu', 'gon_tanh', 'gon', 'gon_softplus', 'gon_swish')
+
+
+def finished_runs(workdir: pathlib.Path, dataset: str, method: str) -> list[dict]:
+  """compare.read_run of every finished seed of `method` on `dataset` in a compare workdir."""
+  runs = []
+  for seed_dir in sorted((workdir / 'runs' / dataset / method).glob('seed*')):
+    if (seed_dir / saved_config.FILENAME).is_file():
+      run = read_run(str(seed_dir), saved_config.load(str(seed_dir)).num_steps)
+      if run is not None:
+        runs.append(run)
+  return runs
+
+
+def _cell(values: list[float]) -> str:
+  if not values:
+    return '-'
+  return mean_std_cell(values) + f' ({len(values)})'
+
+
+def table_1(root: pathlib.Path, recipe: str) -> str:
+  """Test SSE per image on the whole test split, mean ± std over the finished seeds (their
+  number in brackets), methods by data set."""
+  titles = [DATASET_TITLES[d] + (' (JPEG)' if d == 'cifar10' else '') for d in DATASETS]
+  lines = ['| method | ' + ' | '.join(titles) + ' |', '|---|' + '---:|' * len(DATASETS)]
+  for method in TABLE_1:
+    cells = [_cell([r['sse'] for r in finished_runs(root / f'table1_{d}_{recipe}', d, method)])
+             for d in DATASETS]
+    if set(cells) != {'-'}:
+      lines.append(f'| {method} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines)
+
+
+def _json(path: pathlib.Path) -> dict:
+  return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def table_2(root: pathlib.Path) -> str:
+  """The variational GON against the VAE: eval.py's bits/dim, negative ELBO and SSE, and the
+  sample-quality distance beside its floor."""
+  lines = ['| data set | model | epochs | test bits/dim | negative ELBO (nats) | test SSE | '
+           'FD of samples | FD floor |', '|---|---|---:|---:|---:|---:|---:|---:|']
+  for dataset in DATASETS:
+    for model in TABLE_2:
+      workdir = root / 'table2' / f'{model}_{dataset}'
+      metrics, quality = _json(workdir / 'eval' / 'metrics.json'), _json(
+          workdir / 'sample_quality.json')
+      if not metrics:
+        continue
+      epochs = len((workdir / 'epochs.jsonl').read_text().splitlines())
+      fd = (f"{quality['fd_samples']:.2f} | {quality['fd_floor_train_vs_test']:.2f}"
+            if quality else '- | -')
+      lines.append(f'| {DATASET_TITLES[dataset]} | {model} | {epochs} | '
+                   f"{metrics['bits_per_dim']:.4f} | {metrics['negative_elbo_nats']:.1f} | "
+                   f"{metrics['sse']:.2f} | {fd} |")
+  return '\n'.join(lines)
+
+
+def figure_3(root: pathlib.Path, out: pathlib.Path) -> str:
+  """Fig. 3 (activations) and Fig. 2a (GON against the autoencoder) at each latent size:
+  final test SSE, and the curves of each epoch's losses into out/fig3_curves.png."""
+  methods = [*FIG_3, 'ae']
+  results = {m: {'runs': {f'latent {k}': finished_runs(root / f'fig3_latent{k}', 'cifar10', m)
+                          for k in LATENTS}} for m in methods}
+  shown = [m for m in methods if all(results[m]['runs'][f'latent {k}'] for k in LATENTS)]
+  lines = ['| method | ' + ' | '.join(f'latent {k}' for k in LATENTS) + ' |',
+           '|---|' + '---:|' * len(LATENTS)]
+  for method in methods:
+    cells = [_cell([r['sse'] for r in results[method]['runs'][f'latent {k}']]) for k in LATENTS]
+    if set(cells) != {'-'}:
+      lines.append(f'| {method} | ' + ' | '.join(cells) + ' |')
+  if shown:
+    plot_epoch_curves(str(out / 'fig3_curves.png'), results, shown,
+                      [f'latent {k}' for k in LATENTS])
+  return '\n'.join(lines)
+
+
+def curves(root: pathlib.Path, out: pathlib.Path, recipe: str) -> None:
+  """GON against autoencoder, training (solid) and test (dashed) loss per epoch on each data
+  set (Fig. 2c, App. E): out/epoch_curves_<recipe>.png."""
+  results = {m: {'runs': {d: finished_runs(root / f'table1_{d}_{recipe}', d, m)
+                          for d in DATASETS}} for m in ('gon', 'ae')}
+  datasets = [d for d in DATASETS if all(results[m]['runs'][d] for m in results)]
+  if datasets:
+    plot_epoch_curves(str(out / f'epoch_curves_{recipe}.png'), results, ['gon', 'ae'], datasets)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--root', default='runs/paper_scale', help='folder of the runs')
+  parser.add_argument('--out', default='docs/paper_scale', help='folder of the PNG figures')
+  args = parser.parse_args()
+  root, out = pathlib.Path(args.root), pathlib.Path(args.out)
+  for recipe in RECIPES:
+    print(f'Table 1, {recipe} recipe: test SSE per image (seeds)\n')
+    print(table_1(root, recipe) + '\n')
+    curves(root, out, recipe)
+  print('Table 2\n\n' + table_2(root) + '\n')
+  print('Figs. 3 and 2a, CIFAR-10 (JPEG): test SSE per image\n\n' + figure_3(root, out))
+
+if __name__ == '__main__':
+  main()
