@@ -47,7 +47,7 @@ def test_shapes_and_sampler_range():
       5 * jax.random.normal(jax.random.key(1), (16, 48)))
   chex.assert_shape(samples, (16, 64, 64, 3))
   assert float(samples.min()) >= 0.0 and float(samples.max()) <= 1.0
-  vae_objective = make_objective(vae_mnist.get_config())
+  vae_objective = make_objective(to_settings(vae_mnist.get_config()))
   vae, vae_vars = vae_objective.model, jax.eval_shape(vae_objective.init_variables,
                                                       jax.random.key(0))
   chex.assert_shape(jax.eval_shape(lambda v, x: vae.apply(v, x, True, method='encode'),
