@@ -3,6 +3,7 @@ an implicit model, the same latents rendered at any resolution, in one titled PN
 
   python -m gon_jax.demo --name siren_mnist_shift --size 256 --out demo
   python -m gon_jax.demo --name runs/siren_mnist --out demo     # a workdir of train.py
+  python -m gon_jax.demo --name all --out demo                  # every pretrained model
 
 writes demo/siren_mnist_shift.png (demo/siren_mnist.png) and prints one line with the
 reconstructions' SSE. A model that is not implicit shows samples instead of the rendering.
@@ -16,7 +17,7 @@ import os
 
 import numpy as np
 
-from gon_jax import data
+from gon_jax import bundles, data
 from gon_jax import images as images_lib
 from gon_jax import model as model_lib
 from gon_jax.errors import ConfigError, DataError, run_reporting_errors
@@ -74,11 +75,14 @@ def main(argv: list[str] | None = None) -> None:
   parser = argparse.ArgumentParser(prog='python -m gon_jax.demo', description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--name', default='siren_mnist_shift',
-                      help='a pretrained model (docs/pretrained.md) or a workdir')
+                      help="a pretrained model (docs/pretrained.md), a workdir (a folder named "
+                           "all: ./all), or 'all': one PNG per pretrained model")
   parser.add_argument('--size', type=int, default=256, help='resolution of the rendering')
   parser.add_argument('--out', default='demo', help='folder of the PNG')
   args = parser.parse_args(argv)
-  print(run_reporting_errors(demo, args.name, args.size, args.out))
+  names = bundles.pretrained_names() if args.name == 'all' else [args.name]
+  for name in names:
+    print(run_reporting_errors(demo, name, args.size, args.out), flush=True)
 
 
 if __name__ == '__main__':

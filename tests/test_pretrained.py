@@ -88,6 +88,14 @@ def test_the_demo_command_writes_its_grid(tmp_path):
   assert (tmp_path / 'conv_fashion.png').is_file()
 
 
+@pytest.mark.slow
+def test_the_demo_of_all_shows_each_pretrained_model(tmp_path, capsys):
+  demo_main(['--name', 'all', '--size', '32', '--out', str(tmp_path / 'all')])
+  assert sorted(p.stem for p in (tmp_path / 'all').glob('*.png')) == NAMES
+  lines = capsys.readouterr().out.strip().splitlines()
+  assert [line.split('.png:')[0].rsplit('/', 1)[1] for line in lines] == NAMES
+
+
 def test_the_quick_start_demo_runs_as_written(tmp_path, monkeypatch, capsys):
   """README's quick start: the pretrained model reconstructing and rendering at 256x256."""
   section = (REPO / 'README.md').read_text().split('\n## Quick start', 1)[1].split('\n## ')[0]
