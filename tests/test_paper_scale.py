@@ -1,0 +1,57 @@
+"""scripts/paper_scale.py: the paper-scale tables read from run folders as compare and train.py
+write them (finished runs only, each cell over its seeds)."""
+
+import importlib.util
+import json
+
+from gon_jax import saved_config
+from gon_jax.configs import conv_mnist, vgon_mnist
+
+from testing_utils import REPO
+
+_SPEC = importlib.util.spec_from_file_location('paper_scale', REPO / 'scripts' / 'paper_scale.py')
+paper_scale = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(paper_scale)
+
+
+def _run(folder, sse, finished=True, steps=10):
+  """A compare run's folder: config.json, metrics.jsonl (its final test SSE if `finished`)
+  and one epoch's record."""
+  config = conv_mnist.get_config()
+  config.num_steps = steps
+  folder.mkdir(parents=True)
+  saved_config.save(config, str(folder))
+  rows = [{'step': steps, 'train/loss': sse + 1.0, 'train/steps_per_second': 50.0}]
+  if finished:
+    rows.append({'step': steps, 'test/sse': sse, 'test/psnr': 20.0})
+  (folder / 'metrics.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
+  (folder / 'epochs.jsonl').write_text(json.dumps(
+      {'epoch': 1, 'step': steps, 'train_loss': sse + 1.0, 'test_loss': sse}) + '\n')
+
+
+def test_table_1_averages_the_finished_seeds_only(tmp_path):
+  runs = tmp_path / 'table1_mnist_paper' / 'runs' / 'mnist'
+  _run(runs / 'gon' / 'seed0', 4.0)
+  _run(runs / 'gon' / 'seed1', 6.0)
+  _run(runs / 'gon' / 'seed2', 1.0, finished=False)  # still training: not counted
+  _run(tmp_path / 'table1_cifar10_paper' / 'runs' / 'cifar10' / 'ae' / 'seed0', 9.5)
+  lines = paper_scale.table_1(tmp_path, 'paper').splitlines()
+  assert lines[0] == '| method | MNIST | Fashion-MNIST | CIFAR-10 (JPEG) |'
+  assert '| gon | 5.00 ± 1.00 (2) | - | - |' in lines
+  assert '| ae | - | - | 9.50 ± 0.00 (1) |' in lines
+  assert not [line for line in lines if line.startswith('| tied_ae')]  # no run: no row
+  assert paper_scale.table_1(tmp_path, 'default').count('\n') == 1  # the header alone
+
+
+def test_table_2_reads_eval_and_sample_quality(tmp_path):
+  workdir = tmp_path / 'table2' / 'vgon_mnist'
+  workdir.mkdir(parents=True)
+  saved_config.save(vgon_mnist.get_config(), str(workdir))
+  (workdir / 'eval').mkdir()
+  (workdir / 'eval' / 'metrics.json').write_text(json.dumps(
+      {'bits_per_dim': 0.2, 'negative_elbo_nats': 150.0, 'sse': 7.5, 'step': 20}))
+  (workdir / 'sample_quality.json').write_text(json.dumps(
+      {'fd_samples': 300.0, 'fd_floor_train_vs_test': 1.9}))
+  (workdir / 'epochs.jsonl').write_text('{"epoch": 1}\n{"epoch": 2}\n')
+  lines = paper_scale.table_2(tmp_path).splitlines()
+  assert lines[2:] == ['| MNIST | vgon | 2 | 0.2000 | 150.0 | 7.50 | 300.00 | 1.90 |']
