@@ -123,14 +123,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                                                   train_labels, start_step)
     if is_main:  # the loop then saves the config as config.json
       saved_config.record(workdir, start_step, changes)
-    try:
-      device_state = run.loop(step_fn, placement.put_state(state), batches, start_step)
-    finally:
-      batches.close()
-      run.close()
-    if is_main:
-      print(run.summary(start_step), file=sys.stderr, flush=True)
-    return placement.get(device_state)
+    return _loop_to_the_end(run, step_fn, state, batches, start_step)
+
+
+def _loop_to_the_end(run: '_Run', step_fn: Callable, state: TrainState, batches: Iterator,
+                     start_step: int) -> TrainState:
+  """Runs the loop from `start_step`, closing the inputs and the run on every way out;
+  says the run's summary line (process 0) and returns the final state on the host."""
+  try:
+    device_state = run.loop(step_fn, run.placement.put_state(state), batches, start_step)
+  finally:
+    batches.close()
+    run.close()
+  if run.is_main:
+    print(run.summary(start_step), file=sys.stderr, flush=True)
+  return run.placement.get(device_state)
 
 
 class _Run:
