@@ -66,3 +66,7 @@ def test_the_command_prints_and_writes_the_table(tmp_path, capsys):
   assert row['run'] == str(bundle) and row['num_images'] == 32
   assert table[2] == (f"| {bundle} | {row['batch_statistics']:.2f} | "
                       f"{row['running_averages']:.2f} | 32 |")
+  main([str(bundle), '--batch_size', '16', '--split', 'train', '--out', str(out)])
+  scored = json.loads(out.read_text())
+  assert scored['split'] == 'train' and scored['runs'][0]['num_images'] == 256
+  assert capsys.readouterr().out.startswith('| run | batch statistics | running averages | train')

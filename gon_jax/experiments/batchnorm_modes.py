@@ -9,9 +9,11 @@ pass and never leaves train mode, so this is one reading of how the paper's test
 were measured. The two modes can order models differently: docs/results.md finds they decide
 whether the GON beats the autoencoder on CIFAR-10.
 
-Prints a Markdown table (test SSE per image in each mode, per run) and writes it as JSON to
-`--out`. Batch mode scores consecutive test batches of `--batch_size` images (training's, 64
-by default); the last, smaller batch is left out of both modes.
+Prints a Markdown table (SSE per image in each mode, per run) and writes it as JSON to
+`--out`. Batch mode scores consecutive batches of `--batch_size` images (training's, 64 by
+default); the last, smaller batch is left out of both modes. `--split train` scores training
+images instead: whether a model's test error above its training loss is overfitting or the
+mode.
 """
 
 from __future__ import annotations
@@ -72,24 +74,27 @@ def main(argv: list[str] | None = None) -> None:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('workdirs', nargs='+', help='trained workdirs (or bundles) with BatchNorm')
   parser.add_argument('--batch_size', type=int, default=64, help='images a test batch')
-  parser.add_argument('--num_images', type=int, default=-1, help='test images (-1: all)')
+  parser.add_argument('--num_images', type=int, default=-1, help='images (-1: the whole split)')
+  parser.add_argument('--split', choices=('test', 'train'), default='test',
+                      help='the split scored (train: is a gap overfitting, or the mode?)')
   parser.add_argument('--data_dir', default=None, help="the data set's folder, if not the run's")
   parser.add_argument('--out', default=None, help='JSON file for the table')
   args = parser.parse_args(argv)
   rows = run_reporting_errors(_measure, args.workdirs, args.batch_size, args.num_images,
-                              args.data_dir)
-  print('| run | batch statistics | running averages | test images |\n|---|---:|---:|---:|')
+                              args.data_dir, args.split)
+  print(f'| run | batch statistics | running averages | {args.split} images |\n'
+        '|---|---:|---:|---:|')
   for row in rows:
     print(f"| {row['run']} | {row['batch_statistics']:.2f} | {row['running_averages']:.2f} "
           f"| {row['num_images']:,} |")
   if args.out:
     with open(args.out, 'w', encoding='utf-8') as f:
-      json.dump({'batch_size': args.batch_size, 'runs': rows}, f, indent=2)
+      json.dump({'batch_size': args.batch_size, 'split': args.split, 'runs': rows}, f, indent=2)
       f.write('\n')
 
 
-def _measure(workdirs: list[str], batch_size: int, num_images: int,
-             data_dir: str | None) -> list[dict]:
+def _measure(workdirs: list[str], batch_size: int, num_images: int, data_dir: str | None,
+             split: str) -> list[dict]:
   if batch_size < 1:
     raise DataError(f'--batch_size {batch_size}: use 1 or more images a batch')
   rows = []
@@ -98,10 +103,10 @@ def _measure(workdirs: list[str], batch_size: int, num_images: int,
     settings = model.settings.data
     if data_dir:
       settings = dataclasses.replace(settings, dir=data_dir)
-    _, _, test_images, _ = data.load_data(settings, model.config.model.channels, 0)
+    images, _ = data.load_split(settings, split, settings.image_size, model.config.model.channels)
     if num_images >= 0:
-      test_images = test_images[:num_images]
-    rows.append({'run': workdir, **losses_in_both_modes(model, test_images, batch_size)})
+      images = images[:num_images]
+    rows.append({'run': workdir, **losses_in_both_modes(model, images, batch_size)})
     print(f'{workdir}: {json.dumps(rows[-1])}', file=sys.stderr)
   return rows
 
