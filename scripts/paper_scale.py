@@ -2,13 +2,14 @@
 
   python scripts/paper_scale.py --root runs/paper_scale --out docs/paper_scale
 
-prints Markdown (Table 1 per recipe, Table 2, Fig. 3's final losses) and writes the curves
+prints Markdown (Table 1 per recipe, the recipe ablation, Table 2, Fig. 3's final losses) and writes the curves
 (PNG) into --out. Only finished runs count; a cell says over how many seeds it is. The root
 holds what docs/reproducing.md's paper-scale commands write:
 
   table1_<dataset>_<recipe>/   compare --epochs 10 --datasets <dataset> --recipe <recipe>
   table2/<model>_<dataset>/    train.py --config.num_epochs=10, eval.py, gon_jax.sample_quality
   fig3_latent<k>/              compare --epochs 5 --datasets cifar10 --override model.latent_dim=<k>
+  ablation_mnist_<change>/     compare --epochs 10 --datasets mnist --recipe paper --override ...
 
 with <dataset> mnist, fashion_mnist or cifar10 and <recipe> paper or default.
 """
@@ -88,6 +89,25 @@ def table_2(root: pathlib.Path) -> str:
   return '\n'.join(lines)
 
 
+def ablation(root: pathlib.Path) -> str:
+  """The paper recipe on MNIST with one change a row (an ablation_mnist_* folder, its change
+  read from the compare's results.json), below the recipe itself (table1_mnist_paper): the
+  GON's and the autoencoder's test SSE, and the GON's over the autoencoder's."""
+  lines = ['| change to the paper recipe | gon | ae | gon / ae |', '|---|---:|---:|---:|']
+  folders = [root / 'table1_mnist_paper', *sorted(root.glob('ablation_mnist_*'))]
+  for folder in folders:
+    sse = {m: [r['sse'] for r in finished_runs(folder, 'mnist', m)] for m in ('gon', 'ae')}
+    if not sse['gon'] and not sse['ae']:
+      continue
+    overrides = _json(folder / 'results.json').get('overrides', {})
+    change = ', '.join(f'{key}={value}' for key, value in overrides.items()
+                       if key != 'epoch_eval_examples') or 'none'
+    ratio = (f"{sum(sse['gon']) / len(sse['gon']) / (sum(sse['ae']) / len(sse['ae'])):.2f}"
+             if sse['gon'] and sse['ae'] else '-')
+    lines.append(f"| {change} | {_cell(sse['gon'])} | {_cell(sse['ae'])} | {ratio} |")
+  return '\n'.join(lines)
+
+
 def figure_3(root: pathlib.Path, out: pathlib.Path) -> str:
   """Fig. 3 (activations) and Fig. 2a (GON against the autoencoder) at each latent size:
   final test SSE, and the curves of each epoch's losses into out/fig3_curves.png."""
@@ -128,6 +148,8 @@ def main() -> None:
     print(f'Table 1, {recipe} recipe: test SSE per image (seeds)\n')
     print(table_1(root, recipe) + '\n')
     curves(root, out, recipe)
+  print('The paper recipe on MNIST, one change at a time: test SSE per image\n\n'
+        + ablation(root) + '\n')
   print('Table 2\n\n' + table_2(root) + '\n')
   print('Figs. 3 and 2a, CIFAR-10 (JPEG): test SSE per image\n\n' + figure_3(root, out))
 

@@ -55,3 +55,16 @@ def test_table_2_reads_eval_and_sample_quality(tmp_path):
   (workdir / 'epochs.jsonl').write_text('{"epoch": 1}\n{"epoch": 2}\n')
   lines = paper_scale.table_2(tmp_path).splitlines()
   assert lines[2:] == ['| MNIST | vgon | 2 | 0.2000 | 150.0 | 7.50 | 300.00 | 1.90 |']
+
+
+def test_the_ablation_names_each_change_and_divides_the_gon_by_the_autoencoder(tmp_path):
+  _run(tmp_path / 'table1_mnist_paper' / 'runs' / 'mnist' / 'gon' / 'seed0', 4.5)
+  _run(tmp_path / 'table1_mnist_paper' / 'runs' / 'mnist' / 'ae' / 'seed0', 3.0)
+  changed = tmp_path / 'ablation_mnist_lr'
+  _run(changed / 'runs' / 'mnist' / 'gon' / 'seed0', 3.0)
+  _run(changed / 'runs' / 'mnist' / 'ae' / 'seed0', 2.0, finished=False)
+  (changed / 'results.json').write_text(json.dumps(
+      {'overrides': {'epoch_eval_examples': 2000, 'learning_rate': 0.001}}))
+  lines = paper_scale.ablation(tmp_path).splitlines()
+  assert lines[2:] == ['| none | 4.50 ± 0.00 (1) | 3.00 ± 0.00 (1) | 1.50 |',
+                       '| learning_rate=0.001 | 3.00 ± 0.00 (1) | - | - |']
