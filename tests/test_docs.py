@@ -30,6 +30,8 @@ TRAIN = (('python', 'train.py'), ('gon-train',))
 EVAL = (('python', 'eval.py'), ('gon-eval',))
 SCRIPTS = {('python', '-m', 'gon_jax.experiments.compare'): 'gon_jax/experiments/compare.py',
            ('python', '-m', 'gon_jax.experiments.superres'): 'gon_jax/experiments/superres.py',
+           ('python', '-m', 'gon_jax.experiments.batchnorm_modes'):
+               'gon_jax/experiments/batchnorm_modes.py',
            ('python', '-m', 'gon_jax.demo'): 'gon_jax/demo.py',
            ('python', '-m', 'gon_jax.export'): 'gon_jax/export.py',
            ('python', '-m', 'gon_jax.encode'): 'gon_jax/encode.py',
