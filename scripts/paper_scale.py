@@ -99,9 +99,11 @@ def ablation(root: pathlib.Path) -> str:
     sse = {m: [r['sse'] for r in finished_runs(folder, 'mnist', m)] for m in ('gon', 'ae')}
     if not sse['gon'] and not sse['ae']:
       continue
-    overrides = _json(folder / 'results.json').get('overrides', {})
-    change = ', '.join(f'{key}={value}' for key, value in overrides.items()
-                       if key != 'epoch_eval_examples') or 'none'
+    overrides = _json(folder / 'results.json').get('overrides')  # none while it runs
+    change = ('none' if folder.name == 'table1_mnist_paper' else
+              folder.name.removeprefix('ablation_mnist_') if overrides is None else
+              ', '.join(f'{key}={value}' for key, value in overrides.items()
+                        if key != 'epoch_eval_examples'))
     ratio = (f"{sum(sse['gon']) / len(sse['gon']) / (sum(sse['ae']) / len(sse['ae'])):.2f}"
              if sse['gon'] and sse['ae'] else '-')
     lines.append(f"| {change} | {_cell(sse['gon'])} | {_cell(sse['ae'])} | {ratio} |")

@@ -65,6 +65,8 @@ def test_the_ablation_names_each_change_and_divides_the_gon_by_the_autoencoder(t
   _run(changed / 'runs' / 'mnist' / 'ae' / 'seed0', 2.0, finished=False)
   (changed / 'results.json').write_text(json.dumps(
       {'overrides': {'epoch_eval_examples': 2000, 'learning_rate': 0.001}}))
+  _run(tmp_path / 'ablation_mnist_norm' / 'runs' / 'mnist' / 'gon' / 'seed0', 5.0)  # running
   lines = paper_scale.ablation(tmp_path).splitlines()
   assert lines[2:] == ['| none | 4.50 ± 0.00 (1) | 3.00 ± 0.00 (1) | 1.50 |',
-                       '| learning_rate=0.001 | 3.00 ± 0.00 (1) | - | - |']
+                       '| learning_rate=0.001 | 3.00 ± 0.00 (1) | - | - |',
+                       '| norm | 5.00 ± 0.00 (1) | - | - |']
