@@ -223,7 +223,7 @@ def test_a_workdir_loads_as_trained_and_an_empty_one_is_an_error(blob_dir, tmp_p
 
 def test_an_unknown_name_lists_the_pretrained_models():
   with pytest.raises(FileNotFoundError, match='neither a folder nor a pretrained model; '
-                                              'pretrained: conv_fashion, conv_mnist'):
+                                              'pretrained: conv_cifar10, conv_fashion, conv_mnist'):
     load('conv_mnistt')
 
 
