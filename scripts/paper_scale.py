@@ -17,6 +17,7 @@ with <dataset> mnist, fashion_mnist or cifar10 and <recipe> paper or default.
 import argparse
 import json
 import pathlib
+import statistics
 import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -99,12 +100,13 @@ def ablation(root: pathlib.Path) -> str:
     sse = {m: [r['sse'] for r in finished_runs(folder, 'mnist', m)] for m in ('gon', 'ae')}
     if not sse['gon'] and not sse['ae']:
       continue
-    overrides = _json(folder / 'results.json').get('overrides')  # none while it runs
-    change = ('none' if folder.name == 'table1_mnist_paper' else
-              folder.name.removeprefix('ablation_mnist_') if overrides is None else
-              ', '.join(f'{key}={value}' for key, value in overrides.items()
-                        if key != 'epoch_eval_examples'))
-    ratio = (f"{sum(sse['gon']) / len(sse['gon']) / (sum(sse['ae']) / len(sse['ae'])):.2f}"
+    change = 'none'
+    if folder.name != 'table1_mnist_paper':  # results.json is written when a compare ends
+      overrides = _json(folder / 'results.json').get('overrides')
+      change = (', '.join(f'{key}={value}' for key, value in overrides.items()
+                          if key != 'epoch_eval_examples')
+                if overrides is not None else folder.name.removeprefix('ablation_mnist_'))
+    ratio = (f"{statistics.mean(sse['gon']) / statistics.mean(sse['ae']):.2f}"
              if sse['gon'] and sse['ae'] else '-')
     lines.append(f"| {change} | {_cell(sse['gon'])} | {_cell(sse['ae'])} | {ratio} |")
   return '\n'.join(lines)

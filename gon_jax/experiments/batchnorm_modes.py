@@ -49,12 +49,14 @@ def losses_in_both_modes(model: model_lib.Model, images: np.ndarray,
 
   Raises:
     ConfigError: the model has no BatchNorm, so both modes are one.
-    DataError: fewer images than one batch.
+    DataError: a batch size below 1, or fewer images than one batch.
   """
   if not model.variables.get('batch_stats'):
     raise ConfigError(f'this {model.config.model.name} model has no BatchNorm statistics '
                       f'(model.norm {model.config.model.get("norm", "none")!r}): its two modes '
                       'are the same')
+  if batch_size < 1:
+    raise DataError(f'batch_size {batch_size}: use 1 or more images a batch')
   num_images = len(images) // batch_size * batch_size
   if not num_images:
     raise DataError(f'{len(images)} images do not fill one batch of {batch_size}')
@@ -95,8 +97,6 @@ def main(argv: list[str] | None = None) -> None:
 
 def _measure(workdirs: list[str], batch_size: int, num_images: int, data_dir: str | None,
              split: str) -> list[dict]:
-  if batch_size < 1:
-    raise DataError(f'--batch_size {batch_size}: use 1 or more images a batch')
   rows = []
   for workdir in workdirs:
     model = model_lib.load(workdir)
