@@ -2,13 +2,16 @@
 
   python scripts/paper_scale.py --root runs/paper_scale --out docs/paper_scale
 
-prints Markdown (Table 1 per recipe, the recipe ablation, Table 2, Fig. 3's final losses) and writes the curves
+prints Markdown (Table 1 per recipe, the recipe ablation, Table 2, Fig. 3's final losses,
+Fig. 2a's losses after 5 epochs) and writes the curves
 (PNG) into --out. Only finished runs count; a cell says over how many seeds it is. The root
 holds what docs/reproducing.md's paper-scale commands write:
 
   table1_<dataset>_<recipe>/   compare --epochs 10 --datasets <dataset> --recipe <recipe>
   table2/<model>_<dataset>/    train.py --config.num_epochs=10, eval.py, gon_jax.sample_quality
   fig3_latent<k>/              compare --epochs 5 --datasets cifar10 --override model.latent_dim=<k>
+  fig2a_side<s>/               compare --epochs 5 --datasets cifar10 --methods gon,ae
+                                 --override model.latent_side=<s> (side 1: table1_cifar10_paper)
   ablation_mnist_<change>/     compare --epochs 10 --datasets mnist --recipe paper --override ...
 
 with <dataset> mnist, fashion_mnist or cifar10 and <recipe> paper or default.
@@ -31,6 +34,8 @@ from gon_jax.experiments.methods import TABLE_1
 DATASETS = ('mnist', 'fashion_mnist', 'cifar10')
 RECIPES = ('paper', 'default')
 LATENTS = (512, 128, 32)
+SIDES = (1, 2, 4)
+FIG_2A_EPOCHS = 5
 TABLE_2 = ('vgon', 'vae')
 FIG_3 = ('gon_sin', 'gon_relu', 'gon_leaky_relu', 'gon_tanh', 'gon', 'gon_softplus', 'gon_swish')
 
@@ -113,7 +118,7 @@ def ablation(root: pathlib.Path) -> str:
 
 
 def figure_3(root: pathlib.Path, out: pathlib.Path) -> str:
-  """Fig. 3 (activations) and Fig. 2a (GON against the autoencoder) at each latent size:
+  """Fig. 3 (activations) and App. B's Fig. 10c (GON against the autoencoder) at each latent size:
   final test SSE, and the curves of each epoch's losses into out/fig3_curves.png."""
   methods = [*FIG_3, 'ae']
   results = {m: {'runs': {f'latent {k}': finished_runs(root / f'fig3_latent{k}', 'cifar10', m)
@@ -128,6 +133,28 @@ def figure_3(root: pathlib.Path, out: pathlib.Path) -> str:
   if shown:
     plot_epoch_curves(str(out / 'fig3_curves.png'), results, shown,
                       [f'latent {k}' for k in LATENTS])
+  return '\n'.join(lines)
+
+
+def figure_2a(root: pathlib.Path, out: pathlib.Path) -> str:
+  """Fig. 2a: the GON against the autoencoder with latents of 1x1, 2x2 and 4x4 pixels (the
+  paper recipe's 512 values), test loss of each of the first 5 epochs on the epochs' test
+  images; the 1x1 runs are Table 1's, cut at epoch 5 (the learning rate is constant, so their
+  first 5 epochs are those of a 5-epoch run). Curves: out/fig2a_curves.png."""
+  def runs(side: int, method: str) -> list[dict]:
+    workdir = root / ('table1_cifar10_paper' if side == 1 else f'fig2a_side{side}')
+    return [{**run, 'epochs': run['epochs'][:FIG_2A_EPOCHS]}
+            for run in finished_runs(workdir, 'cifar10', method)]
+  results = {m: {'runs': {f'{s}x{s}': runs(s, m) for s in SIDES}} for m in ('gon', 'ae')}
+  sides = [f'{s}x{s}' for s in SIDES if all(results[m]['runs'][f'{s}x{s}'] for m in results)]
+  lines = ['| latent | gon | ae | ae / gon |', '|---|---:|---:|---:|']
+  for side in sides:
+    loss = {m: [run['epochs'][-1]['test_loss'] for run in results[m]['runs'][side]]
+            for m in results}
+    ratio = statistics.mean(loss['ae']) / statistics.mean(loss['gon'])
+    lines.append(f"| {side} | {_cell(loss['gon'])} | {_cell(loss['ae'])} | {ratio:.2f} |")
+  if sides:
+    plot_epoch_curves(str(out / 'fig2a_curves.png'), results, ['gon', 'ae'], sides)
   return '\n'.join(lines)
 
 
@@ -155,7 +182,9 @@ def main() -> None:
   print('The paper recipe on MNIST, one change at a time: test SSE per image\n\n'
         + ablation(root) + '\n')
   print('Table 2\n\n' + table_2(root) + '\n')
-  print('Figs. 3 and 2a, CIFAR-10 (JPEG): test SSE per image\n\n' + figure_3(root, out))
+  print('Fig. 3, CIFAR-10 (JPEG): test SSE per image\n\n' + figure_3(root, out) + '\n')
+  print(f'Fig. 2a, CIFAR-10 (JPEG): test loss after {FIG_2A_EPOCHS} epochs\n\n'
+        + figure_2a(root, out))
 
 if __name__ == '__main__':
   main()

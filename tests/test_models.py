@@ -14,6 +14,7 @@ from gon_jax.models import make_objective
 from gon_jax.models.conv import ACTIVATIONS, ConvDecoder, UpConv, transposed_conv
 
 from gon_jax.configs import conv_mnist
+import testing_utils
 
 
 def _num_params(variables):
@@ -212,3 +213,70 @@ def test_autoencoder_baseline_has_the_gon_decoder_and_twice_its_parameters(blob_
   config.update(batch_size=16, learning_rate=3e-3)
   _, losses = run_steps(config, num_steps=20)
   assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:5])
+
+
+@pytest.mark.parametrize('side,kernels', [
+    (1, [(32, 64), (64, 32), (32, 16), (16, 1)]),  # GON.py: 1x1 -> 4x4 -> 8 -> 16 -> 32
+    (2, [(8, 64), (64, 32), (32, 16), (16, 1)]),  # 2x2x8 -> 4x4: a stride-2 first layer
+    (4, [(2, 32), (32, 16), (16, 1)]),  # 4x4x2 -> 8x8: the 4x4 layer is dropped
+])
+def test_a_spatial_latent_drops_the_first_layers_and_keeps_the_widths(side, kernels):
+  from gon_jax.models.autoencoders import Autoencoder  # pylint: disable=import-outside-toplevel
+  model = Autoencoder(latent_dim=32, features=16, image_size=32, norm='layer', latent_side=side)
+
+  def encode_decode(module, images):
+    return module(module.encode(images, True), True), module.encode(images, True)
+
+  variables = model.init(jax.random.key(0), jnp.zeros((2, 32, 32, 1)), method=encode_decode)
+  decoder = {k: v['kernel'].shape for k, v in variables['params'].items() if 'UpConv' in k}
+  assert decoder == {f'UpConv_{i}': (4, 4, *io) for i, io in enumerate(kernels)}
+  images = jax.random.uniform(jax.random.key(1), (2, 32, 32, 1))
+  decoded, latents = model.apply(variables, images, method=encode_decode)
+  chex.assert_shape(latents, (2, 32))
+  chex.assert_shape(decoded, (2, 32, 32, 1))
+  # The encoder mirrors the decoder: its last convolution makes the latent image.
+  encoder = variables['params']['ConvEncoder_0']
+  assert encoder[f'Conv_{len(kernels) - 1}']['kernel'].shape == (4, 4, kernels[0][1], kernels[0][0])
+
+
+def test_a_spatial_latent_is_read_row_major_with_channels_last():
+  # Only the latent's pixel (row 1, column 0) set: the first layer (stride 2, padding 1) puts
+  # input row i on output rows 2i - 1 .. 2i + 2, so that pixel alone moves rows 1..3 and
+  # columns 0..2 of the 4x4 output away from the bias (column-major would be the transpose).
+  model = ConvDecoder(latent_dim=8, features=2, image_size=16, norm='none', latent_side=2)
+  variables = _init(model, 8)
+  z = jnp.zeros((1, 8)).at[0, 4:6].set(1.0)  # pixel (1, 0) of a 2x2x2 image
+  first = model.apply(variables, z, True, capture_intermediates=lambda m, _: 'UpConv_0' in m.path)
+  out = first[1]['intermediates']['UpConv_0']['__call__'][0]
+  bias = variables['params']['UpConv_0']['bias']
+  touched = np.argwhere(np.any(np.abs(np.asarray(out[0] - bias)) > 0, axis=-1))
+  assert (touched[:, 0].min(), touched[:, 0].max()) == (1, 3)
+  assert (touched[:, 1].min(), touched[:, 1].max()) == (0, 2)
+
+
+def test_latent_side_errors_name_what_fits():
+  config = conv_mnist.get_config()
+  config.model.latent_side = 2
+  assert validate(config).model['latent_side'] == 2
+  for side, latent_dim, message in ((3, 32, 'is 1, 2, 4, 8 pixels a side'),
+                                    (16, 32, 'is 1, 2, 4, 8 pixels a side'),
+                                    (4, 24, 'latent_dim 24 is not a whole number of channels')):
+    config.model.latent_side, config.model.latent_dim = side, latent_dim
+    with pytest.raises(ConfigError, match=message):
+      validate(config)
+
+
+def test_forward_flops_of_a_spatial_latent():
+  from gon_jax.flops import forward_flops  # pylint: disable=import-outside-toplevel
+  config = conv_mnist.get_config()
+  config.model.latent_side = 4  # 4x4x2 -> 8x8x32 -> 16x16x16 -> 32x32x1, 16 taps per input pixel
+  per_image = 2 * 16 * (16 * 2 * 32 + 64 * 32 * 16 + 256 * 16 * 1)
+  assert forward_flops(to_settings(config), 8) == 8 * per_image
+
+
+@pytest.mark.parametrize('model', ['conv', 'ae', 'tied_ae'])
+def test_each_conv_family_learns_with_a_spatial_latent(blob_dir, model):
+  config = testing_utils.tiny_config(blob_dir, norm='layer')  # 16x16, latent 8: 2x2x2
+  config.model.name, config.model.latent_side = model, 2
+  _, losses = testing_utils.run_steps(config, num_steps=8)
+  assert losses[-1] < 0.8 * losses[0], losses

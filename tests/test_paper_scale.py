@@ -70,3 +70,23 @@ def test_the_ablation_names_each_change_and_divides_the_gon_by_the_autoencoder(t
   assert lines[2:] == ['| none | 4.50 ± 0.00 (1) | 3.00 ± 0.00 (1) | 1.50 |',
                        '| learning_rate=0.001 | 3.00 ± 0.00 (1) | - | - |',
                        '| norm | 5.00 ± 0.00 (1) | - | - |']
+
+
+def _epochs(folder, test_losses):
+  (folder / 'epochs.jsonl').write_text(''.join(
+      json.dumps({'epoch': i + 1, 'step': i + 1, 'train_loss': loss + 1.0, 'test_loss': loss}) + '\n'
+      for i, loss in enumerate(test_losses)))
+
+
+def test_figure_2a_cuts_table_1s_runs_at_epoch_5(tmp_path):
+  for method, losses in (('gon', [9, 8, 7, 6, 5, 4, 3, 2, 1, 0.5]), ('ae', [9, 9, 9, 9, 10, 1, 1, 1, 1, 1])):
+    _run(tmp_path / 'table1_cifar10_paper' / 'runs' / 'cifar10' / method / 'seed0', 3.0)
+    _epochs(tmp_path / 'table1_cifar10_paper' / 'runs' / 'cifar10' / method / 'seed0', losses)
+  for method, losses in (('gon', [8, 6, 4, 3, 2]), ('ae', [8, 7, 6, 5, 3])):
+    _run(tmp_path / 'fig2a_side2' / 'runs' / 'cifar10' / method / 'seed0', 2.0)
+    _epochs(tmp_path / 'fig2a_side2' / 'runs' / 'cifar10' / method / 'seed0', losses)
+  _run(tmp_path / 'fig2a_side4' / 'runs' / 'cifar10' / 'gon' / 'seed0', 2.0)  # no ae: no row
+  lines = paper_scale.figure_2a(tmp_path, tmp_path).splitlines()
+  assert lines[2:] == ['| 1x1 | 5.00 ± 0.00 (1) | 10.00 ± 0.00 (1) | 2.00 |',
+                       '| 2x2 | 2.00 ± 0.00 (1) | 3.00 ± 0.00 (1) | 1.50 |']
+  assert (tmp_path / 'fig2a_curves.png').stat().st_size > 0

@@ -9,8 +9,8 @@ import jax
 
 from gon_jax import objectives
 from gon_jax.models import conv, initializers
-from gon_jax.models.conv import (ACTIVATIONS, ConvDecoder, ConvOptions, normalise,
-                                 num_conv_upsamplings, transposed_conv_adjoint)
+from gon_jax.models.conv import (ACTIVATIONS, ConvDecoder, ConvOptions, hidden_widths,
+                                 normalise, transposed_conv_adjoint)
 from gon_jax.models.spec import ModelSpec
 
 
@@ -20,6 +20,8 @@ class ConvEncoder(ConvOptions):
   Stride-2 4x4 convolutions halve the image down to 4x4, doubling the width
   each time (`features`, 2 `features`, ...), each followed by the norm and
   activation; a 4x4 valid convolution maps 4x4 to a 1x1 code of `latent_dim`.
+  With `latent_side` s > 1 the last is a stride-2 convolution to an s x s code
+  (the hidden layers are the decoder's, mirrored).
   """
 
   @nn.compact
@@ -28,13 +30,16 @@ class ConvEncoder(ConvOptions):
     # PyTorch's fan_in of a convolution: input channels x kernel area.
     inits = lambda x: dict(zip(('kernel_init', 'bias_init'),
                                initializers.kernel_and_bias(self.param_init, 16 * x.shape[-1])))
+    down = dict(strides=(2, 2), padding=((1, 1), (1, 1)))
     x = images
-    for i in range(num_conv_upsamplings(self.image_size)):
-      x = nn.Conv(self.features * 2 ** i, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)),
-                  **inits(x))(x)
+    for width in reversed(hidden_widths(self.features, self.image_size, self.latent_side)):
+      x = nn.Conv(width, (4, 4), **down, **inits(x))(x)
       x = ACTIVATIONS[self.activation](
           normalise(self.norm, x, use_running_average, self.axis_name))
-    x = nn.Conv(self.latent_dim, (4, 4), padding='VALID', **inits(x))(x)
+    if self.latent_side == 1:
+      x = nn.Conv(self.latent_dim, (4, 4), padding='VALID', **inits(x))(x)
+    else:
+      x = nn.Conv(self.latent_dim // self.latent_side ** 2, (4, 4), **down, **inits(x))(x)
     return x.reshape(x.shape[0], -1)
 
 
@@ -49,7 +54,8 @@ class Autoencoder(ConvDecoder):
   def encode(self, images: jax.Array, use_running_average: bool) -> jax.Array:
     """Encodes `[batch, size, size, channels]` to latents `[batch, latent_dim]`."""
     return ConvEncoder(self.latent_dim, self.features, self.image_size, self.activation,
-                       self.norm, self.axis_name, self.param_init)(images, use_running_average)
+                       self.norm, self.axis_name, self.param_init, self.latent_side)(
+                           images, use_running_average)
 
 
 class TiedEncoder(nn.Module):
@@ -57,13 +63,15 @@ class TiedEncoder(nn.Module):
 
   Layer by layer from the image, each transposed convolution of the decoder
   is applied transposed (a stride-2 convolution with the same kernel), then
-  the encoder's own bias, norm and activation; the last maps 4x4 to the
-  latent. Only biases and norm parameters are the encoder's own.
+  the encoder's own bias, norm and activation; the last maps 4x4 (or, with
+  `latent_side` s > 1, 2s x 2s) to the latent. Only biases and norm parameters
+  are the encoder's own.
   """
   latent_dim: int
   activation: str = 'elu'
   norm: str = 'layer'
   axis_name: str | None = None
+  latent_side: int = 1
 
   @nn.compact
   def __call__(self, images: jax.Array, kernels: list[jax.Array],
@@ -71,13 +79,13 @@ class TiedEncoder(nn.Module):
     """Encodes `[batch, size, size, channels]` with the decoder's `kernels` (first to last)."""
     x = images
     for i in reversed(range(len(kernels))):
-      kernel, first = kernels[i], i == 0
+      kernel, first = kernels[i], i == 0 and self.latent_side == 1
       x = transposed_conv_adjoint(x, kernel, first)
       x = x + self.param(f'bias_{i}', nn.initializers.zeros, (x.shape[-1],))
-      if not first:
+      if i:
         x = ACTIVATIONS[self.activation](normalise(self.norm, x, use_running_average,
                                                     self.axis_name))
-    return x
+    return x.reshape(x.shape[0], -1)
 
 
 class TiedAutoencoder(ConvDecoder):
@@ -91,9 +99,10 @@ class TiedAutoencoder(ConvDecoder):
     """Encodes `[batch, size, size, channels]` to latents `[batch, latent_dim]`."""
     params = self.variables['params']
     kernels = [params[f'UpConv_{i}']['kernel']
-               for i in range(num_conv_upsamplings(self.image_size) + 1)]
-    return TiedEncoder(self.latent_dim, self.activation, self.norm, self.axis_name)(
-        images, kernels, use_running_average)
+               for i in range(len(hidden_widths(self.features, self.image_size,
+                                                self.latent_side)) + 1)]
+    return TiedEncoder(self.latent_dim, self.activation, self.norm, self.axis_name,
+                       self.latent_side)(images, kernels, use_running_average)
 
 
 # BatchNorm works as in the GON's outer pass, in the encoder too: batch statistics in

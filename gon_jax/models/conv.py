@@ -114,6 +114,7 @@ class ConvOptions(nn.Module):
   norm: str = 'batch'
   axis_name: str | None = None
   param_init: str = 'pytorch'
+  latent_side: int = 1
 
 
 class ConvDecoder(ConvOptions):
@@ -125,6 +126,11 @@ class ConvDecoder(ConvOptions):
   a normalisation and the activation, the output by a sigmoid. For
   `image_size=32`, `features=16`: widths 64, 32, 16, then `channels`.
 
+  With `latent_side` s > 1 (Fig. 2a, App. B's Fig. 10a) the latent is read as
+  an s x s image of `latent_dim / s^2` channels, and only stride-2 layers
+  double it: s = 2 replaces the first layer by one, s = 4 drops it (the
+  widths of the layers at each resolution stay those above).
+
   Attributes:
     latent_dim: size of the latent.
     features: width of the last hidden layer (`ngf` in GON.py).
@@ -135,6 +141,8 @@ class ConvDecoder(ConvOptions):
       channels, with per-channel scale and bias: GroupNorm with one group),
       'group' (GroupNorm with 8 groups) or 'none'.
     axis_name: pmap axis over which BatchNorm averages batch statistics.
+    latent_side: height and width of the latent image: 1, or a power of two up to
+      `image_size / 4`; `latent_dim` is its number of values.
     conv_method: how the transposed convolutions are computed (see
       `transposed_conv`); the same function either way.
     param_init: 'flax' (LeCun-normal kernels, zero biases) or 'pytorch' (PyTorch's
@@ -146,15 +154,40 @@ class ConvDecoder(ConvOptions):
   @nn.compact
   def __call__(self, z: jax.Array, use_running_average: bool) -> jax.Array:
     """Decodes latents `[batch, latent_dim]` to images `[batch, size, size, channels]` in (0, 1)."""
-    num_upsamplings = num_conv_upsamplings(self.image_size)
     activation = ACTIVATIONS[self.activation]
-    x = z
-    for i in range(num_upsamplings):
-      width = self.features * 2 ** (num_upsamplings - 1 - i)
-      x = UpConv(width, first=i == 0, method=self.conv_method, param_init=self.param_init)(x)
+    x = latent_image(z, self.latent_side)
+    for i, width in enumerate(hidden_widths(self.features, self.image_size, self.latent_side)):
+      first = i == 0 and self.latent_side == 1
+      x = UpConv(width, first=first, method=self.conv_method, param_init=self.param_init)(x)
       x = activation(normalise(self.norm, x, use_running_average, self.axis_name))
     x = UpConv(self.channels, method=self.conv_method, param_init=self.param_init)(x)
     return nn.sigmoid(x)
+
+
+def latent_image(z: jax.Array, side: int) -> jax.Array:
+  """Latents `[batch, latent_dim]` as the decoder's input: unchanged for `side` 1, else
+  `[batch, side, side, latent_dim / side^2]` (row-major, channels last)."""
+  return z if side == 1 else z.reshape(z.shape[0], side, side, -1)
+
+
+def hidden_widths(features: int, image_size: int, latent_side: int = 1) -> list[int]:
+  """Output widths of the decoder's hidden layers, first to last: the layer that makes r x r
+  pixels has `features * image_size / (2 r)` channels (64, 32, 16 for 32x32 and 16)."""
+  k = num_conv_upsamplings(image_size)
+  first = 0 if latent_side == 1 else int(math.log2(latent_side)) - 1  # layers dropped
+  return [features * 2 ** (k - 1 - i) for i in range(first, k)]
+
+
+def check_latent_side(latent_side: int, latent_dim: int, image_size: int) -> None:
+  """ConfigError unless `latent_side` is 1 or a power of two up to `image_size / 4` dividing
+  the latent into whole channels."""
+  sides = [2 ** i for i in range(num_conv_upsamplings(image_size) + 1)]
+  if latent_side not in sides:
+    raise ConfigError(f'model.latent_side {latent_side}: the latent of a {image_size}x'
+                      f'{image_size} decoder is {", ".join(map(str, sides))} pixels a side')
+  if latent_dim % latent_side ** 2:
+    raise ConfigError(f'model.latent_dim {latent_dim} is not a whole number of channels of a '
+                      f'{latent_side}x{latent_side} latent (model.latent_side)')
 
 
 def num_conv_upsamplings(image_size: int) -> int:
@@ -180,7 +213,10 @@ def default_options() -> dict:
       # Initial parameters: 'pytorch' (PyTorch's layer defaults, as the official
       # scripts start from) or 'flax' (LeCun-normal kernels, zero biases), which
       # learns slower (docs/results.md).
-      init='pytorch')
+      init='pytorch',
+      # Height and width of the latent as an image (Fig. 2a): 1 (GON.py), 2, 4, ...; the
+      # latent's latent_dim values then fill latent_dim / latent_side^2 channels.
+      latent_side=1)
 
 
 def check(settings: Settings) -> None:
@@ -191,29 +227,30 @@ def check(settings: Settings) -> None:
   check_choice('model.init', m['init'], initializers.INITS)
   check_choice('performance.conv_method', settings.performance.conv_method, CONV_METHODS)
   num_conv_upsamplings(settings.data.image_size)
+  check_latent_side(m['latent_side'], m['latent_dim'], settings.data.image_size)
   if m['norm'] == 'batch' and settings.performance.scan_chunk:
     raise ConfigError('norm batch does not work with performance.scan_chunk (a few examples '
                       'at a time); use norm layer, group or none')
 
 
 def build(*, latent_dim: int, features: int, channels: int, activation: str, norm: str,
-          init: str, image_size: int, performance: PerformanceSettings, axis_name: str | None,
-          module: Callable[..., nn.Module] = ConvDecoder) -> nn.Module:
+          init: str, latent_side: int, image_size: int, performance: PerformanceSettings,
+          axis_name: str | None, module: Callable[..., nn.Module] = ConvDecoder) -> nn.Module:
   """`module` (a ConvDecoder or a subclass) with these options (`default_options`)."""
   return module(latent_dim=latent_dim, features=features, channels=channels,
                 image_size=image_size, activation=activation, norm=norm, axis_name=axis_name,
-                conv_method=performance.conv_method, param_init=init)
+                conv_method=performance.conv_method, param_init=init, latent_side=latent_side)
 
 
 def forward_flops(settings: Settings, batch_size: int, points: int = 0) -> int:
   """Multiply-add FLOPs of one forward pass: a transposed convolution costs 2 k^2 Cin Cout
   per input pixel (`points` does not apply)."""
   del points
-  m, size = settings.model, settings.data.image_size
-  k = num_conv_upsamplings(size)
-  widths = ([m['latent_dim']] + [m['features'] * 2 ** (k - 1 - i) for i in range(k)]
-            + [m['channels']])
-  sides = [1] + [4 * 2 ** i for i in range(k)]
+  m, size, side = settings.model, settings.data.image_size, settings.model['latent_side']
+  hidden = hidden_widths(m['features'], size, side)
+  widths = [m['latent_dim'] // side ** 2, *hidden, m['channels']]
+  n = len(hidden)
+  sides = [side] + [size // 2 ** (n - j + 1) for j in range(1, n + 1)]  # each layer's input
   per_image = sum(2 * 16 * side * side * c_in * c_out
                   for side, c_in, c_out in zip(sides, widths[:-1], widths[1:]))
   return batch_size * per_image

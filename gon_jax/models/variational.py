@@ -71,7 +71,7 @@ class VAE(VariationalDecoder):
     super().setup()
     d = self.decoder
     self.encoder = ConvEncoder(d.latent_dim, d.features, d.image_size, d.activation, d.norm,
-                               d.axis_name, d.param_init)
+                               d.axis_name, d.param_init, d.latent_side)
 
   def encode(self, images: jax.Array, use_running_average: bool) -> jax.Array:
     """Encodes `[batch, size, size, channels]` to latents `[batch, latent_dim]`."""
