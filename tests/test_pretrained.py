@@ -30,8 +30,8 @@ MIB = 2 ** 20
 
 
 def test_the_manifest_names_the_models_and_their_files_fit():
-  assert NAMES == ['conv_cifar10', 'conv_fashion', 'conv_mnist', 'siren_mnist_shift',
-                   'vgon_mnist']
+  assert NAMES == ['conv_cifar10', 'conv_fashion', 'conv_mnist', 'siren_cifar10',
+                   'siren_mnist_shift', 'vgon_mnist']
   total = 0
   for name, entry in MANIFEST.items():
     for file, info in entry['files'].items():
@@ -73,9 +73,10 @@ def test_each_model_reproduces_its_test_subset_metrics(name):
 
 @pytest.mark.slow
 def test_sampling_and_rendering_of_the_pretrained_models():
-  shift = gon_jax.load('siren_mnist_shift')
-  high = shift.render(shift.encode(shift.examples[:2]), 256)
-  assert high.shape == (2, 256, 256, 1)
+  for name, size, channels in (('siren_mnist_shift', 256, 1), ('siren_cifar10', 96, 3)):
+    implicit = gon_jax.load(name)
+    high = implicit.render(implicit.encode(implicit.examples[:2]), size)
+    assert high.shape == (2, size, size, channels), name
   for name, channels in (('conv_mnist', 1), ('vgon_mnist', 1), ('conv_cifar10', 3)):
     samples = gon_jax.load(name).sample(4, 0)  # a Gaussian fit; the prior; in colour
     assert samples.shape == (4, 32, 32, channels), name
@@ -91,7 +92,7 @@ def test_the_demo_of_all_shows_each_pretrained_model(tmp_path, capsys):
   for name, line in ((pathlib.Path(path).name, line) for path, line in lines.items()):
     assert 'SSE' in line, line
     # An implicit model renders its latents; the others show samples instead.
-    assert line.endswith('rendered at 64x64' if name == 'siren_mnist_shift' else 'samples'), line
+    assert line.endswith('rendered at 64x64' if name.startswith('siren') else 'samples'), line
 
 
 def test_the_quick_start_demo_runs_as_written(tmp_path, monkeypatch, capsys):
