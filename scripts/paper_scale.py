@@ -89,7 +89,8 @@ def table_2(root: pathlib.Path) -> str:
       epochs = len((workdir / 'epochs.jsonl').read_text().splitlines())
       fd = (f"{quality['fd_samples']:.2f} | {quality['fd_floor_train_vs_test']:.2f}"
             if quality else '- | -')
-      lines.append(f'| {DATASET_TITLES[dataset]} | {model} | {epochs} | '
+      title = DATASET_TITLES[dataset] + (' (JPEG)' if dataset == 'cifar10' else '')
+      lines.append(f'| {title} | {model} | {epochs} | '
                    f"{metrics['bits_per_dim']:.4f} | {metrics['negative_elbo_nats']:.1f} | "
                    f"{metrics['sse']:.2f} | {fd} |")
   return '\n'.join(lines)
