@@ -91,3 +91,18 @@ def test_figure_2a_cuts_table_1s_runs_at_epoch_5(tmp_path):
   assert lines[2:] == ['| 1x1 | 5.00 ± 0.00 (1) | 10.00 ± 0.00 (1) | 2.00 |',
                        '| 2x2 | 2.00 ± 0.00 (1) | 3.00 ± 0.00 (1) | 1.50 |']
   assert (tmp_path / 'fig2a_curves.png').stat().st_size > 0
+
+
+def test_the_ten_step_rows_compare_at_their_epoch_with_table_1s_runs(tmp_path):
+  table_1 = tmp_path / 'table1_mnist_paper' / 'runs' / 'mnist'
+  for method, losses in (('gon', [5, 4, 3, 2]), ('detach_1', [9, 8, 7, 6])):
+    _run(table_1 / method / 'seed0', 1.0)
+    _epochs(table_1 / method / 'seed0', losses)
+  _run(tmp_path / 'inner_steps_mnist' / 'runs' / 'mnist' / 'steps_10' / 'seed0', 2.5)
+  _epochs(tmp_path / 'inner_steps_mnist' / 'runs' / 'mnist' / 'steps_10' / 'seed0', [6, 4, 2.5])
+  _run(tmp_path / 'inner_steps_mnist' / 'runs' / 'mnist' / 'detach_10' / 'seed0', 8.0)
+  _epochs(tmp_path / 'inner_steps_mnist' / 'runs' / 'mnist' / 'detach_10' / 'seed0', [9, 8])
+  lines = paper_scale.inner_steps(tmp_path).splitlines()  # detach_10 has 2 epochs: no row
+  assert lines[2:] == ['| gon | 3.00 ± 0.00 (1) | 0.020 |',
+                       '| detach_1 | 7.00 ± 0.00 (1) | 0.020 |',
+                       '| steps_10 | 2.50 ± 0.00 (1) | 0.020 |']
