@@ -30,7 +30,7 @@ def create_train_state(seed: int, objective: Objective, tx: optax.GradientTransf
   `num_train_examples` sizes a latent table (GLO).
   """
   key = jax.random.key(seed)
-  variables = _compiled_init(objective, key)
+  variables = init_variables(objective, key)
   params = variables['params']
   latents = objective.latent_table.init(jax.random.fold_in(key, 1), num_train_examples)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
@@ -40,10 +40,21 @@ def create_train_state(seed: int, objective: Objective, tx: optax.GradientTransf
   return jax.tree.map(np.asarray, state)
 
 
-# One compiled program (cached per objective: objectives compare by their
-# fields): run op by op, initialisation took 10-20 s of silent start-up on a
-# 2-core CPU.
-_compiled_init = jax.jit(lambda objective, key: objective.init_variables(key), static_argnums=0)
+def init_variables(objective: Objective, key: jax.Array) -> dict:
+  """`objective.init_variables(key)` as one compiled program, cached per objective
+  (objectives compare by their fields); traced (under jit or eval_shape), as part of the
+  caller's program."""
+  if isinstance(key, jax.core.Tracer):
+    return objective.init_variables(key)
+  return _compiled_init(objective, key)
+
+
+# Initialisation runs once, so it is compiled without XLA's backend (LLVM) optimisations:
+# run op by op or compiled optimised, drawing the parameters (threefry's bits compile
+# slowly) took 15-25 s of silent start-up on a 2-core CPU; unoptimised, 2-4 s. The values
+# equal the optimised program's to within 1 float32 ulp.
+_compiled_init = jax.jit(lambda objective, key: objective.init_variables(key), static_argnums=0,
+                         compiler_options={'xla_backend_optimization_level': 0})
 
 
 def learning_rate(optimizer: OptimizerSettings) -> float | optax.Schedule:

@@ -19,7 +19,7 @@ from gon_jax.core import origin, origin_latent
 from gon_jax.errors import ConfigError, DataError
 from gon_jax.models import make_objective
 from gon_jax.parallel import make_placement
-from gon_jax.state import TrainState, make_optimizer
+from gon_jax.state import TrainState, init_variables, make_optimizer
 
 from testing_utils import tiny_config, write_idx_folder
 
@@ -54,7 +54,7 @@ def _abstract_setup(config):
   objective, tx = make_objective(to_settings(config)), make_optimizer(to_settings(config).optimizer)
 
   def initial_state():
-    variables = objective.init_variables(jax.random.key(0))
+    variables = init_variables(objective, jax.random.key(0))
     return TrainState(step=jnp.zeros((), jnp.int32), params=variables['params'],
                       batch_stats=variables.get('batch_stats', {}),
                       opt_state=tx.init(variables['params']),

@@ -16,7 +16,7 @@ from gon_jax.models import make_objective
 from gon_jax.models.conv import transposed_conv, transposed_conv_adjoint
 from gon_jax.objectives import model_variables
 from gon_jax.parallel import AXIS, Placement
-from gon_jax.state import setup
+from gon_jax.state import init_variables, setup
 
 from gon_jax.configs import ae_mnist, conv_mnist, glo_mnist, tied_ae_mnist
 
@@ -58,7 +58,7 @@ def test_transposed_conv_adjoint(first):
 def test_tied_encoder_uses_the_decoders_kernels():
   config = tied_ae_mnist.get_config()
   objective = make_objective(to_settings(config))
-  model, variables = objective.model, objective.init_variables(jax.random.key(0))
+  model, variables = objective.model, init_variables(objective, jax.random.key(0))
   encoder_params = variables['params']['TiedEncoder_0']
   assert all('kernel' not in '/'.join(map(str, path)) for path, _ in
              jax.tree_util.tree_flatten_with_path(encoder_params)[0])  # no kernels of its own

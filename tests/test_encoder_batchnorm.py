@@ -18,7 +18,7 @@ from gon_jax.config import to_settings, validate
 from gon_jax.experiments.compare import RECIPES, TABLE_1, run_config
 from gon_jax.models import make_objective
 from gon_jax.parallel import AXIS, Placement, make_placement
-from gon_jax.state import setup
+from gon_jax.state import init_variables, setup
 
 from testing_utils import run_steps, tiny_config
 
@@ -66,7 +66,7 @@ def test_a_training_pass_updates_each_layer_once(blob_dir, name):
   # updates its own, none moved twice (the tied encoder reads the decoder's kernels, not
   # its statistics).
   objective = make_objective(to_settings(_tiny(blob_dir, name)))
-  variables = objective.init_variables(jax.random.key(0))
+  variables = init_variables(objective, jax.random.key(0))
   images = jax.random.uniform(jax.random.key(1), (6, 8, 8, 1))
 
   @jax.jit
@@ -104,7 +104,8 @@ def test_two_devices_match_one_device(blob_dir, name):
   # BatchNorm averages the encoder's statistics over the devices too (the axis_name the
   # train step checks, Objective.check_axis_name): the global batch's statistics, and the
   # global batch's gradients (Adam's moments after one step; not the parameters: a bias
-  # before BatchNorm has a zero gradient up to rounding, which Adam scales to a full step).
+  # before BatchNorm has a zero gradient up to rounding, which Adam scales to a full step,
+  # and its first moment is rounding too: up to about 1e-6, hence atol).
   assert jax.device_count() == 2
   config = _tiny(blob_dir, name)
   one_device = Placement('jit', Mesh(np.array(jax.devices()[:1]), (AXIS,)))
@@ -114,7 +115,7 @@ def test_two_devices_match_one_device(blob_dir, name):
     np.testing.assert_allclose(mode_losses, losses, rtol=1e-5)
     chex.assert_trees_all_close((state.batch_stats, state.opt_state),
                                 (reference.batch_stats, reference.opt_state), rtol=1e-4,
-                                atol=1e-6)
+                                atol=1e-5)
 
 
 def _recipe_configs(blob_dir):

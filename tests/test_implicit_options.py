@@ -16,6 +16,7 @@ from gon_jax.errors import ConfigError
 from gon_jax.evaluate import evaluate_checkpoint
 from gon_jax.models import make_objective
 from gon_jax.models.siren import SirenDecoder, encode_coordinates
+from gon_jax.state import init_variables
 from gon_jax.train import train_and_evaluate
 
 from gon_jax.configs import ae_mnist, siren_mnist_shift, siren_mnist_tiny
@@ -137,7 +138,7 @@ def test_positional_encoding_octaves():
 def _loss_and_grads(config, params=None, num_steps=1):
   config.gon.num_steps = num_steps
   objective = make_objective(to_settings(config))
-  variables = objective.init_variables(jax.random.key(0))
+  variables = init_variables(objective, jax.random.key(0))
   params = variables['params'] if params is None else params
   batch = {'image': jax.random.uniform(jax.random.key(1), (3, 6, 6, 1)),
            'label': jnp.zeros(3, jnp.int32)}
@@ -200,7 +201,7 @@ def test_model_functions_compile_without_ynnpack_fusions_unless_asked(ynn_fusion
   config = _config(conditioning='film', encoding='fourier')
   config.performance.cpu_ynn_fusions = ynn_fusions
   objective = make_objective(to_settings(config))
-  variables = objective.init_variables(jax.random.key(0))
+  variables = init_variables(objective, jax.random.key(0))
   images = jnp.zeros((4, 6, 6, 1))
   text = parallel.jit(objective.encode, objective.performance).lower(
       variables, images).compile().as_text()

@@ -15,6 +15,7 @@ from gon_jax import config as config_lib
 from gon_jax.errors import ConfigError
 from gon_jax.models import make_objective
 from gon_jax.models.conv import UpConv
+from gon_jax.state import init_variables
 
 
 def _uniform_like(values: np.ndarray, bound: float) -> None:
@@ -30,7 +31,7 @@ def _uniform_like(values: np.ndarray, bound: float) -> None:
 
 
 def _params(config):
-  return make_objective(to_settings(config)).init_variables(jax.random.key(0))['params']
+  return init_variables(make_objective(to_settings(config)), jax.random.key(0))['params']
 
 
 @pytest.mark.parametrize('first', [True, False])

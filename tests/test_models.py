@@ -12,6 +12,7 @@ from gon_jax.config import to_settings, validate
 from gon_jax.errors import ConfigError
 from gon_jax.models import make_objective
 from gon_jax.models.conv import ACTIVATIONS, ConvDecoder, UpConv, transposed_conv
+from gon_jax.state import init_variables
 
 from gon_jax.configs import conv_mnist
 import testing_utils
@@ -79,7 +80,7 @@ def _small_config(norm):
 def test_encoding_one_image_alone_equals_encoding_it_in_a_batch(norm):
   config = _small_config(norm)
   objective = make_objective(to_settings(config))
-  variables = objective.init_variables(jax.random.key(0))
+  variables = init_variables(objective, jax.random.key(0))
   if norm == 'batch':
     variables = _trained_batchnorm_stats(variables)
   images = jax.random.uniform(jax.random.key(1), (6, 16, 16, 1))
@@ -99,7 +100,7 @@ def test_encoding_one_image_alone_equals_encoding_it_in_a_batch(norm):
 def test_batchnorm_training_pass_updates_running_statistics():
   config = _small_config('batch')
   objective = make_objective(to_settings(config))
-  variables = objective.init_variables(jax.random.key(0))
+  variables = init_variables(objective, jax.random.key(0))
   images = jax.random.uniform(jax.random.key(1), (4, 16, 16, 1))
   _, _, _, new_stats = objective.reconstruct(variables, images, jnp.zeros((4, 8)), train=True)
   changed = jax.tree.map(lambda a, b: not np.allclose(a, b), new_stats, variables['batch_stats'])

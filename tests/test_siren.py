@@ -14,6 +14,7 @@ from gon_jax.losses import observation_mask
 from gon_jax.models import make_objective
 from gon_jax.models.siren import SirenDecoder
 from gon_jax.passes import Draws, sample_points
+from gon_jax.state import init_variables
 
 from gon_jax.configs import siren_celeba, siren_cifar10, siren_mnist, siren_mnist_shift, siren_mnist_tiny
 
@@ -82,7 +83,7 @@ def _tiny_siren_config():
 def test_losses_on_all_coordinates_as_a_subset_equal_the_full_losses():
   config = _tiny_siren_config()
   objective = make_objective(to_settings(config))
-  variables = objective.init_variables(jax.random.key(0))
+  variables = init_variables(objective, jax.random.key(0))
   images = jax.random.uniform(jax.random.key(1), (3, 6, 6, 1))
   z0 = jnp.zeros((3, 4))
   everything = sample_points(jax.random.split(jax.random.key(2), 3), 36, 36)
@@ -110,7 +111,7 @@ def test_observation_masks():
   # leaves the latent alone.
   config.gon.observe = 'hole:2'
   objective = make_objective(to_settings(config))  # the objective keeps the config it was made with
-  variables = objective.init_variables(jax.random.key(0))
+  variables = init_variables(objective, jax.random.key(0))
   images = jax.random.uniform(jax.random.key(1), (2, 6, 6, 1))
   changed = images.at[:, 2:4, 2:4].set(0.0)
   latent = lambda objective, x: objective.reconstruct(variables, x, jnp.zeros((2, 4))).latents
@@ -123,7 +124,7 @@ def test_observation_masks():
 def test_render_slerp_and_gaussian():
   config = _tiny_siren_config()
   objective = make_objective(to_settings(config))
-  model, variables = objective.model, objective.init_variables(jax.random.key(0))
+  model, variables = objective.model, init_variables(objective, jax.random.key(0))
   z = np.asarray(jax.random.normal(jax.random.key(1), (3, 4)))
   high = render(objective, variables, z, 16, batch_size=2)
   chex.assert_shape(high, (3, 16, 16, 1))

@@ -205,8 +205,10 @@ def run_script(script, workdir, *flags, devices=1, background=False,
   `background=True` returns the Popen at once; its stderr goes to
   `stderr_path` if given (a pipe nobody reads could fill and block it).
   """
-  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
-             JAX_PLATFORMS='cpu', **(env or {}))
+  xla_flags = [flag for flag in os.environ.get('XLA_FLAGS', '').split()
+               if not flag.startswith('--xla_force_host_platform_device_count')]
+  xla_flags.append(f'--xla_force_host_platform_device_count={devices}')
+  env = dict(os.environ, XLA_FLAGS=' '.join(xla_flags), JAX_PLATFORMS='cpu', **(env or {}))
   # A config path is the repository's; a bare name, a packaged config's; None: no --config.
   config_flag = [] if config is None else ['--config', str(REPO / config) if '/' in config
                                            else config]
