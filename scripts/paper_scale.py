@@ -122,22 +122,29 @@ def ablation(root: pathlib.Path) -> str:
 
 
 def figure_3(root: pathlib.Path, out: pathlib.Path) -> str:
-  """Fig. 3 (activations) and App. B's Fig. 10c (GON against the autoencoder) at each latent size:
-  final test SSE, and the curves of each epoch's losses into out/fig3_curves.png."""
+  """Fig. 3 (activations) and App. B's Fig. 10c (GON against the autoencoder) at each latent
+  size: the final test SSE (BatchNorm's running averages), the training loss over the last
+  epoch (each batch's statistics, the loss Fig. 3 plots), and the curves of each epoch's
+  losses into out/fig3_curves.png, a panel for each latent size every method finished."""
   methods = [*FIG_3, 'ae']
+  latents = [f'latent {k}' for k in LATENTS]
   results = {m: {'runs': {f'latent {k}': finished_runs(root / f'fig3_latent{k}', 'cifar10', m)
                           for k in LATENTS}} for m in methods}
-  shown = [m for m in methods if all(results[m]['runs'][f'latent {k}'] for k in LATENTS)]
-  lines = ['| method | ' + ' | '.join(f'latent {k}' for k in LATENTS) + ' |',
-           '|---|' + '---:|' * len(LATENTS)]
-  for method in methods:
-    cells = [_cell([r['sse'] for r in results[method]['runs'][f'latent {k}']]) for k in LATENTS]
-    if set(cells) != {'-'}:
-      lines.append(f'| {method} | ' + ' | '.join(cells) + ' |')
-  if shown:
-    plot_epoch_curves(str(out / 'fig3_curves.png'), results, shown,
-                      [f'latent {k}' for k in LATENTS])
-  return '\n'.join(lines)
+  header = ['| method | ' + ' | '.join(latents) + ' |', '|---|' + '---:|' * len(LATENTS)]
+  tables = []
+  for title, value in (('test SSE per image', lambda run: run['sse']),
+                       ('training loss over the last epoch',
+                        lambda run: run['epochs'][-1]['train_loss'])):
+    lines = [title + '\n', *header]
+    for method in methods:
+      cells = [_cell([value(r) for r in results[method]['runs'][k]]) for k in latents]
+      if set(cells) != {'-'}:
+        lines.append(f'| {method} | ' + ' | '.join(cells) + ' |')
+    tables.append('\n'.join(lines))
+  finished = [k for k in latents if all(results[m]['runs'][k] for m in methods)]
+  if finished:
+    plot_epoch_curves(str(out / 'fig3_curves.png'), results, methods, finished)
+  return '\n\n'.join(tables)
 
 
 def figure_2a(root: pathlib.Path, out: pathlib.Path) -> str:
@@ -207,7 +214,7 @@ def main() -> None:
   print(f'Table 1, MNIST, paper recipe: one and ten inner steps after {INNER_STEPS_EPOCHS} '
         'epochs\n\n' + inner_steps(root) + '\n')
   print('Table 2\n\n' + table_2(root) + '\n')
-  print('Fig. 3, CIFAR-10 (JPEG): test SSE per image\n\n' + figure_3(root, out) + '\n')
+  print('Fig. 3, CIFAR-10 (JPEG)\n\n' + figure_3(root, out) + '\n')
   print(f'Fig. 2a, CIFAR-10 (JPEG): test loss after {FIG_2A_EPOCHS} epochs\n\n'
         + figure_2a(root, out))
 

@@ -106,3 +106,21 @@ def test_the_ten_step_rows_compare_at_their_epoch_with_table_1s_runs(tmp_path):
   assert lines[2:] == ['| gon | 3.00 ± 0.00 (1) | 0.020 |',
                        '| detach_1 | 7.00 ± 0.00 (1) | 0.020 |',
                        '| steps_10 | 2.50 ± 0.00 (1) | 0.020 |']
+
+
+def test_figure_3_gives_test_and_training_losses_and_draws_the_finished_latents(tmp_path):
+  methods = [*paper_scale.FIG_3, 'ae']
+  for i, method in enumerate(methods):  # latent 512: every method; latent 128: the GON only
+    _run(tmp_path / 'fig3_latent512' / 'runs' / 'cifar10' / method / 'seed0', 10.0 + i)
+  _run(tmp_path / 'fig3_latent128' / 'runs' / 'cifar10' / 'gon' / 'seed0', 20.0)
+  test_title, test_table, train_title, train_table = paper_scale.figure_3(
+      tmp_path, tmp_path).split('\n\n')
+  assert (test_title, train_title) == ('test SSE per image', 'training loss over the last epoch')
+  rows = {line.split(' | ')[0]: line for line in test_table.splitlines()[2:]}
+  assert sorted(rows) == sorted(f'| {m}' for m in methods)
+  ae = len(methods) - 1
+  assert rows['| ae'] == f'| ae | {10 + ae:.2f} ± 0.00 (1) | - | - |'
+  assert rows['| gon'].startswith(f'| gon | {10 + methods.index("gon"):.2f} ± 0.00 (1) | '
+                                  '20.00 ± 0.00 (1) | - |')
+  assert f'| ae | {11 + ae:.2f} ± 0.00 (1) | - | - |' in train_table  # _run: train = test + 1
+  assert (tmp_path / 'fig3_curves.png').stat().st_size > 0  # latent 512's panel only
