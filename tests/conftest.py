@@ -13,9 +13,9 @@ import testing_utils
 
 chex.set_n_cpu_devices(2)
 # Compile without XLA's backend (LLVM) optimisations, in the tests and the scripts they start
-# (XLA_FLAGS is inherited): the suite's programs are small and mostly compiled, not run, and
-# this cuts its time by about a quarter (7.6 instead of 10.2 minutes for three modules on a
-# 2-core CPU). Results stay within float rounding of the optimised programs'.
+# (XLA_FLAGS is inherited): the suite's programs are small and mostly compiled, not run
+# (test_train, test_cli and test_baselines: 7.6 instead of 10.2 minutes on a 2-core CPU).
+# Results stay within float rounding of the optimised programs'.
 os.environ['XLA_FLAGS'] += ' --xla_backend_optimization_level=0'
 
 # One XLA compilation cache for the session, shared with the train.py and
