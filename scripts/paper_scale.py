@@ -2,10 +2,12 @@
 
   python scripts/paper_scale.py --root runs/paper_scale --out docs/paper_scale
 
-prints Markdown (Table 1 per recipe, the recipe ablation, Table 2, Fig. 3's final losses,
-Fig. 2a's losses after 5 epochs) and writes the curves
-(PNG) into --out. Only finished runs count; a cell says over how many seeds it is. The root
-holds what docs/reproducing.md's paper-scale commands write:
+prints Markdown (Table 1 per recipe and in both of BatchNorm's modes, the recipe ablation,
+the inner steps, Table 2, Fig. 3's final losses and modes, Fig. 2a's losses after 5 epochs)
+and writes the curves (PNG) into --out. Only finished runs count; a cell over several seeds
+is mean ± std (seeds). The root holds what docs/reproducing.md's paper-scale commands write
+(the BatchNorm modes are read from --out's batchnorm_modes_*.json, written by
+gon_jax.experiments.batchnorm_modes):
 
   table1_<dataset>_<recipe>/   compare --epochs 10 --datasets <dataset> --recipe <recipe>
   table2/<model>_<dataset>/    train.py --config.num_epochs=10, eval.py, gon_jax.sample_quality
@@ -21,6 +23,7 @@ with <dataset> mnist, fashion_mnist or cifar10 and <recipe> paper or default.
 
 import argparse
 import json
+import math
 import pathlib
 import statistics
 import sys
@@ -43,10 +46,17 @@ TABLE_2 = ('vgon', 'vae')
 FIG_3 = ('gon_sin', 'gon_relu', 'gon_leaky_relu', 'gon_tanh', 'gon', 'gon_softplus', 'gon_swish')
 
 
-def finished_runs(workdir: pathlib.Path, dataset: str, method: str) -> list[dict]:
-  """compare.read_run of every finished seed of `method` on `dataset` in a compare workdir."""
+def _title(dataset: str) -> str:
+  return DATASET_TITLES[dataset] + (' (JPEG)' if dataset == 'cifar10' else '')
+
+
+def finished_runs(workdir: pathlib.Path, dataset: str, method: str,
+                  seed: int | None = None) -> list[dict]:
+  """compare.read_run of every finished seed of `method` on `dataset` in a compare workdir
+  (or of `seed` alone)."""
   runs = []
-  for seed_dir in sorted((workdir / 'runs' / dataset / method).glob('seed*')):
+  pattern = 'seed*' if seed is None else f'seed{seed}'
+  for seed_dir in sorted((workdir / 'runs' / dataset / method).glob(pattern)):
     if (seed_dir / saved_config.FILENAME).is_file():
       run = read_run(str(seed_dir), saved_config.load(str(seed_dir)).num_steps)
       if run is not None:
@@ -55,16 +65,19 @@ def finished_runs(workdir: pathlib.Path, dataset: str, method: str) -> list[dict
 
 
 def _cell(values: list[float]) -> str:
+  """One run's value, or mean ± std (runs) over several."""
   if not values:
     return '-'
+  if len(values) == 1:
+    return f'{values[0]:.2f}' if math.isfinite(values[0]) else 'diverged'
   return mean_std_cell(values) + f' ({len(values)})'
 
 
 def table_1(root: pathlib.Path, recipe: str) -> str:
   """Test SSE per image on the whole test split, mean ± std over the finished seeds (their
   number in brackets), methods by data set."""
-  titles = [DATASET_TITLES[d] + (' (JPEG)' if d == 'cifar10' else '') for d in DATASETS]
-  lines = ['| method | ' + ' | '.join(titles) + ' |', '|---|' + '---:|' * len(DATASETS)]
+  lines = ['| method | ' + ' | '.join(_title(d) for d in DATASETS) + ' |',
+           '|---|' + '---:|' * len(DATASETS)]
   for method in TABLE_1:
     cells = [_cell([r['sse'] for r in finished_runs(root / f'table1_{d}_{recipe}', d, method)])
              for d in DATASETS]
@@ -92,8 +105,7 @@ def table_2(root: pathlib.Path) -> str:
       epochs = len((workdir / 'epochs.jsonl').read_text().splitlines())
       fd = (f"{quality['fd_samples']:.2f} | {quality['fd_floor_train_vs_test']:.2f}"
             if quality else '- | -')
-      title = DATASET_TITLES[dataset] + (' (JPEG)' if dataset == 'cifar10' else '')
-      lines.append(f'| {title} | {model} | {epochs} | '
+      lines.append(f'| {_title(dataset)} | {model} | {epochs} | '
                    f"{metrics['bits_per_dim']:.4f} | {metrics['negative_elbo_nats']:.1f} | "
                    f"{metrics['sse']:.2f} | {fd} |")
   return '\n'.join(lines)
@@ -102,11 +114,14 @@ def table_2(root: pathlib.Path) -> str:
 def ablation(root: pathlib.Path) -> str:
   """The paper recipe on MNIST with one change a row (an ablation_mnist_* folder, its change
   read from the compare's results.json), below the recipe itself (table1_mnist_paper): the
-  GON's and the autoencoder's test SSE, and the GON's over the autoencoder's."""
+  GON's and the autoencoder's test SSE, and the GON's over the autoencoder's. Seed 0 alone
+  in every row, Table 1's too: each change was run at one seed, and the same seed starts
+  from the same parameters and batches."""
   lines = ['| change to the paper recipe | gon | ae | gon / ae |', '|---|---:|---:|---:|']
   folders = [root / 'table1_mnist_paper', *sorted(root.glob('ablation_mnist_*'))]
   for folder in folders:
-    sse = {m: [r['sse'] for r in finished_runs(folder, 'mnist', m)] for m in ('gon', 'ae')}
+    sse = {m: [r['sse'] for r in finished_runs(folder, 'mnist', m, seed=0)]
+           for m in ('gon', 'ae')}
     if not sse['gon'] and not sse['ae']:
       continue
     change = 'none'
@@ -173,18 +188,42 @@ def inner_steps(root: pathlib.Path) -> str:
   """Table 1's 10-step rows at the epochs they had (`INNER_STEPS_EPOCHS`): test loss on the
   epochs' test images after that epoch, beside the one-step GON and detached GON of Table 1's
   MNIST runs at the same epoch (a constant learning rate: their first epochs are those of a
-  shorter run), and seconds per training step."""
+  shorter run), and seconds per training step. Seed 0 alone, as the 10-step runs have one."""
   sources = {'gon': 'table1_mnist_paper', 'detach_1': 'table1_mnist_paper',
              'detach_10': 'inner_steps_mnist', 'steps_10': 'inner_steps_mnist'}
   lines = [f'| method | test loss after epoch {INNER_STEPS_EPOCHS} | s / step |',
            '|---|---:|---:|']
   for method, folder in sources.items():
-    runs = [run for run in finished_runs(root / folder, 'mnist', method)
+    runs = [run for run in finished_runs(root / folder, 'mnist', method, seed=0)
             if len(run['epochs']) >= INNER_STEPS_EPOCHS]
     if runs:
       loss = [run['epochs'][INNER_STEPS_EPOCHS - 1]['test_loss'] for run in runs]
       seconds = statistics.mean(run['seconds_per_step'] for run in runs)
       lines.append(f'| {method} | {_cell(loss)} | {seconds:.3f} |')
+  return '\n'.join(lines)
+
+
+def batchnorm_modes(columns: dict[str, pathlib.Path], methods: list[str]) -> str:
+  """Test SSE in both of BatchNorm's modes, read from gon_jax.experiments.batchnorm_modes's
+  JSON files: a column pair (each batch's statistics, the running averages) for each
+  `{title: file}`, a row for each method (a run's method is its folder's parent's name),
+  each cell over the file's runs of that method. Files not written yet are left out."""
+  modes = ('batch_statistics', 'running_averages')
+  scores = {}
+  for title, path in columns.items():
+    if path.is_file():
+      for row in _json(path)['runs']:
+        method = pathlib.Path(row['run']).parent.name
+        for mode in modes:
+          scores.setdefault((title, method, mode), []).append(row[mode])
+  titles = [t for t in columns if any(key[0] == t for key in scores)]
+  lines = ['| method | ' + ' | '.join(f'{t}: batch statistics | running averages'
+                                      for t in titles) + ' |',
+           '|---|' + '---:|---:|' * len(titles)]
+  for method in methods:
+    cells = [_cell(scores.get((t, method, mode), [])) for t in titles for mode in modes]
+    if any(cell != '-' for cell in cells):
+      lines.append(f'| {method} | ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines)
 
 
@@ -209,12 +248,18 @@ def main() -> None:
     print(f'Table 1, {recipe} recipe: test SSE per image (seeds)\n')
     print(table_1(root, recipe) + '\n')
     curves(root, out, recipe)
+  print('Table 1, paper recipe, in both of BatchNorm\'s modes: test SSE per image\n\n'
+        + batchnorm_modes({_title(d): out / f'batchnorm_modes_table1_{d}.json'
+                           for d in DATASETS}, list(TABLE_1)) + '\n')
   print('The paper recipe on MNIST, one change at a time: test SSE per image\n\n'
         + ablation(root) + '\n')
   print(f'Table 1, MNIST, paper recipe: one and ten inner steps after {INNER_STEPS_EPOCHS} '
         'epochs\n\n' + inner_steps(root) + '\n')
   print('Table 2\n\n' + table_2(root) + '\n')
   print('Fig. 3, CIFAR-10 (JPEG)\n\n' + figure_3(root, out) + '\n')
+  print('Fig. 3, CIFAR-10 (JPEG), in both of BatchNorm\'s modes: test SSE per image\n\n'
+        + batchnorm_modes({f'latent {k}': out / f'batchnorm_modes_fig3_latent{k}.json'
+                           for k in LATENTS}, [*FIG_3, 'ae']) + '\n')
   print(f'Fig. 2a, CIFAR-10 (JPEG): test loss after {FIG_2A_EPOCHS} epochs\n\n'
         + figure_2a(root, out))
 

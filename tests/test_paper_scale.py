@@ -1,5 +1,5 @@
 """scripts/paper_scale.py: the paper-scale tables read from run folders as compare and train.py
-write them (finished runs only, each cell over its seeds)."""
+write them (finished runs only, a cell over several seeds as mean ± std (seeds))."""
 
 import importlib.util
 import json
@@ -38,7 +38,7 @@ def test_table_1_averages_the_finished_seeds_only(tmp_path):
   lines = paper_scale.table_1(tmp_path, 'paper').splitlines()
   assert lines[0] == '| method | MNIST | Fashion-MNIST | CIFAR-10 (JPEG) |'
   assert '| gon | 5.00 ± 1.00 (2) | - | - |' in lines
-  assert '| ae | - | - | 9.50 ± 0.00 (1) |' in lines
+  assert '| ae | - | - | 9.50 |' in lines  # one seed: its value alone
   assert not [line for line in lines if line.startswith('| tied_ae')]  # no run: no row
   assert paper_scale.table_1(tmp_path, 'default').count('\n') == 1  # the header alone
 
@@ -60,6 +60,7 @@ def test_table_2_reads_eval_and_sample_quality(tmp_path):
 def test_the_ablation_names_each_change_and_divides_the_gon_by_the_autoencoder(tmp_path):
   _run(tmp_path / 'table1_mnist_paper' / 'runs' / 'mnist' / 'gon' / 'seed0', 4.5)
   _run(tmp_path / 'table1_mnist_paper' / 'runs' / 'mnist' / 'ae' / 'seed0', 3.0)
+  _run(tmp_path / 'table1_mnist_paper' / 'runs' / 'mnist' / 'gon' / 'seed1', 9.0)  # not paired
   changed = tmp_path / 'ablation_mnist_lr'
   _run(changed / 'runs' / 'mnist' / 'gon' / 'seed0', 3.0)
   _run(changed / 'runs' / 'mnist' / 'ae' / 'seed0', 2.0, finished=False)
@@ -67,9 +68,9 @@ def test_the_ablation_names_each_change_and_divides_the_gon_by_the_autoencoder(t
       {'overrides': {'epoch_eval_examples': 2000, 'learning_rate': 0.001}}))
   _run(tmp_path / 'ablation_mnist_norm' / 'runs' / 'mnist' / 'gon' / 'seed0', 5.0)  # running
   lines = paper_scale.ablation(tmp_path).splitlines()
-  assert lines[2:] == ['| none | 4.50 ± 0.00 (1) | 3.00 ± 0.00 (1) | 1.50 |',
-                       '| learning_rate=0.001 | 3.00 ± 0.00 (1) | - | - |',
-                       '| norm | 5.00 ± 0.00 (1) | - | - |']
+  assert lines[2:] == ['| none | 4.50 | 3.00 | 1.50 |',  # seed 0 alone, as each change's
+                       '| learning_rate=0.001 | 3.00 | - | - |',
+                       '| norm | 5.00 | - | - |']
 
 
 def _epochs(folder, test_losses):
@@ -88,8 +89,7 @@ def test_figure_2a_cuts_table_1s_runs_at_epoch_5(tmp_path):
     _epochs(tmp_path / 'fig2a_side2' / 'runs' / 'cifar10' / method / 'seed0', losses)
   _run(tmp_path / 'fig2a_side4' / 'runs' / 'cifar10' / 'gon' / 'seed0', 2.0)  # no ae: no row
   lines = paper_scale.figure_2a(tmp_path, tmp_path).splitlines()
-  assert lines[2:] == ['| 1x1 | 5.00 ± 0.00 (1) | 10.00 ± 0.00 (1) | 2.00 |',
-                       '| 2x2 | 2.00 ± 0.00 (1) | 3.00 ± 0.00 (1) | 1.50 |']
+  assert lines[2:] == ['| 1x1 | 5.00 | 10.00 | 2.00 |', '| 2x2 | 2.00 | 3.00 | 1.50 |']
   assert (tmp_path / 'fig2a_curves.png').stat().st_size > 0
 
 
@@ -98,14 +98,15 @@ def test_the_ten_step_rows_compare_at_their_epoch_with_table_1s_runs(tmp_path):
   for method, losses in (('gon', [5, 4, 3, 2]), ('detach_1', [9, 8, 7, 6])):
     _run(table_1 / method / 'seed0', 1.0)
     _epochs(table_1 / method / 'seed0', losses)
+  _run(table_1 / 'gon' / 'seed1', 1.0)  # the 10-step runs have seed 0 alone: not counted
+  _epochs(table_1 / 'gon' / 'seed1', [9, 9, 9])
   _run(tmp_path / 'inner_steps_mnist' / 'runs' / 'mnist' / 'steps_10' / 'seed0', 2.5)
   _epochs(tmp_path / 'inner_steps_mnist' / 'runs' / 'mnist' / 'steps_10' / 'seed0', [6, 4, 2.5])
   _run(tmp_path / 'inner_steps_mnist' / 'runs' / 'mnist' / 'detach_10' / 'seed0', 8.0)
   _epochs(tmp_path / 'inner_steps_mnist' / 'runs' / 'mnist' / 'detach_10' / 'seed0', [9, 8])
   lines = paper_scale.inner_steps(tmp_path).splitlines()  # detach_10 has 2 epochs: no row
-  assert lines[2:] == ['| gon | 3.00 ± 0.00 (1) | 0.020 |',
-                       '| detach_1 | 7.00 ± 0.00 (1) | 0.020 |',
-                       '| steps_10 | 2.50 ± 0.00 (1) | 0.020 |']
+  assert lines[2:] == ['| gon | 3.00 | 0.020 |', '| detach_1 | 7.00 | 0.020 |',
+                       '| steps_10 | 2.50 | 0.020 |']
 
 
 def test_figure_3_gives_test_and_training_losses_and_draws_the_finished_latents(tmp_path):
@@ -119,8 +120,25 @@ def test_figure_3_gives_test_and_training_losses_and_draws_the_finished_latents(
   rows = {line.split(' | ')[0]: line for line in test_table.splitlines()[2:]}
   assert sorted(rows) == sorted(f'| {m}' for m in methods)
   ae = len(methods) - 1
-  assert rows['| ae'] == f'| ae | {10 + ae:.2f} ± 0.00 (1) | - | - |'
-  assert rows['| gon'].startswith(f'| gon | {10 + methods.index("gon"):.2f} ± 0.00 (1) | '
-                                  '20.00 ± 0.00 (1) | - |')
-  assert f'| ae | {11 + ae:.2f} ± 0.00 (1) | - | - |' in train_table  # _run: train = test + 1
+  assert rows['| ae'] == f'| ae | {10 + ae:.2f} | - | - |'
+  assert rows['| gon'] == f'| gon | {10 + methods.index("gon"):.2f} | 20.00 | - |'
+  assert f'| ae | {11 + ae:.2f} | - | - |' in train_table  # _run: train = test + 1
   assert (tmp_path / 'fig3_curves.png').stat().st_size > 0  # latent 512's panel only
+
+
+def test_batchnorm_modes_groups_the_runs_of_each_file_by_method(tmp_path):
+  def modes(path, runs):  # gon_jax.experiments.batchnorm_modes --out's JSON
+    path.write_text(json.dumps({'batch_size': 64, 'split': 'test', 'runs': [
+        {'run': f'/runs/table1_x/runs/x/{method}/seed{seed}', 'batch_statistics': batch,
+         'running_averages': running, 'num_images': 9984}
+        for method, seed, batch, running in runs]}))
+  modes(tmp_path / 'a.json', [('gon', 0, 4.0, 5.0), ('gon', 1, 6.0, 9.0), ('ae', 0, 3.0, 2.0)])
+  modes(tmp_path / 'b.json', [('ae', 0, 7.0, 8.0)])
+  table = paper_scale.batchnorm_modes({'A': tmp_path / 'a.json', 'B': tmp_path / 'b.json',
+                                       'C': tmp_path / 'not_yet.json'}, ['gon', 'tied_ae', 'ae'])
+  assert table.splitlines() == [
+      '| method | A: batch statistics | running averages '
+      '| B: batch statistics | running averages |',
+      '|---|---:|---:|---:|---:|',
+      '| gon | 5.00 ± 1.00 (2) | 7.00 ± 2.00 (2) | - | - |',
+      '| ae | 3.00 | 2.00 | 7.00 | 8.00 |']
