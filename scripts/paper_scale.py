@@ -2,9 +2,9 @@
 
   python scripts/paper_scale.py --root runs/paper_scale --out docs/paper_scale
 
-prints Markdown (Table 1 per recipe and in both of BatchNorm's modes, the recipe ablation,
-the inner steps, Table 2, Fig. 3's final losses and modes, Fig. 2a's losses after 5 epochs)
-and writes the curves (PNG) into --out. Only finished runs count; a cell over several seeds
+prints Markdown (Table 1 per recipe, and in both of BatchNorm's modes on test and training
+images; the recipe ablation; the inner steps; Table 2; Fig. 3's final losses and modes;
+Fig. 2a's losses after 5 epochs) and writes the curves (PNG) into --out. Only finished runs count; a cell over several seeds
 is mean ± std (seeds). The root holds what docs/reproducing.md's paper-scale commands write
 (the BatchNorm modes are read from --out's batchnorm_modes_*.json, written by
 gon_jax.experiments.batchnorm_modes):
@@ -75,7 +75,7 @@ def _cell(values: list[float]) -> str:
 
 def table_1(root: pathlib.Path, recipe: str) -> str:
   """Test SSE per image on the whole test split, mean ± std over the finished seeds (their
-  number in brackets), methods by data set."""
+  number in brackets; one seed: its value), methods by data set."""
   lines = ['| method | ' + ' | '.join(_title(d) for d in DATASETS) + ' |',
            '|---|' + '---:|' * len(DATASETS)]
   for method in TABLE_1:
@@ -250,6 +250,10 @@ def main() -> None:
     curves(root, out, recipe)
   print('Table 1, paper recipe, in both of BatchNorm\'s modes: test SSE per image\n\n'
         + batchnorm_modes({_title(d): out / f'batchnorm_modes_table1_{d}.json'
+                           for d in DATASETS}, list(TABLE_1)) + '\n')
+  print('Table 1, paper recipe, in both of BatchNorm\'s modes: SSE per image on the first '
+        'training images (--split train)\n\n'
+        + batchnorm_modes({_title(d): out / f'batchnorm_modes_{d}_train.json'
                            for d in DATASETS}, list(TABLE_1)) + '\n')
   print('The paper recipe on MNIST, one change at a time: test SSE per image\n\n'
         + ablation(root) + '\n')
