@@ -4,10 +4,10 @@
 
 prints Markdown (Table 1 per recipe, and in both of BatchNorm's modes on test and training
 images; the recipe ablation; the inner steps; Table 2; Fig. 3's final losses and modes;
-Fig. 2a's losses after 5 epochs) and writes the curves (PNG) into --out. Only finished runs count; a cell over several seeds
-is mean ± std (seeds). The root holds what docs/reproducing.md's paper-scale commands write
-(the BatchNorm modes are read from --out's batchnorm_modes_*.json, written by
-gon_jax.experiments.batchnorm_modes):
+Fig. 2a's losses after 5 epochs) and writes the curves (PNG) into --out. Only finished runs
+count; a cell over several seeds is mean ± std (seeds). The root holds what
+docs/reproducing.md's paper-scale commands write (the BatchNorm modes are read from --out's
+batchnorm_modes_*.json, written by gon_jax.experiments.batchnorm_modes):
 
   table1_<dataset>_<recipe>/   compare --epochs 10 --datasets <dataset> --recipe <recipe>
   table2/<model>_<dataset>/    train.py --config.num_epochs=10, eval.py, gon_jax.sample_quality
@@ -204,10 +204,11 @@ def inner_steps(root: pathlib.Path) -> str:
 
 
 def batchnorm_modes(columns: dict[str, pathlib.Path], methods: list[str]) -> str:
-  """Test SSE in both of BatchNorm's modes, read from gon_jax.experiments.batchnorm_modes's
-  JSON files: a column pair (each batch's statistics, the running averages) for each
-  `{title: file}`, a row for each method (a run's method is its folder's parent's name),
-  each cell over the file's runs of that method. Files not written yet are left out."""
+  """SSE per image in both of BatchNorm's modes (on the split each file scored), read from
+  gon_jax.experiments.batchnorm_modes's JSON files: a column pair (each batch's statistics,
+  the running averages) for each `{title: file}`, a row for each method (a run's method is
+  its folder's parent's name), each cell over the file's runs of that method. Files not
+  written yet are left out."""
   modes = ('batch_statistics', 'running_averages')
   scores = {}
   for title, path in columns.items():
