@@ -74,15 +74,18 @@ def train_step(state: TrainState, batch: dict, *, objective: Objective,
     grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
   batch_stats = state.batch_stats if batch_stats is None else batch_stats
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  latents = table.update(state.latents, batch['index'], row_grads, axis_name)
   metrics['grad_norm'] = optax.tree.norm(grads)
   # A step whose loss or gradient is not finite changes nothing but the step
   # count (the data moves on), so the state stays usable and checkpointable;
-  # the training loop stops or counts it (config.nonfinite).
+  # the training loop stops or counts it (config.nonfinite). The latent table
+  # guards the batch's rows itself: selecting whole tables costs a pass over them.
   finite = jnp.isfinite(metrics['loss']) & jnp.isfinite(metrics['grad_norm'])
   updated = state.replace(params=optax.apply_updates(state.params, updates),
-                          batch_stats=batch_stats, opt_state=opt_state, latents=latents)
-  new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated, state)
+                          batch_stats=batch_stats, opt_state=opt_state, latents=None)
+  new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), updated,
+                           state.replace(latents=None))
+  new_state = new_state.replace(latents=table.update(state.latents, batch['index'], row_grads,
+                                                     axis_name, finite))
   skipped = state.skipped_steps + jnp.where(finite, 0, 1).astype(state.skipped_steps.dtype)
   new_state = new_state.replace(step=state.step + 1, skipped_steps=skipped)
   metrics.update(nonfinite=1.0 - finite.astype(jnp.float32),

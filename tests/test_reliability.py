@@ -122,18 +122,23 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_one(blob_dir, tmp_pat
   _assert_bit_identical(_final_state(config, tmp_path), reference)
 
 
-def _step_fn(config):
+def _step_fn(config, num_train_examples=0):
   placement = Placement('jit', Mesh(np.array(jax.devices()[:1]), (AXIS,)))
-  _, tx, state = setup(to_settings(config))
+  _, tx, state = setup(to_settings(config), num_train_examples)
   return train_step.compile_train_step(to_settings(config), placement, tx), placement, state
 
 
 @pytest.mark.slow
-def test_a_non_finite_step_changes_nothing_but_the_counts(blob_dir):
+@pytest.mark.parametrize('model', ['conv', 'glo'])
+def test_a_non_finite_step_changes_nothing_but_the_counts(blob_dir, model):
   config = _config(blob_dir)
-  step_fn, placement, state = _step_fn(config)
+  config.model.name = model  # glo: the latent table guards its batch's rows itself
   images, labels = data.load_split(config.data, 'train', config.data.image_size)
-  batch = next(data.train_batches(images, labels, config.batch_size, config.seed))
+  step_fn, placement, state = _step_fn(config, len(images))
+  batches = data.train_batches(images, labels, config.batch_size, config.seed)
+  state, _ = step_fn(placement.put_state(state), placement.put_batch(next(batches)))
+  state = placement.get(state)  # a finite step first: GLO's rows and moments are not zero
+  batch = next(batches)
   batch['image'] = batch['image'].copy()
   batch['image'][0, 0, 0, 0] = np.nan
   before = jax.tree.map(np.copy, state)
@@ -141,8 +146,11 @@ def test_a_non_finite_step_changes_nothing_but_the_counts(blob_dir):
   after, metrics = placement.get((after, metrics))
   assert metrics['nonfinite'] == 1.0 and metrics['skipped_steps'] == 1.0
   assert not np.isfinite(metrics['loss'])
-  assert int(after.step) == 1 and int(after.skipped_steps) == 1
-  _assert_bit_identical((after.params, after.opt_state), (before.params, before.opt_state))
+  assert int(after.step) == 2 and int(after.skipped_steps) == 1
+  _assert_bit_identical((after.params, after.opt_state, after.batch_stats, after.latents),
+                        (before.params, before.opt_state, before.batch_stats, before.latents))
+  if model == 'glo':
+    assert np.any(before.latents['count'] == 1)  # the first step moved rows, the second none
 
 
 @pytest.mark.slow
